@@ -1,0 +1,49 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything else is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint types pytest docs docs-serve clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras, redone when pyproject.toml changes.
+$(VENV)/.installed-core: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-core
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	@touch $@
+
+demo: $(VENV)/.installed-core  ## run the three-domain trading flow in memory (no server needed)
+	$(PY) -m examples.trading.run --bus memory://
+
+lint: $(VENV)/.installed-dev  ## ruff
+	$(BIN)/ruff check src tests examples bench
+
+types: $(VENV)/.installed-dev  ## mypy --strict on src
+	$(BIN)/mypy --strict src
+
+pytest: $(VENV)/.installed-dev  ## the test suite only
+	$(BIN)/pytest
+
+test: lint types pytest  ## lint, types and the whole suite
+
+docs: $(VENV)/.installed-docs  ## build the docs strictly into site/
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed-docs  ## serve the docs on http://127.0.0.1:8000
+	$(BIN)/mkdocs serve
+
+clean:  ## remove the virtualenv and build output
+	rm -rf $(VENV) site build dist .pytest_cache .mypy_cache .ruff_cache

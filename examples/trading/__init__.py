@@ -1,0 +1,1 @@
+"""The three-domain trading flow: market data -> ai_engine -> risk_safety -> execution."""

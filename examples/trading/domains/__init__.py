@@ -1,0 +1,1 @@
+"""Domain code: written against quantum_core only, never a transport or broker library."""

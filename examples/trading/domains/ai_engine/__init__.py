@@ -1,0 +1,1 @@
+"""AI engine: turns market data into trade signals."""

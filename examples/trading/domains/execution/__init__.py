@@ -1,0 +1,1 @@
+"""Execution: turns approved signals into orders."""

@@ -1,0 +1,1 @@
+"""Market data: a simulated exchange feed."""

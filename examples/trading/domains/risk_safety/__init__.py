@@ -1,0 +1,1 @@
+"""Risk and safety: approves or rejects signals against the active risk policy."""

@@ -1,0 +1,144 @@
+"""Mask secrets before text leaves the process: log lines, health reports, error messages.
+
+Why: a trading backend holds broker credentials, database DSNs and API tokens, and they end
+up in log lines by accident (``log.info("connecting", url=settings.redis_url)``, an asyncpg
+error quoting the DSN, a request header dumped while debugging). Logs are shipped to places
+with weaker access control than the secrets, so redaction is on by default and runs on every
+line; it is therefore written to be cheap when there is nothing to hide.
+
+Rules:
+
+* **Keys.** :func:`is_secret_key` normalises a key (camelCase and ``-``/``.``/space become
+  ``_``-separated lowercase words) and calls it secret when it contains ``password``,
+  ``passwd``, ``passphrase``, ``secret``, ``credential``, ``authorization``, ``cookie``,
+  ``token`` (but not the plural ``tokens``, which counts LLM tokens), ``api_key``,
+  ``private_key``, ``access_key``, ``signing_key`` or ``encryption_key`` (with or without
+  the ``_``), or has a whole word ``pwd``, ``pass``, ``auth``, ``jwt`` or ``bearer`` (so
+  ``author`` and ``passenger`` stay). A key whose last word describes the secret instead of
+  holding it (``token_count``, ``auth_type``, ``secret_name``, ``access_key_id``,
+  ``auth_url``; see ``_DESCRIBES_A_SECRET``) is not secret. The value of a secret key
+  becomes ``"***"`` whatever its type, except ``None`` and ``""`` (seeing that a password is
+  missing helps; it reveals nothing). ``dsn`` and ``url`` are not secret keys: their
+  password is masked by the text rules below and the host stays readable.
+* **Text.** :func:`redact_text` masks, in any string: the password of a URL
+  (``redis://user:pass@host`` -> ``redis://user:***@host``; the user part stays), a bearer
+  token (``Bearer abc`` -> ``Bearer ***``), and ``key=value`` / ``key: value`` pairs (also
+  quoted, as in a ``repr`` or JSON) whose key ends in password, passwd, pwd, secret, token,
+  api_key, access_key or private_key.
+* **Structures.** :func:`redact` walks dicts, lists, tuples and sets (bytes are decoded so
+  their text can be checked); other objects are returned unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["MASK", "is_secret_key", "redact", "redact_mapping", "redact_text"]
+
+MASK: Final = "***"
+"""What a secret is replaced with."""
+
+_MAX_DEPTH: Final = 32  # deeper (or cyclic) structures are returned as they are
+_MAX_CACHED_KEYS: Final = 4096  # keys are few in practice; bound the cache anyway
+
+_CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_ALNUM: Final = re.compile(r"[^a-z0-9]+")
+_SECRET_KEY: Final = re.compile(
+    r"password|passwd|passphrase|secret|credential|authorization|cookie"
+    r"|token(?!s(?:_|$)|izer)"
+    r"|(?:api|private|access|signing|encryption)_?key"
+    r"|(?:^|_)(?:pwd|pass|auth|jwt|bearer)(?:_|$)"
+)
+_DESCRIBES_A_SECRET: Final = frozenset(
+    {
+        "at", "count", "counts", "endpoint", "enabled", "expires", "expiry", "file", "host",
+        "id", "kind", "len", "length", "limit", "name", "path", "remaining", "required",
+        "size", "total", "ttl", "type", "uri", "url", "usage", "used", "version",
+    }
+)  # fmt: skip
+
+# scheme://user:password@  -- the password may itself contain "@" or ":" (greedy, then
+# back off to the last "@" before the host); "/", "?", "#" and whitespace end it.
+_URL_PASSWORD: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):([^/?#\s]*)@")
+_BEARER: Final = re.compile(r"(?i)(\bbearer\s+)[^\s\"',;]+")
+_KEY_VALUE: Final = re.compile(
+    r"(?i)(\b[\w-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key))(['\"]?\s*[=:]\s*['\"]?)([^\s'\",;&@)}\]]+)"
+)
+
+_secret_key_cache: dict[str, bool] = {}
+
+
+def is_secret_key(key: object) -> bool:
+    """Return True if a value stored under ``key`` must not be shown (rules: module docs)."""
+    if not isinstance(key, str):
+        return False
+    cached = _secret_key_cache.get(key)
+    if cached is None:
+        words = _NOT_ALNUM.sub("_", _CAMEL_BOUNDARY.sub("_", key).lower()).strip("_")
+        cached = bool(_SECRET_KEY.search(words)) and (
+            words.rpartition("_")[2] not in _DESCRIBES_A_SECRET
+        )
+        if len(_secret_key_cache) < _MAX_CACHED_KEYS:
+            _secret_key_cache[key] = cached
+    return cached
+
+
+def _mask_url_password(match: re.Match[str]) -> str:
+    if not match.group(2) or match.group(2) == MASK:
+        return match.group(0)
+    return f"{match.group(1)}:{MASK}@"
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{match.group(2)}{MASK}"
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` with URL passwords, bearer tokens and ``secret=value`` pairs masked.
+
+    The substring checks in front of each expression keep the common case (a short event
+    text with nothing to hide) to a few ``in`` tests.
+    """
+    if "@" in text and "://" in text:
+        text = _URL_PASSWORD.sub(_mask_url_password, text)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    if "=" in text or ":" in text:
+        text = _KEY_VALUE.sub(_mask_value, text)
+    return text
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """Return ``value`` with secrets masked in every string and under every secret key.
+
+    Containers are copied, never changed in place; a string, dict, list, tuple or set comes
+    back as the same kind (a set as a list), bytes come back as text.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if _depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return redact_mapping(value, _depth)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [redact(item, _depth + 1) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, bytes | bytearray):
+        return redact_text(bytes(value).decode("utf-8", "backslashreplace"))
+    return value
+
+
+def redact_mapping(mapping: Mapping[Any, Any], _depth: int = 0) -> dict[Any, Any]:
+    """Return a copy of ``mapping`` with secret keys masked and every value :func:`redact`-ed."""
+    redacted: dict[Any, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, str):  # the common case first: no call for a plain string
+            redacted[key] = MASK if value and is_secret_key(key) else redact_text(value)
+        elif value is None or isinstance(value, bool | int | float):
+            redacted[key] = MASK if value is not None and is_secret_key(key) else value
+        else:
+            redacted[key] = MASK if is_secret_key(key) else redact(value, _depth + 1)
+    return redacted

@@ -1,0 +1,19 @@
+"""The event bus and its transports."""
+
+from .bus import EventBus, EventHandler
+from .context import EventInfo, current_event
+from .memory import MemoryTransport
+from .transport import Delivery, Subscription, Transport, register_transport, transport_from_url
+
+__all__ = [
+    "Delivery",
+    "EventBus",
+    "EventHandler",
+    "EventInfo",
+    "MemoryTransport",
+    "Subscription",
+    "Transport",
+    "current_event",
+    "register_transport",
+    "transport_from_url",
+]

@@ -1,0 +1,49 @@
+"""What a handler may want to know about the event it is handling, beyond the payload."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["EventInfo", "current_event"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """The envelope of the event being handled, minus its payload.
+
+    Attributes:
+        id: The event id ``publish`` returned; the same on every redelivery.
+        type: The event type, such as ``market.data.update``.
+        trace_id: The trace the event belongs to (also ``trace_context.get()``).
+        time: When it was published (ISO-8601 UTC).
+        source: The service that published it.
+        headers: Extra string headers set by the publisher.
+        attempt: 1 on the first delivery, higher when the event is delivered again.
+        handler: The subscription name (the consumer group) handling it.
+    """
+
+    id: str
+    type: str
+    trace_id: str
+    time: str
+    source: str
+    headers: Mapping[str, str]
+    attempt: int
+    handler: str
+
+
+_current: contextvars.ContextVar[EventInfo | None] = contextvars.ContextVar(
+    "quantum_core_event", default=None
+)
+
+
+def current_event() -> EventInfo | None:
+    """Return the event the current handler is handling, or None outside a handler."""
+    return _current.get()
+
+
+def set_current_event(info: EventInfo) -> None:
+    """Record the event this task handles; each handler runs in its own task."""
+    _current.set(info)

@@ -1,0 +1,153 @@
+"""The in-memory transport: the embedded default, with the group semantics of a real broker.
+
+Use it for tests, the demo and single-process apps. It honours the whole transport contract
+(fan-out per group, competing consumers, ack after the handler, redelivery of what a closed
+consumer left pending), so code proven on it behaves the same on Redis. Everything lives in
+this process: nothing survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pydantic_core
+
+from ..logs import get_logger
+from .transport import Delivery, Subscription, Transport, register_transport
+
+__all__ = ["MemoryTransport"]
+
+_log = get_logger("quantum_core.bus.memory")
+
+
+@dataclass(slots=True)
+class _Entry:
+    receipt: int
+    data: bytes
+    delivery_count: int = 0
+    owner: str | None = None
+
+
+class _Group:
+    """One consumer group: its backlog and what its consumers hold unacknowledged."""
+
+    def __init__(self, max_backlog: int) -> None:
+        self.backlog: deque[_Entry] = deque()
+        self.pending: dict[int, _Entry] = {}
+        self.readable = asyncio.Event()
+        self.max_backlog = max_backlog
+        self.trimmed = 0
+
+    def append(self, entry: _Entry) -> None:
+        self.backlog.append(entry)
+        if len(self.backlog) > self.max_backlog:
+            self.backlog.popleft()
+            self.trimmed += 1
+            if self.trimmed == 1 or self.trimmed % 10_000 == 0:
+                _log.warning(
+                    "memory_backlog_trimmed", trimmed=self.trimmed, max_backlog=self.max_backlog
+                )
+        self.readable.set()
+
+
+class MemoryTransport(Transport):
+    """Topics and consumer groups in this process's memory.
+
+    Several buses in one process talk to each other when they share one instance; the URL
+    ``memory://`` gives every bus a private one.
+
+    Args:
+        max_backlog: How many unread messages one group keeps; beyond it the oldest are
+            dropped with a warning, as a broker's retention limit would.
+    """
+
+    def __init__(self, *, max_backlog: int = 1_000_000) -> None:
+        if max_backlog < 1:
+            raise ValueError(f"max_backlog must be at least 1, got {max_backlog}")
+        self._max_backlog = max_backlog
+        self._topics: dict[str, dict[str, _Group]] = {}
+        self._dead_letters: dict[str, list[bytes]] = {}
+        self._receipts = itertools.count(1)
+
+    async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
+        """Append each message to every group of ``topic``."""
+        groups = self._topics.get(topic)
+        if not groups:
+            return
+        for data in messages:
+            receipt = next(self._receipts)
+            for group in groups.values():
+                group.append(_Entry(receipt, data))
+
+    async def subscribe(self, topic: str, *, group: str, consumer: str) -> Subscription:
+        """Return a subscription of ``consumer`` in ``group``, creating the group if new."""
+        groups = self._topics.setdefault(topic, {})
+        state = groups.get(group)
+        if state is None:
+            state = groups[group] = _Group(self._max_backlog)
+        return _MemorySubscription(self, topic, state, consumer)
+
+    def dead_letters(self, topic: str) -> list[dict[str, object]]:
+        """Return the dead-letter records set aside for ``topic``, oldest first."""
+        return [pydantic_core.from_json(record) for record in self._dead_letters.get(topic, [])]
+
+    def _set_aside(self, topic: str, record: bytes) -> None:
+        self._dead_letters.setdefault(topic, []).append(record)
+
+
+class _MemorySubscription(Subscription):
+    def __init__(
+        self, transport: MemoryTransport, topic: str, group: _Group, consumer: str
+    ) -> None:
+        self._transport = transport
+        self._topic = topic
+        self._group = group
+        self._consumer = consumer
+        self._closed = False
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        group = self._group
+        if not group.backlog:
+            try:
+                await asyncio.wait_for(group.readable.wait(), timeout)
+            except TimeoutError:
+                return []
+        # No await from here on: a cancelled fetch takes nothing.
+        deliveries: list[Delivery] = []
+        while group.backlog and len(deliveries) < max_count and not self._closed:
+            entry = group.backlog.popleft()
+            entry.delivery_count += 1
+            entry.owner = self._consumer
+            group.pending[entry.receipt] = entry
+            deliveries.append(Delivery(entry.data, entry.receipt, entry.delivery_count))
+        if not group.backlog:
+            group.readable.clear()
+        return deliveries
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        pending = self._group.pending
+        for delivery in deliveries:
+            pending.pop(delivery.receipt, None)
+
+    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        if self._group.pending.pop(delivery.receipt, None) is not None:
+            self._transport._set_aside(self._topic, record)
+
+    async def close(self) -> None:
+        """Give what this consumer still holds back to its group, first in line."""
+        self._closed = True
+        group = self._group
+        mine = [e for e in group.pending.values() if e.owner == self._consumer]
+        for entry in sorted(mine, key=lambda e: e.receipt, reverse=True):
+            del group.pending[entry.receipt]
+            entry.owner = None
+            group.backlog.appendleft(entry)
+        if group.backlog:
+            group.readable.set()
+
+
+register_transport("memory", lambda _url: MemoryTransport())

@@ -1,0 +1,111 @@
+"""The transport interface: the small contract between the EventBus and a broker.
+
+The EventBus owns semantics (dispatch, concurrency, tracing, logging, what to do with a
+failure); a transport owns mechanics (durable append, consumer groups, acknowledgement,
+redelivery). Keeping the interface this small is what lets memory, Redis Streams, NATS and
+RabbitMQ sit behind the same bus (see httpx's ``BaseTransport`` and Watermill's
+``Publisher``/``Subscriber``).
+
+The contract every transport honours:
+
+* ``publish(topic, messages)`` returns only once the transport holds every message; a
+  message is never reported stored when it is not.
+* ``subscribe(topic, group=..., consumer=...)`` makes the consumer group exist before it
+  returns. A new group receives the messages published after it was created. Every group
+  of a topic receives every message (fan-out); the consumers of one group share them, each
+  message going to one consumer at a time (competing consumers).
+* A fetched message stays pending until it is acknowledged or dead-lettered. Pending
+  messages of a consumer that closed or died are delivered again to a live consumer of the
+  same group, with ``delivery_count`` raised by one.
+* ``dead_letter`` stores a record beside the topic and acknowledges the message in one
+  step: a crash between the two neither loses nor duplicates it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Delivery",
+    "Subscription",
+    "Transport",
+    "register_transport",
+    "transport_from_url",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message handed to a consumer.
+
+    Attributes:
+        data: The message exactly as published.
+        receipt: The transport's own handle for acknowledging it; opaque to the bus.
+        delivery_count: 1 on the first delivery, then one more for each redelivery.
+    """
+
+    data: bytes
+    receipt: Any
+    delivery_count: int = 1
+
+
+class Subscription(ABC):
+    """One consumer's view of one consumer group on one topic."""
+
+    @abstractmethod
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        """Return up to ``max_count`` messages, waiting at most ``timeout`` seconds for one.
+
+        Must be safe to cancel: a cancelled fetch loses nothing.
+        """
+
+    @abstractmethod
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Mark messages handled; they are never delivered to this group again."""
+
+    @abstractmethod
+    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        """Set ``record`` aside in the topic's dead-letter place and acknowledge ``delivery``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop consuming; messages still pending become available to other consumers."""
+
+
+class Transport(ABC):
+    """A broker connection that can publish to topics and open subscriptions."""
+
+    @abstractmethod
+    async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
+        """Store ``messages`` on ``topic`` in order; return once all of them are stored."""
+
+    @abstractmethod
+    async def subscribe(self, topic: str, *, group: str, consumer: str) -> Subscription:
+        """Create the group if needed and return a subscription for ``consumer`` in it."""
+
+    async def close(self) -> None:  # noqa: B027 - closing is optional for a transport
+        """Release what the transport opened itself (not what the caller passed in)."""
+
+
+TransportFactory = Callable[[str], Transport]
+_registry: dict[str, TransportFactory] = {}
+
+
+def register_transport(scheme: str, factory: TransportFactory) -> None:
+    """Let :func:`transport_from_url` build a transport for ``scheme://...`` URLs."""
+    _registry[scheme.lower()] = factory
+
+
+def transport_from_url(url: str) -> Transport:
+    """Build the transport a URL names, such as ``memory://``."""
+    scheme = urlsplit(url).scheme.lower()
+    factory = _registry.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{name}://" for name in sorted(_registry))
+        what = f"URL scheme {scheme}://" if scheme else "a URL without a scheme"
+        raise ValueError(f"no transport for {what}; known schemes: {known}")
+    return factory(url)

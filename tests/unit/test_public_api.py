@@ -1,0 +1,76 @@
+"""The public API is a contract: a rename is a decision, not an accident."""
+
+import subprocess
+import sys
+
+import quantum_core
+
+EXPECTED = {
+    "Delivery",
+    "EventBus",
+    "EventBusError",
+    "EventHandler",
+    "EventInfo",
+    "Logger",
+    "MalformedEventError",
+    "MemoryPolicyBackend",
+    "MemoryTransport",
+    "PolicyBackend",
+    "PolicyStore",
+    "QuantumCoreError",
+    "Subscription",
+    "TraceContext",
+    "TradingLogger",
+    "Transport",
+    "TransportError",
+    "__version__",
+    "configure_logging",
+    "current_event",
+    "get_event_bus",
+    "get_logger",
+    "get_policy_store",
+    "initialize_event_bus",
+    "initialize_policy_store",
+    "register_transport",
+    "shutdown_event_bus",
+    "shutdown_policy_store",
+    "trace_context",
+    "transport_from_url",
+}
+
+
+def test_all_is_pinned():
+    assert set(quantum_core.__all__) == EXPECTED
+    assert len(quantum_core.__all__) == len(EXPECTED)
+
+
+def test_every_name_in_all_exists():
+    for name in quantum_core.__all__:
+        assert getattr(quantum_core, name) is not None, name
+
+
+def test_guide_imports_work():
+    from quantum_core import (  # noqa: F401
+        EventBus,
+        PolicyStore,
+        TradingLogger,
+        configure_logging,
+        get_event_bus,
+        get_logger,
+        get_policy_store,
+        initialize_event_bus,
+        initialize_policy_store,
+        shutdown_event_bus,
+        shutdown_policy_store,
+        trace_context,
+    )
+
+
+def test_import_needs_only_the_core_dependencies():
+    optional = ("pytest", "hypothesis", "mkdocs", "fastapi", "nats", "aio_pika", "faststream")
+    code = (
+        "import sys, quantum_core; "
+        f"loaded = [m for m in {optional!r} if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
