@@ -40,10 +40,10 @@ pytest: $(VENV)/.installed-dev  ## the test suite only
 test: lint types pytest  ## lint, types and the whole suite
 
 docs: $(VENV)/.installed-docs  ## build the docs strictly into site/
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(VENV)/.installed-docs  ## serve the docs on http://127.0.0.1:8000
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:  ## remove the virtualenv and build output
 	rm -rf $(VENV) site build dist .pytest_cache .mypy_cache .ruff_cache

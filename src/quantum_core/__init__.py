@@ -5,6 +5,7 @@ Everything public is importable from here; the modules behind it are internal.
 
 from ._version import __version__
 from .bus import (
+    Backlog,
     Delivery,
     EventBus,
     EventHandler,
@@ -30,6 +31,7 @@ from .runtime import (
 from .tracing import TraceContext, trace_context
 
 __all__ = [
+    "Backlog",
     "Delivery",
     "EventBus",
     "EventBusError",

@@ -198,13 +198,16 @@ class _Config:
             renderer = text_renderer = structlog.dev.ConsoleRenderer(
                 colors=_is_tty(stream), exception_formatter=structlog.dev.plain_traceback
             )
-        self.tail: tuple[Processor, ...] = (_STACK_INFO, exceptions, _redact, renderer)
+        # Redaction runs after exception formatting (tracebacks are covered) and before the
+        # head adds the fixed keys, which are ours and need no checking on every line.
+        self.before_head: tuple[Processor, ...] = (_STACK_INFO, exceptions, _redact)
+        self.renderer = renderer
         self.formatter = structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[_stdlib_head(service)],
             processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 exceptions,
                 _redact,
+                _stdlib_head(service),
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 text_renderer,
             ],
         )
@@ -212,7 +215,8 @@ class _Config:
     def assemble(
         self, name: str, domain: str | None, context: Mapping[str, Any]
     ) -> FilteringBoundLogger:
-        processors = [_native_head(self.service, name, domain), *self.tail]
+        head = _native_head(self.service, name, domain)
+        processors = [*self.before_head, head, self.renderer]
         return self.wrapper(self.sink, processors, dict(context))
 
 
@@ -296,7 +300,7 @@ def _report_failure(error: Exception) -> None:
         sys.stderr.write(f"--- quantum_core logging error: {redact_text(repr(error))}\n")
 
 
-_NOT_BUILT: Final = (None, None)
+_NOT_BUILT: Final = (object(), None)  # its first item is never the active configuration
 
 
 class Logger:
@@ -317,7 +321,7 @@ class Logger:
         self._domain = domain
         self._context: Mapping[str, Any] = dict(context or {})
         # (configuration, structlog logger built from it), swapped as one tuple.
-        self._built: tuple[_Config | None, Any] = _NOT_BUILT
+        self._built: tuple[object, Any] = _NOT_BUILT
 
     @property
     def name(self) -> str:

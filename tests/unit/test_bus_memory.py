@@ -464,3 +464,23 @@ async def test_memory_transport_fetch_is_cancel_safe_and_close_returns_pending()
     await sub_b.close()
     again = await sub_a.fetch(10, 1)
     assert again == [Delivery(b"2", got[1].receipt, 2)]
+
+
+async def test_backlog_reports_pending_and_lag_per_subscription():
+    transport = MemoryTransport()
+    release = asyncio.Event()
+
+    async def slow(payload):
+        await release.wait()
+
+    bus = EventBus(transport, service_name="svc", concurrency=2)
+    bus.subscribe("t.x", slow, name="slow")
+    async with bus:
+        await bus.ping()
+        await bus.publish_many("t.x", [{"n": n} for n in range(5)])
+        await eventually(lambda: len(bus._handlers[0].in_flight) == 2)
+        backlog = await bus.backlog()
+        assert backlog["t.x -> slow"].pending == 2
+        assert backlog["t.x -> slow"].lag == 3
+        release.set()
+        await eventually(lambda: transport._topics["t.x"]["svc:slow"].pending == {})

@@ -6,6 +6,7 @@ import sys
 import quantum_core
 
 EXPECTED = {
+    "Backlog",
     "Delivery",
     "EventBus",
     "EventBusError",

@@ -3,9 +3,17 @@
 from .bus import EventBus, EventHandler
 from .context import EventInfo, current_event
 from .memory import MemoryTransport
-from .transport import Delivery, Subscription, Transport, register_transport, transport_from_url
+from .transport import (
+    Backlog,
+    Delivery,
+    Subscription,
+    Transport,
+    register_transport,
+    transport_from_url,
+)
 
 __all__ = [
+    "Backlog",
     "Delivery",
     "EventBus",
     "EventHandler",

@@ -25,7 +25,7 @@ from ..logs import get_logger
 from ..tracing import new_trace_id, trace_context, validate_trace_id
 from .context import EventInfo, set_current_event
 from .envelope import Envelope, decode, encode, new_event_id, publish_time, validate_event_type
-from .transport import Delivery, Subscription, Transport, transport_from_url
+from .transport import Backlog, Delivery, Subscription, Transport, transport_from_url
 
 __all__ = ["EventBus", "EventHandler"]
 
@@ -260,6 +260,22 @@ class EventBus:
             await self._transport.close()
         if was_running:
             _log.info("event_bus_stopped", bus_service=self.service_name, consumer=self._consumer)
+
+    async def ping(self) -> None:
+        """Check the transport's broker answers.
+
+        Raises:
+            TransportError: when it does not.
+        """
+        await self._transport.ping()
+
+    async def backlog(self) -> dict[str, Backlog]:
+        """Return pending and lag per running subscription, keyed ``"<event type> -> <name>"``."""
+        return {
+            f"{entry.event_type} -> {entry.name}": await entry.subscription.backlog()
+            for entry in self._handlers
+            if entry.subscription is not None
+        }
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pydantic_core
 
 from ..logs import get_logger
-from .transport import Delivery, Subscription, Transport, register_transport
+from .transport import Backlog, Delivery, Subscription, Transport, register_transport
 
 __all__ = ["MemoryTransport"]
 
@@ -136,6 +136,9 @@ class _MemorySubscription(Subscription):
     async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
         if self._group.pending.pop(delivery.receipt, None) is not None:
             self._transport._set_aside(self._topic, record)
+
+    async def backlog(self) -> Backlog:
+        return Backlog(pending=len(self._group.pending), lag=len(self._group.backlog))
 
     async def close(self) -> None:
         """Give what this consumer still holds back to its group, first in line."""

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "Backlog",
     "Delivery",
     "Subscription",
     "Transport",
@@ -51,6 +52,19 @@ class Delivery:
     data: bytes
     receipt: Any
     delivery_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """How far one consumer group is behind; None where the transport cannot tell.
+
+    Attributes:
+        pending: Delivered to a consumer and not yet acknowledged.
+        lag: Stored on the topic and not yet delivered to the group.
+    """
+
+    pending: int | None
+    lag: int | None
 
 
 class Subscription(ABC):
@@ -75,6 +89,10 @@ class Subscription(ABC):
     async def close(self) -> None:
         """Stop consuming; messages still pending become available to other consumers."""
 
+    async def backlog(self) -> Backlog:
+        """Return the group's pending count and lag, where the transport can tell."""
+        return Backlog(pending=None, lag=None)
+
 
 class Transport(ABC):
     """A broker connection that can publish to topics and open subscriptions."""
@@ -86,6 +104,9 @@ class Transport(ABC):
     @abstractmethod
     async def subscribe(self, topic: str, *, group: str, consumer: str) -> Subscription:
         """Create the group if needed and return a subscription for ``consumer`` in it."""
+
+    async def ping(self) -> None:  # noqa: B027 - a transport with nothing to reach is always up
+        """Check the broker answers; raise :class:`TransportError` when it does not."""
 
     async def close(self) -> None:  # noqa: B027 - closing is optional for a transport
         """Release what the transport opened itself (not what the caller passed in)."""
