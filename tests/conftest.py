@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 
 from quantum_core import (
     configure_logging,
@@ -36,3 +39,41 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
 
     yield read
     configure_logging("test-service", "INFO")
+
+
+REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(name: str, error: Exception) -> None:
+    """Skip on a developer machine, fail under CI=true: CI must test against every service."""
+    message = f"{name} is not reachable ({error}); `make test` starts it where it can"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)  # not under CI: a developer without the service still gets a run
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The shared Redis; the test must use keys under a prefix of its own."""
+    client = redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except redis.ConnectionError as exc:
+        service_missing("Redis", exc)
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of the test's own on the shared Redis, deleted afterwards."""
+    prefix = f"qc-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -26,7 +26,9 @@ Rules:
   quoted, as in a ``repr`` or JSON) whose key ends in password, passwd, pwd, secret, token,
   api_key, access_key or private_key.
 * **Structures.** :func:`redact` walks dicts, lists, tuples and sets (bytes are decoded so
-  their text can be checked); other objects are returned unchanged.
+  their text can be checked); other objects are returned unchanged. Containers nested
+  deeper than 32 levels (or cyclic ones) are cut to ``"..."``: what is not checked is not
+  shown.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ __all__ = ["MASK", "is_secret_key", "redact", "redact_mapping", "redact_text"]
 MASK: Final = "***"
 """What a secret is replaced with."""
 
-_MAX_DEPTH: Final = 32  # deeper (or cyclic) structures are returned as they are
+_MAX_DEPTH: Final = 32  # deeper (or cyclic) structures are cut: nothing unchecked gets out
+_TOO_DEEP: Final = "..."
 _MAX_CACHED_KEYS: Final = 4096  # keys are few in practice; bound the cache anyway
 
 _CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -129,11 +132,11 @@ def redact(value: Any, _depth: int = 0) -> Any:
     """
     if isinstance(value, str):
         return redact_text(value)
-    if _depth >= _MAX_DEPTH:
-        return value
     if isinstance(value, Mapping):
-        return redact_mapping(value, _depth)
+        return _TOO_DEEP if _depth >= _MAX_DEPTH else redact_mapping(value, _depth)
     if isinstance(value, list | tuple | set | frozenset):
+        if _depth >= _MAX_DEPTH:
+            return _TOO_DEEP
         items = [redact(item, _depth + 1) for item in value]
         return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, bytes | bytearray):
@@ -144,11 +147,15 @@ def redact(value: Any, _depth: int = 0) -> Any:
 def redact_mapping(mapping: Mapping[Any, Any], _depth: int = 0) -> dict[Any, Any]:
     """Return a copy of ``mapping`` with secret keys masked and every value :func:`redact`-ed."""
     redacted: dict[Any, Any] = {}
+    known = _secret_key_cache  # runs on every log line: skip the call for a key seen before
     for key, value in mapping.items():
-        if isinstance(value, str):  # the common case first: no call for a plain string
-            redacted[key] = MASK if value and is_secret_key(key) else redact_text(value)
+        secret = known.get(key)
+        if secret is None:
+            secret = is_secret_key(key)
+        if isinstance(value, str):
+            redacted[key] = MASK if secret and value else redact_text(value)
         elif value is None or isinstance(value, bool | int | float):
-            redacted[key] = MASK if value is not None and is_secret_key(key) else value
+            redacted[key] = MASK if secret and value is not None else value
         else:
-            redacted[key] = MASK if is_secret_key(key) else redact(value, _depth + 1)
+            redacted[key] = MASK if secret else redact(value, _depth + 1)
     return redacted

@@ -53,22 +53,27 @@ _current_trace_id: Final = trace_context.get
 
 # --- processors ---------------------------------------------------------------------------
 
-_second: tuple[int, str] = (-1, "")  # the formatted second of the last timestamp
+# Formatting a timestamp is a visible share of a line's cost: strftime runs once a second,
+# the text once a millisecond. Each cache is one tuple, so a thread sees a consistent pair.
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+_second: tuple[int, str] = (-1, "")
+_millisecond: tuple[int, str] = (-1, "")
 
 
 def _utc_timestamp(epoch: float) -> str:
-    """Format ``epoch`` as ``2025-12-01T12:00:00.000Z``; strftime runs once per second only."""
-    global _second  # a one-entry cache, swapped as one tuple
-    whole = int(epoch)
-    cached_whole, prefix = _second
-    if whole != cached_whole:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second = (whole, prefix)
-    return f"{prefix}.{int((epoch - whole) * 1000):03d}Z"
-
-
-def _line(event: Any, level: str, epoch: float, fixed: Mapping[str, Any]) -> dict[str, Any]:
-    return {"event": event, "level": level, "timestamp": _utc_timestamp(epoch), **fixed}
+    """Format ``epoch`` (seconds) as ``2025-12-01T12:00:00.000Z``."""
+    global _second, _millisecond
+    millis = int(epoch * 1000)
+    cached_millis, text = _millisecond
+    if millis != cached_millis:
+        whole, fraction = divmod(millis, 1000)
+        cached_whole, prefix = _second
+        if whole != cached_whole:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            _second = (whole, prefix)
+        text = prefix + _MILLIS[fraction]
+        _millisecond = (millis, text)
+    return text
 
 
 def _native_head(service: str, name: str, domain: str | None) -> Processor:
@@ -81,7 +86,12 @@ def _native_head(service: str, name: str, domain: str | None) -> Processor:
         trace_id = event_dict.pop("trace_id", None)
         if trace_id is None:
             trace_id = _current_trace_id()
-        line = _line(event_dict.pop("event", None), method_name, time.time(), fixed)
+        line = {
+            "event": event_dict.pop("event", None),
+            "level": method_name,
+            "timestamp": _utc_timestamp(time.time()),
+            **fixed,
+        }
         if trace_id is not None:
             line["trace_id"] = trace_id
         line.update(event_dict)
@@ -104,7 +114,12 @@ def _stdlib_head(service: str) -> Processor:
             trace_id = _current_trace_id()
         if trace_id is not None:
             fixed["trace_id"] = trace_id
-        line = _line(event_dict.pop("event", None), method_name, record.created, fixed)
+        line = {
+            "event": event_dict.pop("event", None),
+            "level": method_name,
+            "timestamp": _utc_timestamp(record.created),
+            **fixed,
+        }
         line.update(event_dict)
         return line
 
@@ -113,6 +128,19 @@ def _stdlib_head(service: str) -> Processor:
 
 def _redact(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
     return redact_mapping(event_dict)
+
+
+def _prepare(exceptions: Processor) -> Processor:
+    """Our loggers' steps before the head: exceptions and stack, then redaction, in one call."""
+
+    def prepare(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if "exc_info" in event_dict:
+            event_dict = cast(EventDict, exceptions(logger, method_name, event_dict))
+        if "stack_info" in event_dict:
+            event_dict = _STACK_INFO(logger, method_name, event_dict)
+        return redact_mapping(event_dict)
+
+    return prepare
 
 
 def _unknown_to_text(value: Any) -> str:
@@ -185,6 +213,9 @@ class _Config:
             Callable[..., FilteringBoundLogger], structlog.make_filtering_bound_logger(level)
         )
         buffer = _utf8_buffer(stream) if json_output else None
+        if buffer is not None:  # text written earlier must not land after our bytes
+            with contextlib.suppress(Exception):
+                stream.flush()
         self.sink: WrappedLogger = (
             structlog.BytesLogger(buffer) if buffer is not None else structlog.WriteLogger(stream)
         )
@@ -200,7 +231,7 @@ class _Config:
             )
         # Redaction runs after exception formatting (tracebacks are covered) and before the
         # head adds the fixed keys, which are ours and need no checking on every line.
-        self.before_head: tuple[Processor, ...] = (_STACK_INFO, exceptions, _redact)
+        self.prepare = _prepare(exceptions)
         self.renderer = renderer
         self.formatter = structlog.stdlib.ProcessorFormatter(
             processors=[
@@ -216,7 +247,7 @@ class _Config:
         self, name: str, domain: str | None, context: Mapping[str, Any]
     ) -> FilteringBoundLogger:
         head = _native_head(self.service, name, domain)
-        processors = [*self.before_head, head, self.renderer]
+        processors = [self.prepare, head, self.renderer]
         return self.wrapper(self.sink, processors, dict(context))
 
 

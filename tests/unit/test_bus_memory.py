@@ -195,7 +195,7 @@ async def test_stop_lets_handlers_in_flight_finish_and_acknowledges_them():
     bus.subscribe("t.x", handler, name="h")
     await bus.start()
     await bus.publish_many("t.x", [{"n": n} for n in range(5)])
-    await eventually(lambda: len(bus._handlers[0].in_flight) == 5)
+    await eventually(lambda: bus._consumers[0].in_flight == 5)
     await bus.stop()
     assert sorted(finished) == list(range(5))
 
@@ -348,7 +348,7 @@ def test_subscribe_accepts_async_functions_methods_partials_and_async_callables(
     bus.subscribe("t.x", Handlers().method)
     bus.subscribe("t.x", Handlers())
     bus.subscribe("t.x", functools.partial(with_extra, extra=1))
-    assert len({h.name for h in bus._handlers}) == 4
+    assert len({r.name for r in bus._routes}) == 4
 
 
 def test_subscribing_the_same_handler_twice_needs_a_name():
@@ -435,7 +435,9 @@ def test_unknown_transport_url_names_the_known_schemes():
 
 
 def test_transport_of_the_wrong_type_is_rejected():
-    with pytest.raises(TypeError, match=r"Transport instance or a URL"):
+    with pytest.raises(
+        TypeError, match=r"must be a Transport, a redis.asyncio.Redis client, or a URL"
+    ):
         EventBus(object(), service_name="svc")
 
 
@@ -478,7 +480,7 @@ async def test_backlog_reports_pending_and_lag_per_subscription():
     async with bus:
         await bus.ping()
         await bus.publish_many("t.x", [{"n": n} for n in range(5)])
-        await eventually(lambda: len(bus._handlers[0].in_flight) == 2)
+        await eventually(lambda: bus._consumers[0].in_flight == 2)
         backlog = await bus.backlog()
         assert backlog["t.x -> slow"].pending == 2
         assert backlog["t.x -> slow"].lag == 3

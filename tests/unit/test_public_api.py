@@ -19,6 +19,7 @@ EXPECTED = {
     "PolicyBackend",
     "PolicyStore",
     "QuantumCoreError",
+    "RedisStreamsTransport",
     "Subscription",
     "TraceContext",
     "TradingLogger",

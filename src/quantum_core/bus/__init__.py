@@ -3,6 +3,7 @@
 from .bus import EventBus, EventHandler
 from .context import EventInfo, current_event
 from .memory import MemoryTransport
+from .redis_streams import RedisStreamsTransport
 from .transport import (
     Backlog,
     Delivery,
@@ -19,6 +20,7 @@ __all__ = [
     "EventHandler",
     "EventInfo",
     "MemoryTransport",
+    "RedisStreamsTransport",
     "Subscription",
     "Transport",
     "current_event",

@@ -8,33 +8,32 @@ event whose handler fails. The transport only moves bytes (see ``transport.py``)
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import socket
-import traceback
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable
 from enum import Enum
 from types import TracebackType
 from typing import Any, Self
 
-import pydantic_core
 from pydantic import BaseModel
 
 from ..logs import get_logger
 from ..tracing import new_trace_id, trace_context, validate_trace_id
-from .context import EventInfo, set_current_event
-from .envelope import Envelope, decode, encode, new_event_id, publish_time, validate_event_type
-from .transport import Backlog, Delivery, Subscription, Transport, transport_from_url
+from ._checks import (
+    check_headers,
+    check_positive_int,
+    check_service_name,
+    handler_name,
+    is_async_callable,
+    key_function,
+)
+from .dispatch import Consumer, EventHandler, Route
+from .envelope import Envelope, encode, new_event_id, publish_time, validate_event_type
+from .transport import Backlog, Transport, transport_from_url
 
 __all__ = ["EventBus", "EventHandler"]
 
-EventHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""An async function taking the event's payload dict."""
-
 _log = get_logger("quantum_core.bus")
-
-_SERVICE_NAME_MAX = 100
 
 
 class _State(Enum):
@@ -42,19 +41,6 @@ class _State(Enum):
     READY = "ready"
     RUNNING = "running"
     STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class _Handler:
-    """One subscription: an event type, a handler, and its running consumer."""
-
-    event_type: str
-    handler: EventHandler
-    name: str
-    concurrency: int
-    subscription: Subscription | None = None
-    consumer_task: asyncio.Task[None] | None = None
-    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class EventBus:
@@ -83,22 +69,26 @@ class EventBus:
 
     def __init__(
         self,
-        transport: Transport | str,
+        transport: Transport | str | Any,
         *,
         service_name: str,
         read_count: int = 10,
         concurrency: int = 16,
         stop_timeout: float = 10.0,
+        consumer_name: str | None = None,
     ) -> None:
-        self.service_name = _check_service_name(service_name)
-        self._read_count = _check_positive_int("read_count", read_count)
-        self._concurrency = _check_positive_int("concurrency", concurrency)
+        self.service_name = check_service_name(service_name)
+        self._read_count = check_positive_int("read_count", read_count)
+        self._concurrency = check_positive_int("concurrency", concurrency)
         if not stop_timeout >= 0:
             raise ValueError(f"stop_timeout must be a number of seconds >= 0, got {stop_timeout}")
         self._stop_timeout = float(stop_timeout)
+        if consumer_name is None:
+            consumer_name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._consumer = check_service_name(consumer_name, what="consumer_name")
         self._transport, self._owns_transport = _resolve_transport(transport)
-        self._consumer = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-        self._handlers: list[_Handler] = []
+        self._routes: list[Route] = []
+        self._consumers: list[Consumer] = []
         self._state = _State.NEW
         self._poll_seconds = 1.0
 
@@ -131,6 +121,8 @@ class EventBus:
         *,
         name: str | None = None,
         concurrency: int | None = None,
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None = None,
+        from_beginning: bool = False,
     ) -> None:
         """Run ``handler(payload)`` for every event of ``event_type``, once :meth:`start` ran.
 
@@ -140,9 +132,13 @@ class EventBus:
             name: Names the subscription (its consumer group) within the service; defaults
                 to the handler's qualified name. Renaming it starts a new group.
             concurrency: Events this subscription handles at once; defaults to the bus's.
+            ordering_key: A payload field (such as ``"symbol"``) or a function of the
+                payload: events with the same key are handled one at a time, in order.
+            from_beginning: A new group starts with the oldest event the transport still
+                keeps, instead of the next one published.
         """
         validate_event_type(event_type)
-        if not _is_async_callable(handler):
+        if not is_async_callable(handler):
             raise TypeError(
                 f"handler for {event_type!r} must be an async function (async def) taking the "
                 f"payload dict, got {handler!r}"
@@ -151,21 +147,22 @@ class EventBus:
             raise RuntimeError(
                 f"subscribe({event_type!r}, ...) after start(): subscribe every handler first"
             )
-        handler_name = _handler_name(handler) if name is None else name
-        if not isinstance(handler_name, str) or not handler_name.strip():
+        route_name = handler_name(handler) if name is None else name
+        if not isinstance(route_name, str) or not route_name.strip():
             raise ValueError(f"subscription name must be a non-empty string, got {name!r}")
-        for existing in self._handlers:
-            if existing.event_type == event_type and existing.name == handler_name:
-                raise ValueError(
-                    f"{handler_name!r} is already subscribed to {event_type!r}; pass name=... "
-                    "to subscribe a second handler with the same qualified name"
-                )
-        self._handlers.append(
-            _Handler(
+        if any(r.event_type == event_type and r.name == route_name for r in self._routes):
+            raise ValueError(
+                f"{route_name!r} is already subscribed to {event_type!r}; pass name=... "
+                "to subscribe a second handler with the same qualified name"
+            )
+        self._routes.append(
+            Route(
                 event_type=event_type,
                 handler=handler,
-                name=handler_name,
-                concurrency=_check_positive_int("concurrency", concurrency or self._concurrency),
+                name=route_name,
+                concurrency=check_positive_int("concurrency", concurrency or self._concurrency),
+                ordering_key=key_function(ordering_key),
+                from_beginning=bool(from_beginning),
             )
         )
 
@@ -178,20 +175,30 @@ class EventBus:
         await self.initialize()
         if self._state is _State.RUNNING:
             return
-        for entry in self._handlers:
-            entry.subscription = await self._transport.subscribe(
-                entry.event_type, group=f"{self.service_name}:{entry.name}", consumer=self._consumer
+        for route in self._routes:
+            subscription = await self._transport.subscribe(
+                route.event_type,
+                group=f"{self.service_name}:{route.name}",
+                consumer=self._consumer,
+                from_beginning=route.from_beginning,
             )
-        for entry in self._handlers:
-            entry.consumer_task = asyncio.create_task(
-                self._consume(entry), name=f"quantum_core consumer {entry.name}"
+            self._consumers.append(
+                Consumer(
+                    route,
+                    subscription,
+                    service_name=self.service_name,
+                    read_count=self._read_count,
+                    poll_seconds=self._poll_seconds,
+                )
             )
+        for consumer in self._consumers:
+            consumer.start()
         self._state = _State.RUNNING
         _log.info(
             "event_bus_started",
             bus_service=self.service_name,
             consumer=self._consumer,
-            subscriptions=[f"{h.event_type} -> {h.name}" for h in self._handlers],
+            subscriptions=[f"{r.event_type} -> {r.name}" for r in self._routes],
         )
 
     async def publish(
@@ -236,26 +243,16 @@ class EventBus:
             return
         was_running = self._state is _State.RUNNING
         self._state = _State.STOPPED
-        consumers = [h.consumer_task for h in self._handlers if h.consumer_task]
-        for task in consumers:
-            task.cancel()
-        await asyncio.gather(*consumers, return_exceptions=True)
-        in_flight = {task for h in self._handlers for task in h.in_flight}
-        if in_flight:
-            _, unfinished = await asyncio.wait(in_flight, timeout=self._stop_timeout)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
-            if unfinished:
-                _log.warning(
-                    "event_handlers_cancelled_on_stop",
-                    cancelled=len(unfinished),
-                    stop_timeout=self._stop_timeout,
-                )
-        for entry in self._handlers:
-            if entry.subscription is not None:
-                await entry.subscription.close()
-                entry.subscription = None
+        results = await asyncio.gather(*(c.stop(self._stop_timeout) for c in self._consumers))
+        if sum(results):
+            _log.warning(
+                "event_handlers_cancelled_on_stop",
+                cancelled=sum(results),
+                stop_timeout=self._stop_timeout,
+            )
+        for consumer in self._consumers:
+            await consumer.subscription.close()
+        self._consumers.clear()
         if self._owns_transport:
             await self._transport.close()
         if was_running:
@@ -272,9 +269,8 @@ class EventBus:
     async def backlog(self) -> dict[str, Backlog]:
         """Return pending and lag per running subscription, keyed ``"<event type> -> <name>"``."""
         return {
-            f"{entry.event_type} -> {entry.name}": await entry.subscription.backlog()
-            for entry in self._handlers
-            if entry.subscription is not None
+            f"{c.route.event_type} -> {c.route.name}": await c.subscription.backlog()
+            for c in self._consumers
         }
 
     async def __aenter__(self) -> Self:
@@ -292,7 +288,7 @@ class EventBus:
     def __repr__(self) -> str:
         return (
             f"<EventBus service={self.service_name!r} state={self._state.value} "
-            f"transport={type(self._transport).__name__} subscriptions={len(self._handlers)}>"
+            f"transport={type(self._transport).__name__} subscriptions={len(self._routes)}>"
         )
 
     # -- publishing -----------------------------------------------------------------------
@@ -313,7 +309,7 @@ class EventBus:
             trace_id = trace_context.get() or new_trace_id()
         else:
             validate_trace_id(trace_id)
-        headers = _check_headers(headers)
+        headers = check_headers(headers)
         now = publish_time()
         encoded: list[bytes] = []
         event_ids: list[str] = []
@@ -336,100 +332,6 @@ class EventBus:
             event_ids.append(event_id)
         return encoded, event_ids
 
-    # -- consuming ------------------------------------------------------------------------
-
-    async def _consume(self, entry: _Handler) -> None:
-        """Fetch events for one subscription and hand each to a task, up to its concurrency."""
-        subscription = entry.subscription
-        assert subscription is not None  # noqa: S101 - start() set it
-        failures = 0
-        while True:
-            free = entry.concurrency - len(entry.in_flight)
-            if free <= 0:
-                await asyncio.wait(entry.in_flight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                deliveries = await subscription.fetch(
-                    min(free, self._read_count), self._poll_seconds
-                )
-            except Exception:
-                failures += 1
-                delay = min(0.1 * 2**failures, 5.0)
-                _log.exception("event_fetch_failed", handler=entry.name, retry_in_seconds=delay)
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            for delivery in deliveries:
-                task = asyncio.create_task(self._handle(entry, subscription, delivery))
-                entry.in_flight.add(task)
-                task.add_done_callback(entry.in_flight.discard)
-
-    async def _handle(
-        self, entry: _Handler, subscription: Subscription, delivery: Delivery
-    ) -> None:
-        """Run the handler for one delivery, in a task of its own (so its context is its own)."""
-        try:
-            envelope = decode(delivery.data)
-        except ValueError as exc:
-            _log.error(
-                "event_malformed_set_aside",
-                event_type=entry.event_type,
-                handler=entry.name,
-                error=str(exc),
-            )
-            await self._set_aside(entry, subscription, delivery, None, exc)
-            return
-        trace_context.set(envelope.trace_id)
-        set_current_event(
-            EventInfo(
-                id=envelope.id,
-                type=envelope.type,
-                trace_id=envelope.trace_id,
-                time=envelope.time,
-                source=envelope.source,
-                headers=envelope.headers,
-                attempt=delivery.delivery_count,
-                handler=entry.name,
-            )
-        )
-        try:
-            await entry.handler(envelope.payload)
-        except Exception as exc:
-            _log.exception(
-                "event_handler_failed",
-                event_id=envelope.id,
-                event_type=envelope.type,
-                handler=entry.name,
-                attempt=delivery.delivery_count,
-            )
-            await self._set_aside(entry, subscription, delivery, envelope, exc)
-            return
-        await subscription.ack((delivery,))
-
-    async def _set_aside(
-        self,
-        entry: _Handler,
-        subscription: Subscription,
-        delivery: Delivery,
-        envelope: Envelope | None,
-        error: BaseException,
-    ) -> None:
-        """Dead-letter an event with why, so it is neither lost nor redelivered forever."""
-        record = {
-            "service": self.service_name,
-            "handler": entry.name,
-            "event_type": entry.event_type,
-            "event_id": envelope.id if envelope else None,
-            "trace_id": envelope.trace_id if envelope else None,
-            "attempts": delivery.delivery_count,
-            "error_type": type(error).__name__,
-            "error": str(error),
-            "traceback": "".join(traceback.format_exception(error, limit=-5)),
-            "failed_at": publish_time(),
-            "original": delivery.data.decode("utf-8", errors="backslashreplace"),
-        }
-        await subscription.dead_letter(delivery, pydantic_core.to_json(record))
-
 
 def _resolve_transport(transport: object) -> tuple[Transport, bool]:
     """Return the transport and whether the bus created it (and so must close it)."""
@@ -437,52 +339,11 @@ def _resolve_transport(transport: object) -> tuple[Transport, bool]:
         return transport, False
     if isinstance(transport, str):
         return transport_from_url(transport), True
+    if type(transport).__module__.startswith("redis."):  # the guide's EventBus(redis_client)
+        from .redis_streams import RedisStreamsTransport  # imported only when used
+
+        return RedisStreamsTransport(transport), True  # type: ignore[arg-type]
     raise TypeError(
-        "EventBus transport must be a Transport instance or a URL such as 'memory://', "
-        f"got {type(transport).__name__}"
+        "EventBus transport must be a Transport, a redis.asyncio.Redis client, or a URL such "
+        f"as 'memory://' or 'redis://localhost:6379', got {type(transport).__name__}"
     )
-
-
-def _is_async_callable(handler: object) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(type(handler), "__call__", None)  # noqa: B004 - an object with async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _handler_name(handler: object) -> str:
-    func = getattr(handler, "__func__", handler)
-    func = getattr(func, "func", func)  # functools.partial
-    module = getattr(func, "__module__", None) or type(handler).__module__
-    qualname = getattr(func, "__qualname__", None) or type(handler).__qualname__
-    return f"{module}.{qualname}"
-
-
-def _check_service_name(service_name: object) -> str:
-    if (
-        isinstance(service_name, str)
-        and 0 < len(service_name) <= _SERVICE_NAME_MAX
-        and service_name.isprintable()
-        and not any(c.isspace() for c in service_name)
-    ):
-        return service_name
-    raise ValueError(
-        f"service_name must be a non-empty string of at most {_SERVICE_NAME_MAX} printable "
-        f"characters without spaces, got {service_name!r}"
-    )
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-
-
-def _check_headers(headers: object) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if isinstance(headers, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        return headers
-    raise TypeError(f"headers must be a dict of str to str, got {headers!r}")

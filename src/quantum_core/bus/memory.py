@@ -61,8 +61,9 @@ class MemoryTransport(Transport):
     ``memory://`` gives every bus a private one.
 
     Args:
-        max_backlog: How many unread messages one group keeps; beyond it the oldest are
-            dropped with a warning, as a broker's retention limit would.
+        max_backlog: How many messages a topic keeps (for groups that start from the
+            beginning) and how many unread ones a group keeps; beyond it the oldest are
+            dropped (with a warning for a group), as a broker's retention limit would.
     """
 
     def __init__(self, *, max_backlog: int = 1_000_000) -> None:
@@ -70,25 +71,33 @@ class MemoryTransport(Transport):
             raise ValueError(f"max_backlog must be at least 1, got {max_backlog}")
         self._max_backlog = max_backlog
         self._topics: dict[str, dict[str, _Group]] = {}
+        self._history: dict[str, deque[tuple[int, bytes]]] = {}
         self._dead_letters: dict[str, list[bytes]] = {}
         self._receipts = itertools.count(1)
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Append each message to every group of ``topic``."""
-        groups = self._topics.get(topic)
-        if not groups:
-            return
+        history = self._history.get(topic)
+        if history is None:
+            history = self._history[topic] = deque(maxlen=self._max_backlog)
+        groups = self._topics.get(topic, {})
         for data in messages:
             receipt = next(self._receipts)
+            history.append((receipt, data))
             for group in groups.values():
                 group.append(_Entry(receipt, data))
 
-    async def subscribe(self, topic: str, *, group: str, consumer: str) -> Subscription:
+    async def subscribe(
+        self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
+    ) -> Subscription:
         """Return a subscription of ``consumer`` in ``group``, creating the group if new."""
         groups = self._topics.setdefault(topic, {})
         state = groups.get(group)
         if state is None:
             state = groups[group] = _Group(self._max_backlog)
+            if from_beginning:
+                for receipt, data in self._history.get(topic, ()):
+                    state.append(_Entry(receipt, data))
         return _MemorySubscription(self, topic, state, consumer)
 
     def dead_letters(self, topic: str) -> list[dict[str, object]]:

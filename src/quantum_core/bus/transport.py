@@ -23,6 +23,7 @@ The contract every transport honours:
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,14 @@ class Transport(ABC):
         """Store ``messages`` on ``topic`` in order; return once all of them are stored."""
 
     @abstractmethod
-    async def subscribe(self, topic: str, *, group: str, consumer: str) -> Subscription:
-        """Create the group if needed and return a subscription for ``consumer`` in it."""
+    async def subscribe(
+        self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
+    ) -> Subscription:
+        """Create the group if needed and return a subscription for ``consumer`` in it.
+
+        A new group starts after the newest message, or with the oldest one the topic still
+        keeps when ``from_beginning`` is true; an existing group goes on where it was.
+        """
 
     async def ping(self) -> None:  # noqa: B027 - a transport with nothing to reach is always up
         """Check the broker answers; raise :class:`TransportError` when it does not."""
@@ -114,6 +121,13 @@ class Transport(ABC):
 
 TransportFactory = Callable[[str], Transport]
 _registry: dict[str, TransportFactory] = {}
+# Built-in transports register themselves when their module is imported, on first use, so
+# `import quantum_core` loads no broker library.
+_BUILTIN_MODULES = {
+    "memory": "quantum_core.bus.memory",
+    "redis": "quantum_core.bus.redis_streams",
+    "rediss": "quantum_core.bus.redis_streams",
+}
 
 
 def register_transport(scheme: str, factory: TransportFactory) -> None:
@@ -124,9 +138,11 @@ def register_transport(scheme: str, factory: TransportFactory) -> None:
 def transport_from_url(url: str) -> Transport:
     """Build the transport a URL names, such as ``memory://``."""
     scheme = urlsplit(url).scheme.lower()
+    if scheme not in _registry and scheme in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[scheme])
     factory = _registry.get(scheme)
     if factory is None:
-        known = ", ".join(f"{name}://" for name in sorted(_registry))
+        known = ", ".join(f"{name}://" for name in sorted({*_registry, *_BUILTIN_MODULES}))
         what = f"URL scheme {scheme}://" if scheme else "a URL without a scheme"
         raise ValueError(f"no transport for {what}; known schemes: {known}")
     return factory(url)

@@ -1,0 +1,76 @@
+"""Checks of what users pass to the EventBus, with errors that say what was expected."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Hashable
+from typing import Any
+
+from .dispatch import KeyFunction
+
+SERVICE_NAME_MAX = 100
+
+
+def is_async_callable(handler: object) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(type(handler), "__call__", None)  # noqa: B004 - an object with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def handler_name(handler: object) -> str:
+    func = getattr(handler, "__func__", handler)
+    func = getattr(func, "func", func)  # functools.partial
+    module = getattr(func, "__module__", None) or type(handler).__module__
+    qualname = getattr(func, "__qualname__", None) or type(handler).__qualname__
+    return f"{module}.{qualname}"
+
+
+def check_service_name(service_name: object, what: str = "service_name") -> str:
+    if (
+        isinstance(service_name, str)
+        and 0 < len(service_name) <= SERVICE_NAME_MAX
+        and service_name.isprintable()
+        and not any(c.isspace() for c in service_name)
+    ):
+        return service_name
+    raise ValueError(
+        f"{what} must be a non-empty string of at most {SERVICE_NAME_MAX} printable "
+        f"characters without spaces, got {service_name!r}"
+    )
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if isinstance(headers, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        return headers
+    raise TypeError(f"headers must be a dict of str to str, got {headers!r}")
+
+
+def key_function(ordering_key: object) -> KeyFunction | None:
+    """Turn ``ordering_key`` (a payload field name or a function of the payload) into a function."""
+    if ordering_key is None:
+        return None
+    if isinstance(ordering_key, str) and ordering_key:
+        field = ordering_key
+
+        def by_field(payload: dict[str, Any]) -> Hashable | None:
+            value = payload.get(field)
+            return value if isinstance(value, Hashable) else repr(value)
+
+        return by_field
+    if callable(ordering_key):
+        return ordering_key
+    raise TypeError(
+        "ordering_key must be a payload field name (such as 'symbol') or a function of the "
+        f"payload, got {ordering_key!r}"
+    )

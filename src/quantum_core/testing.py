@@ -1,0 +1,374 @@
+"""Helpers for testing code built on quantum_core, and the transport contract suite.
+
+``check_transport(make_transport)`` proves that a transport honours the contract the EventBus
+relies on (see trio's ``check_two_way_stream`` and Watermill's shared pub/sub tests). Our own
+test suite runs it on every transport; run it on yours too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bus import EventBus, EventInfo, Transport, current_event
+from .tracing import trace_context
+
+__all__ = [
+    "CHECKS",
+    "EventRecorder",
+    "TransportFeatures",
+    "check_transport",
+]
+
+MakeTransport = Callable[[], Transport]
+"""Returns a transport on the same broker (and namespace) each time it is called."""
+
+
+class EventRecorder:
+    """An async handler that records what it receives, for assertions.
+
+    Example:
+        >>> recorder = EventRecorder()
+        >>> bus.subscribe("ai.signal.generated", recorder)  # doctest: +SKIP
+        >>> await recorder.wait_for(1)  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self.events: list[EventInfo] = []
+        self.traces: list[str | None] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, payload: dict[str, Any]) -> None:
+        """Record one event."""
+        info = current_event()
+        self.payloads.append(payload)
+        self.traces.append(trace_context.get())
+        if info is not None:
+            self.events.append(info)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` events arrived; raise AssertionError after ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.payloads) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"expected {count} events within {timeout}s, got {len(self.payloads)}"
+            ) from None
+        return self.payloads
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFeatures:
+    """What a transport promises beyond the common contract, and how fast.
+
+    Attributes:
+        redelivery_timeout: Seconds within which an event abandoned by a consumer that
+            stopped without acknowledging it reaches another consumer of its group.
+        reports_backlog: Whether ``Subscription.backlog()`` gives real pending counts.
+    """
+
+    redelivery_timeout: float = 5.0
+    reports_backlog: bool = True
+
+
+@dataclass
+class _Harness:
+    """Buses on one transport namespace, with unique service names, closed at the end."""
+
+    make_transport: MakeTransport
+    stack: AsyncExitStack
+    run: str = field(default_factory=lambda: os.urandom(3).hex())
+
+    def bus(self, service: str, **options: Any) -> EventBus:
+        transport = self.make_transport()
+        self.stack.push_async_callback(transport.close)
+        bus = EventBus(transport, service_name=f"{service}-{self.run}", **options)
+        self.stack.push_async_callback(bus.stop)
+        return bus
+
+    def topic(self, name: str) -> str:
+        return f"contract.{name}.{self.run}"
+
+
+async def _fan_out(h: _Harness, features: TransportFeatures) -> None:
+    """Every service, and every handler within one, receives every event."""
+    topic = h.topic("fan_out")
+    first, second, other = EventRecorder(), EventRecorder(), EventRecorder()
+    risk = h.bus("risk")
+    risk.subscribe(topic, first, name="first")
+    risk.subscribe(topic, second, name="second")
+    audit = h.bus("audit")
+    audit.subscribe(topic, other)
+    await risk.start()
+    await audit.start()
+    ids = await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(20)])
+    for recorder in (first, second, other):
+        await recorder.wait_for(20)
+        _expect(sorted(p["n"] for p in recorder.payloads) == list(range(20)), recorder.payloads)
+        _expect(sorted(e.id for e in recorder.events) == sorted(ids))
+
+
+async def _competing_consumers(h: _Harness, features: TransportFeatures) -> None:
+    """Replicas of one service share the events: each handled once, by some replica."""
+    topic = h.topic("competing")
+    handled: list[tuple[int, int]] = []
+    done = asyncio.Event()
+
+    def replica(number: int) -> EventBus:
+        async def handle(payload: dict[str, Any]) -> None:
+            handled.append((number, payload["n"]))
+            await asyncio.sleep(0.002)
+            if len(handled) >= 200:
+                done.set()
+
+        bus = h.bus("execution", read_count=5, concurrency=4)
+        bus.subscribe(topic, handle, name="handle")
+        return bus
+
+    replicas = [replica(n) for n in range(3)]
+    for bus in replicas:
+        await bus.start()
+    await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(200)])
+    await asyncio.wait_for(done.wait(), 10)
+    await asyncio.sleep(0.1)  # a duplicate would arrive now
+    numbers = sorted(n for _, n in handled)
+    _expect(numbers == list(range(200)), f"{len(numbers)} handled for 200 published")
+    _expect(len({worker for worker, _ in handled}) > 1, "one replica did all the work")
+
+
+async def _ack_after_handler(h: _Harness, features: TransportFeatures) -> None:
+    """An event whose handler never finished is delivered again, to another replica."""
+    topic = h.topic("ack_after")
+    started = asyncio.Event()
+
+    async def hang(payload: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    doomed = h.bus("execution", stop_timeout=0)
+    doomed.subscribe(topic, hang, name="handle")
+    await doomed.start()
+    await h.bus("publisher").publish(topic, {"order": 1})
+    await asyncio.wait_for(started.wait(), 5)
+    await doomed.stop()  # like a crash: the handler is cancelled, nothing acknowledged
+
+    survivor_handled = EventRecorder()
+    survivor = h.bus("execution")
+    survivor.subscribe(topic, survivor_handled, name="handle")
+    await survivor.start()
+    await survivor_handled.wait_for(1, features.redelivery_timeout + 5)
+    _expect(survivor_handled.payloads == [{"order": 1}])
+    _expect(survivor_handled.events[0].attempt >= 2)
+
+
+async def _stop_finishes_in_flight(h: _Harness, features: TransportFeatures) -> None:
+    """stop() lets handlers in flight finish and acknowledges them: nothing comes back."""
+    topic = h.topic("stop")
+    finished: list[int] = []
+
+    async def slow(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(0.1)
+        finished.append(payload["n"])
+
+    bus = h.bus("svc", stop_timeout=5)
+    bus.subscribe(topic, slow, name="handle")
+    await bus.start()
+    await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(5)])
+    for _ in range(200):
+        if (await bus.backlog())[f"{topic} -> handle"].pending == 5 or len(finished) == 5:
+            break
+        await asyncio.sleep(0.01)
+    await bus.stop()
+    _expect(sorted(finished) == list(range(5)))
+
+    again = EventRecorder()
+    replacement = h.bus("svc")
+    replacement.subscribe(topic, again, name="handle")
+    await replacement.start()
+    await asyncio.sleep(features.redelivery_timeout)
+    _expect(again.payloads == [], "a handled event was delivered again")
+    if features.reports_backlog:
+        _expect((await replacement.backlog())[f"{topic} -> handle"].pending == 0)
+
+
+async def _ordering_key(h: _Harness, features: TransportFeatures) -> None:
+    """Events with one key are handled one at a time in publish order; keys run in parallel."""
+    topic = h.topic("ordering")
+    seen: dict[str, list[int]] = defaultdict(list)
+    active: set[str] = set()
+    overlap = 0
+    peak = 0
+
+    async def handle(payload: dict[str, Any]) -> None:
+        nonlocal overlap, peak
+        key = payload["symbol"]
+        if key in active:
+            overlap += 1
+        active.add(key)
+        peak = max(peak, len(active))
+        await asyncio.sleep(0.001 * (payload["n"] % 3))
+        seen[key].append(payload["n"])
+        active.discard(key)
+
+    bus = h.bus("ordered", concurrency=8, read_count=50)
+    bus.subscribe(topic, handle, ordering_key="symbol")
+    await bus.start()
+    symbols = ["BTC", "ETH", "SOL", "XRP"]
+    payloads = [{"symbol": symbols[n % 4], "n": n} for n in range(200)]
+    await h.bus("publisher").publish_many(topic, payloads)
+    for _ in range(1000):
+        if sum(map(len, seen.values())) == 200:
+            break
+        await asyncio.sleep(0.01)
+    _expect(overlap == 0, "two events of one key ran at the same time")
+    for symbol in symbols:
+        _expect(seen[symbol] == [p["n"] for p in payloads if p["symbol"] == symbol], symbol)
+    _expect(peak > 1, "keys were not handled concurrently")
+
+
+async def _trace_in_handler(h: _Harness, features: TransportFeatures) -> None:
+    """While a handler runs, trace_context and current_event() describe its event."""
+    topic = h.topic("trace")
+    recorder = EventRecorder()
+    bus = h.bus("traced")
+    bus.subscribe(topic, recorder)
+    await bus.start()
+    publisher = h.bus("publisher")
+    with trace_context.scope("4bf92f3577b34da6a3ce929d0e0e4736"):
+        first = await publisher.publish(topic, {"n": 1})
+    second = await publisher.publish(topic, {"n": 2}, trace_id="explicit-trace")
+    await recorder.wait_for(2)
+    by_id = {e.id: (e, t) for e, t in zip(recorder.events, recorder.traces, strict=True)}
+    _expect(by_id[first][1] == by_id[first][0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736")
+    _expect(by_id[second][1] == "explicit-trace")
+    _expect(by_id[second][0].source == publisher.service_name)
+    _expect(by_id[second][0].type == topic)
+
+
+async def _from_beginning(h: _Harness, features: TransportFeatures) -> None:
+    """A new group starts after the newest event, unless it asks to start from the oldest."""
+    topic = h.topic("start")
+    publisher = h.bus("publisher")
+    await publisher.publish(topic, {"n": "early"})
+    latest, earliest = EventRecorder(), EventRecorder()
+    bus = h.bus("late")
+    bus.subscribe(topic, latest, name="latest")
+    bus.subscribe(topic, earliest, name="earliest", from_beginning=True)
+    await bus.start()
+    await publisher.publish(topic, {"n": "after"})
+    await earliest.wait_for(2)
+    await latest.wait_for(1)
+    await asyncio.sleep(0.1)
+    _expect([p["n"] for p in earliest.payloads] == ["early", "after"])
+    _expect([p["n"] for p in latest.payloads] == ["after"])
+
+
+async def _malformed_set_aside(h: _Harness, features: TransportFeatures) -> None:
+    """An entry that is not an envelope is set aside, never fatal, never left pending."""
+    topic = h.topic("malformed")
+    recorder = EventRecorder()
+    bus = h.bus("robust")
+    bus.subscribe(topic, recorder, name="handle")
+    await bus.start()
+    transport = h.make_transport()
+    h.stack.push_async_callback(transport.close)
+    await transport.publish(topic, [b"\xff garbage", b'{"v": 99}', b"[]", b"{}"])
+    await h.bus("publisher").publish(topic, {"fine": True})
+    await recorder.wait_for(1)
+    if features.reports_backlog:
+        for _ in range(100):
+            if (await bus.backlog())[f"{topic} -> handle"].pending == 0:
+                break
+            await asyncio.sleep(0.02)
+        _expect((await bus.backlog())[f"{topic} -> handle"].pending == 0)
+    _expect(recorder.payloads == [{"fine": True}])
+
+
+async def _guide_test_twice(h: _Harness, features: TransportFeatures) -> None:
+    """The guide's unit test, run twice against the same namespace: one event each time."""
+    for _ in range(2):
+        received: list[dict[str, Any]] = []
+
+        async def capture_event(data: dict[str, Any]) -> None:
+            received.append(data)  # noqa: B023 - each round's handler runs within its round
+
+        event_bus = h.bus("test")
+        await event_bus.initialize()
+        event_bus.subscribe("ai.signal.generated", capture_event)
+        await event_bus.start()
+        trace_id = trace_context.generate()
+        await event_bus.publish(
+            "ai.signal.generated", {"symbol": "BTCUSDT", "confidence": 0.85}, trace_id=trace_id
+        )
+        await asyncio.sleep(0.5)
+        _expect(len(received) == 1, received)
+        _expect(received[0]["symbol"] == "BTCUSDT")
+        await event_bus.stop()
+        trace_context.clear()
+
+
+async def check_payload_round_trip(
+    make_transport: MakeTransport, payloads: Sequence[dict[str, Any]]
+) -> None:
+    """Publish ``payloads`` and check the handler receives each one unchanged, in order."""
+    async with AsyncExitStack() as stack:
+        h = _Harness(make_transport, stack)
+        topic = h.topic("round_trip")
+        recorder = EventRecorder()
+        bus = h.bus("round-trip", concurrency=1)
+        bus.subscribe(topic, recorder)
+        await bus.start()
+        await h.bus("publisher").publish_many(topic, payloads)
+        await recorder.wait_for(len(payloads))
+        _expect(recorder.payloads == list(payloads))
+
+
+def _expect(condition: object, message: object = "the transport broke its contract") -> None:
+    """Like ``assert``, but also under ``python -O``: a contract check must never vanish."""
+    if not condition:
+        raise AssertionError(message)
+
+
+Check = Callable[[_Harness, TransportFeatures], Awaitable[None]]
+CHECKS: dict[str, Check] = {
+    "fan_out": _fan_out,
+    "competing_consumers": _competing_consumers,
+    "ack_after_handler": _ack_after_handler,
+    "stop_finishes_in_flight": _stop_finishes_in_flight,
+    "ordering_key": _ordering_key,
+    "trace_in_handler": _trace_in_handler,
+    "from_beginning": _from_beginning,
+    "malformed_set_aside": _malformed_set_aside,
+    "guide_test_twice": _guide_test_twice,
+}
+"""Every check of the transport contract, by name."""
+
+
+async def check_transport(
+    make_transport: MakeTransport,
+    *,
+    features: TransportFeatures | None = None,
+    checks: Iterable[str] | None = None,
+) -> None:
+    """Run the transport contract (all of :data:`CHECKS`, or the named ones).
+
+    Raises:
+        AssertionError: naming the promise the transport broke.
+    """
+    chosen = list(CHECKS) if checks is None else list(checks)
+    unknown = sorted(set(chosen) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    for name in chosen:
+        async with AsyncExitStack() as stack:
+            await CHECKS[name](_Harness(make_transport, stack), features or TransportFeatures())

@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantum_core import logs
+from quantum_core._redaction import MASK, is_secret_key, redact, redact_mapping, redact_text
+from quantum_core.logs import configure_logging, get_logger
+from quantum_core.tracing import trace_context
+
+SECRET_KEYS = [
+    "password", "db_password", "passwd", "pwd", "redis_pass", "passphrase", "secret",
+    "client_secret", "AWS_SECRET_ACCESS_KEY", "token", "access_token", "refreshToken",
+    "api_key", "apiKey", "X-API-KEY", "api-key", "authorization", "auth", "credential",
+    "credentials", "private_key", "privateKey", "access_key", "cookie", "set_cookie", "jwt",
+]  # fmt: skip
+NOT_SECRET_KEYS = [
+    "author", "symbol", "order_id", "token_count", "prompt_tokens", "max_tokens",
+    "auth_type", "secret_name", "access_key_id", "passenger", "dsn", "url", "keyword",
+    "authenticated", "session_id", "quantity",
+]  # fmt: skip
+SCHEMES = ["redis", "rediss", "postgresql", "amqp", "nats"]
+
+secrets = st.text(alphabet=string.ascii_letters + string.digits, min_size=12, max_size=40)
+users = st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=10)
+key_case = st.sampled_from([str, str.lower, str.upper, str.title])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging(monkeypatch):
+    monkeypatch.setattr(logs, "_active", None)
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, logs._RootHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def _configured_stream(json_output: bool = True) -> io.TextIOWrapper:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    configure_logging("svc", json_output=json_output, stream=stream)
+    return stream
+
+
+def _written(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+@pytest.mark.parametrize("case", [str, str.lower, str.upper, str.title])
+def test_secret_keys_are_recognised_in_any_case(key, case):
+    assert is_secret_key(case(key))
+
+
+@pytest.mark.parametrize("key", NOT_SECRET_KEYS)
+def test_keys_that_only_look_alike_are_not_secret(key):
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", [None, 3, ("password",)])
+def test_keys_that_are_not_strings_are_not_secret(key):
+    assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("redis://user:pass@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:pass@host", "redis://:***@host"),
+        ("postgresql://u:p@h/db", "postgresql://u:***@h/db"),
+        ("a rediss://u:p@ss@h/0 b amqp://g:x@h", "a rediss://u:***@h/0 b amqp://g:***@h"),
+        ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer ***"),
+        ("host=db password=hunter2 user=bob", "host=db password=*** user=bob"),
+        ("{'api_key': 'abc', 'n': 1}", "{'api_key': '***', 'n': 1}"),
+        ('{"access_token": "abc"}', '{"access_token": "***"}'),
+        ("invalid token: abc123", "invalid token: ***"),
+    ],
+)
+def test_redact_text_masks_credentials(text, expected):
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "redis://user@host:6379/0",
+        "redis://host:6379/0",
+        "http://host:8080/path@anchor",
+        "redis://u:@host",
+        "max_tokens=5 token_count=3",
+        "password authentication failed for user bob",
+        "2025-12-01T12:00:00.000Z",
+        "order filled: BTC",
+    ],
+)
+def test_redact_text_leaves_text_without_credentials_alone(text):
+    assert redact_text(text) == text
+
+
+def test_redact_copies_and_masks_nested_structures():
+    original = {"a": [{"password": "x"}, ("redis://:p@h", b"Bearer xyz")], "tags": {"t"}}
+    assert redact(original) == {
+        "a": [{"password": MASK}, ("redis://:***@h", "Bearer ***")],
+        "tags": ["t"],
+    }
+    assert original["a"][0] == {"password": "x"}  # not changed in place
+
+
+def test_missing_secrets_stay_visible_and_cycles_are_cut():
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    redacted = redact_mapping({"password": None, "token": "", "cyclic": cyclic})
+    assert (redacted["password"], redacted["token"]) == (None, "")
+    depth, node = 0, redacted["cyclic"]
+    while isinstance(node, dict):
+        depth, node = depth + 1, node["self"]
+    assert node == "..."
+    assert depth > 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    secret=secrets,
+    key=st.sampled_from(SECRET_KEYS),
+    case=key_case,
+    nest=st.lists(st.sampled_from(["dict", "list", "tuple"]), max_size=4),
+    symbol=st.text(min_size=1, max_size=11),  # shorter than any secret
+    token_count=st.integers(),
+)
+def test_values_under_secret_keys_never_reach_the_line(
+    secret, key, case, nest, symbol, token_count
+):
+    value: object = {case(key): secret}
+    for kind in nest:
+        value = {"inner": value} if kind == "dict" else [value] if kind == "list" else (value,)
+    stream = _configured_stream()
+    get_logger("t").info("connect", payload=value, symbol=symbol, token_count=token_count)
+    text = _written(stream)
+    assert secret not in text
+    line = json.loads(text)
+    assert MASK in json.dumps(line["payload"])
+    assert (line["symbol"], line["token_count"]) == (symbol, token_count)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    secret=secrets,
+    scheme=st.sampled_from(SCHEMES),
+    user=st.one_of(st.just(""), users),
+    json_output=st.booleans(),
+)
+def test_url_passwords_are_masked_and_the_user_kept(secret, scheme, user, json_output):
+    url = f"{scheme}://{user}:{secret}@cache.internal:6379/0"
+    stream = _configured_stream(json_output)
+    log = get_logger("t")
+    log.info(f"connecting to {url}", dsn=url, nested={"urls": [url]})
+    logging.getLogger("redis").warning("retrying %s", url)
+    text = _written(stream)
+    assert secret not in text
+    assert text.count(f"{scheme}://{user}:***@cache.internal:6379/0") == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(secret=secrets, scheme=st.sampled_from(["Bearer", "bearer", "BEARER"]))
+def test_bearer_tokens_are_masked(secret, scheme):
+    stream = _configured_stream()
+    get_logger("t").info("sent", header=f"Authorization: {scheme} {secret}")
+    text = _written(stream)
+    assert secret not in text
+    assert json.loads(text)["header"] == f"Authorization: {scheme} ***"
+
+
+def _connect(secret: str) -> None:
+    api_token = secret  # a local: must not be shown
+    raise ConnectionError(
+        f"redis://app:{api_token}@cache:6379 refused; header was Bearer {api_token}"
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(secret=secrets, json_output=st.booleans())
+def test_secrets_in_exception_messages_and_locals_never_reach_the_line(secret, json_output):
+    stream = _configured_stream(json_output)
+    with trace_context.scope():
+        try:
+            _connect(secret)
+        except ConnectionError:
+            get_logger("t").exception("cache down")
+            logging.getLogger("lib").exception("cache down")
+    text = _written(stream)
+    assert secret not in text
+    assert text.count("redis://app:***@cache:6379 refused; header was Bearer ***") == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.sampled_from(NOT_SECRET_KEYS),
+    value=st.one_of(
+        st.text(alphabet=string.ascii_letters + string.digits + " .,-_/!?", max_size=60),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+    ),
+)
+def test_values_that_are_not_secret_are_untouched(key, value):
+    stream = _configured_stream()
+    get_logger("t").info("plain", **{key: value})
+    assert json.loads(_written(stream))[key] == value
