@@ -27,7 +27,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -117,6 +117,12 @@ class Transport(ABC):
 
     async def close(self) -> None:  # noqa: B027 - closing is optional for a transport
         """Release what the transport opened itself (not what the caller passed in)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 TransportFactory = Callable[[str], Transport]
