@@ -1,0 +1,89 @@
+"""Real services for integration tests: the shared Redis, and redis-servers of a test's own.
+
+A missing service skips the test on a developer machine and fails it when CI is set: CI
+must run every test against every service.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from typing import NoReturn
+from urllib.parse import urlparse
+
+import pytest
+
+SHARED_REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(what: str, why: object) -> NoReturn:
+    message = f"{what} is not available ({why})"
+    if "CI" in os.environ:
+        pytest.fail(f"{message}; CI={os.environ['CI']!r} requires it")
+    pytest.skip(message)
+
+
+def ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if a Redis answers PING on host:port (plain socket: no event loop needed)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def require_shared_redis() -> str:
+    """The shared Redis URL, or skip/fail when it does not answer."""
+    url = urlparse(SHARED_REDIS_URL)
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
+    if not ping(host, port):
+        service_missing(f"Redis at {host}:{port}", "no answer to PING")
+    return SHARED_REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence, that the test may stop and restart.
+
+    Restarting it on the same port gives an empty server, as a Redis without persistence
+    comes back after a crash.
+    """
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            service_missing("redis-server", "not on PATH")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not ping("127.0.0.1", self.port, timeout=0.2):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                service_missing(f"redis-server on port {self.port}", "it did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
