@@ -30,6 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..errors import TransportError
 from ..logs import get_logger
+from ._coalesce import Coalescer
 from .transport import Backlog, Delivery, Subscription, Transport, register_transport
 
 __all__ = ["RedisStreamsTransport"]
@@ -174,6 +175,7 @@ class _RedisSubscription(Subscription):
         self._next_claim = 0.0
         self._claim_cursor: bytes | str = "0-0"
         self._read: asyncio.Task[list[Delivery]] | None = None
+        self._acks = Coalescer(self._xack)
         self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"keep-alive {group}")
 
     async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
@@ -220,7 +222,10 @@ class _RedisSubscription(Subscription):
         return await self._deliveries(_entries(reply), delivery_count=1)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        ids = [d.receipt for d in deliveries]
+        """Acknowledge, sharing one XACK with every other ack of the moment."""
+        await self._acks.submit([d.receipt for d in deliveries])
+
+    async def _xack(self, ids: list[Any]) -> None:
         try:
             await self._commands.xack(self._key, self._group, *ids)
         except RedisError as exc:
