@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint types pytest docs docs-serve clean
+.PHONY: help demo test lint types pytest docs docs-serve bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -34,10 +34,20 @@ lint: $(VENV)/.installed-dev  ## ruff
 types: $(VENV)/.installed-dev  ## mypy --strict on src
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.installed-dev  ## the test suite only
+pytest: $(VENV)/.installed-dev  ## the test suite only (starts Redis and PostgreSQL if needed)
+	@bash .ci/services
 	$(BIN)/pytest
 
 test: lint types pytest  ## lint, types and the whole suite
+
+bench: $(VENV)/.installed-dev  ## measure against raw redis-py and the guide's claims (own redis-server)
+	$(PY) bench/bench_bus.py
+	$(PY) bench/bench_policy.py
+	$(PY) bench/bench_logging.py
+
+bench-quick: $(VENV)/.installed-dev  ## the same, fewer and shorter runs
+	$(PY) bench/bench_bus.py --quick
+	$(PY) bench/bench_policy.py --quick
 
 docs: $(VENV)/.installed-docs  ## build the docs strictly into site/
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
