@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from quantum_core import (
     get_event_bus,
     get_policy_store,
@@ -40,10 +42,19 @@ async def check_current_leverage():
 # -------------------------------------------------------------------------------------------
 
 
-async def wire_the_guides_flow():
+@pytest.fixture(params=["memory", "redis"])
+def bus_transport(request):
+    """Where the guide's flow runs: in memory, or on the real Redis under a prefix of its own."""
+    if request.param == "memory":
+        return "memory://"
+    url = request.getfixturevalue("redis_url")
+    return f"{url}?prefix={request.getfixturevalue('redis_prefix')}"
+
+
+async def wire_the_guides_flow(transport):
     """The guide's lifespan steps 3, 4, 6 and 7 and its register_event_handlers()."""
     await initialize_policy_store()
-    event_bus = await initialize_event_bus("memory://", service_name="quantum_trader")
+    event_bus = await initialize_event_bus(transport, service_name="quantum_trader")
     orchestrator = AIOrchestrator()
     event_bus.subscribe("market.data.update", orchestrator.handle_market_update)
     safety_gov = SafetyGovernor()
@@ -66,8 +77,8 @@ async def settle():
     await asyncio.sleep(0.2)
 
 
-async def test_the_guides_three_domains_turn_a_tick_into_a_filled_order(log_lines):
-    event_bus, seen = await wire_the_guides_flow()
+async def test_the_guides_three_domains_turn_a_tick_into_a_filled_order(log_lines, bus_transport):
+    event_bus, seen = await wire_the_guides_flow(bus_transport)
     await event_bus.publish("market.data.update", {"symbol": "BTCUSDT", "price": 50_000.0})
     await settle()
 
@@ -96,8 +107,10 @@ async def test_the_guides_three_domains_turn_a_tick_into_a_filled_order(log_line
     assert all(line["service"] == "test-service" for line in lines)
 
 
-async def test_the_guides_policy_snippets_switch_to_defensive_and_filter_signals(capsys, log_lines):
-    event_bus, seen = await wire_the_guides_flow()
+async def test_the_guides_policy_snippets_switch_to_defensive_and_filter_signals(
+    capsys, log_lines, bus_transport
+):
+    event_bus, seen = await wire_the_guides_flow(bus_transport)
     await check_current_leverage()
     await switch_to_defensive_mode()
     await check_current_leverage()

@@ -94,11 +94,14 @@ async def test_initialize_event_bus_accepts_a_redis_client(client):
     assert get_event_bus() is bus
 
 
-async def test_urls_select_the_redis_transport(redis_url, redis_prefix):
-    bus = EventBus(redis_url, service_name="svc")
+async def test_urls_select_the_redis_transport_with_options_in_the_query(redis_url, redis_prefix):
+    bus = EventBus(f"{redis_url}?prefix={redis_prefix}&claim_idle=5", service_name="svc")
     assert isinstance(bus.transport, RedisStreamsTransport)
+    assert bus.transport.prefix == redis_prefix
     await bus.ping()
     await bus.stop()
+    with pytest.raises(ValueError, match=r"URL option claim_idle='soon' is not a valid float"):
+        EventBus(f"{redis_url}?claim_idle=soon", service_name="svc")
 
 
 async def test_layout_on_the_server_and_nothing_left_pending(client, redis_prefix, transports):

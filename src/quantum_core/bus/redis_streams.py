@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -421,5 +422,29 @@ def _connection_settings(client: redis.Redis | str) -> tuple[Any, dict[str, Any]
     return type(pool), kwargs
 
 
-register_transport("redis", RedisStreamsTransport)
-register_transport("rediss", RedisStreamsTransport)
+_URL_OPTIONS = {"prefix": str, "maxlen": int, "max_age": float, "claim_idle": float}
+
+
+def transport_from_redis_url(url: str) -> RedisStreamsTransport:
+    """Build a transport from a ``redis://`` or ``rediss://`` URL.
+
+    ``prefix``, ``maxlen``, ``max_age`` and ``claim_idle`` may ride in the query, as in
+    ``redis://localhost:6379/0?prefix=trading&claim_idle=10``; the rest goes to redis-py.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options: dict[str, Any] = {}
+    for name, value in query:
+        if name in _URL_OPTIONS:
+            try:
+                options[name] = _URL_OPTIONS[name](value)
+            except ValueError:
+                raise ValueError(
+                    f"URL option {name}={value!r} is not a valid {_URL_OPTIONS[name].__name__}"
+                ) from None
+    rest = urlencode([(k, v) for k, v in query if k not in _URL_OPTIONS])
+    return RedisStreamsTransport(urlunsplit(parts._replace(query=rest)), **options)
+
+
+register_transport("redis", transport_from_redis_url)
+register_transport("rediss", transport_from_redis_url)
