@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from quantum_core import (
     configure_logging,
     shutdown_event_bus,
+    shutdown_health_checker,
     shutdown_policy_store,
     trace_context,
 )
@@ -26,6 +27,7 @@ async def _clean_runtime() -> AsyncIterator[None]:
     yield
     await shutdown_event_bus()
     await shutdown_policy_store()
+    await shutdown_health_checker()
 
 
 @pytest.fixture

@@ -6,10 +6,20 @@ so they can be moved between processes without changing their constructors.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
+
+import redis.asyncio as redis
 
 from .bus import EventBus, Transport
-from .policy import PolicyBackend, PolicyStore
+from .policy import (
+    DEFAULT_KEY_PREFIX,
+    MemoryPolicyBackend,
+    PolicyBackend,
+    PolicyStore,
+    RedisPolicyBackend,
+    default_snapshot_path,
+)
 
 __all__ = [
     "get_event_bus",
@@ -76,26 +86,70 @@ async def shutdown_event_bus() -> None:
 
 
 async def initialize_policy_store(
-    backend: PolicyBackend | None = None, **options: Any
+    backend: PolicyBackend | redis.Redis | str | None = None,
+    *,
+    key_prefix: str | None = None,
+    snapshot_path: str | os.PathLike[str] | Literal["auto"] | None = "auto",
+    **options: Any,
 ) -> PolicyStore:
-    """Create and load the process-wide PolicyStore (in memory by default).
+    """Create and load the process-wide PolicyStore, and start following changes.
 
-    The process-wide EventBus, once initialized, announces its changes.
+    The process-wide EventBus, whether initialized before or after, announces its changes.
+
+    Args:
+        backend: A ``redis.asyncio.Redis`` client (as in the guide), a ``redis://`` URL, a
+            :class:`PolicyBackend`, or None (or ``"memory://"``) for this process's memory.
+        key_prefix: With Redis, the namespace of the policy's keys; processes that share it
+            share one policy. Defaults to ``quantum_core:policy``.
+        snapshot_path: The JSON file read at a start without Redis. ``"auto"``: with Redis,
+            one file per prefix in the temporary directory; in memory, none. None: none.
+        **options: Passed to :class:`PolicyStore` (``default``, ``event_bus``).
 
     Raises:
         RuntimeError: if one is already initialized (call ``shutdown_policy_store()`` first).
+        TypeError: if ``backend`` is none of the above.
     """
     global _policy_store
     if _policy_store is not None:
         raise RuntimeError(
             "the PolicyStore is already initialized; call `await shutdown_policy_store()` first"
         )
-    store = PolicyStore(backend, **options)
+    resolved = _policy_backend(backend, key_prefix)
+    if snapshot_path == "auto":
+        snapshot_path = (
+            default_snapshot_path(resolved.key_prefix)
+            if isinstance(resolved, RedisPolicyBackend)
+            else None
+        )
+    store = PolicyStore(resolved, snapshot_path=snapshot_path, **options)
     if store.event_bus is None:
         store.event_bus = _event_bus
-    await store.initialize()
+    try:
+        await store.initialize()
+    except BaseException:
+        await store.close()
+        raise
     _policy_store = store
     return store
+
+
+def _policy_backend(
+    backend: PolicyBackend | redis.Redis | str | None, key_prefix: str | None
+) -> PolicyBackend:
+    if isinstance(backend, PolicyBackend | None) or backend == "memory://":
+        if key_prefix is not None:
+            raise ValueError(
+                "key_prefix applies to a Redis client or URL; give the prefix to your own "
+                "backend instead"
+            )
+        return backend if isinstance(backend, PolicyBackend) else MemoryPolicyBackend()
+    if isinstance(backend, redis.Redis | str):
+        return RedisPolicyBackend(backend, key_prefix=key_prefix or DEFAULT_KEY_PREFIX)
+    raise TypeError(
+        "initialize_policy_store() takes a redis.asyncio.Redis client, a redis:// URL, a "
+        f"PolicyBackend or nothing (memory), got {type(backend).__module__}."
+        f"{type(backend).__name__}"
+    )
 
 
 def get_policy_store() -> PolicyStore:

@@ -1,49 +1,180 @@
-"""Where the policy is kept. A backend stores one document and writes it compare-and-set."""
+"""Where the policy is kept: a small interface, and the in-memory backend.
+
+A backend stores one policy document, writes it compare-and-set together with its audit
+entry, and tells the stores that use it when the document may have changed. Everything else
+(the cache, retries, restoring an emptied backend, the snapshot file, the event-bus
+announcement) lives in :class:`~quantum_core.policy.PolicyStore`, the same for every backend.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
 
+from ..logs import get_logger
 from ..models import RiskPolicy
+from .codec import PolicyChange
 
-__all__ = ["MemoryPolicyBackend", "PolicyBackend"]
+__all__ = ["ChangeCallback", "MemoryPolicyBackend", "PolicyBackend", "PolicyWatch"]
+
+ChangeCallback = Callable[[], None]
+"""Called, without arguments and without blocking, when the stored policy may have changed."""
+
+_log = get_logger("quantum_core.policy")
+
+
+class PolicyWatch(ABC):
+    """A running watch started by :meth:`PolicyBackend.watch`; close it to stop it."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop calling back and release what the watch holds (tasks, connections)."""
 
 
 class PolicyBackend(ABC):
-    """Storage for the policy document, shared by every process that uses it."""
+    """Storage for the policy document, shared by every process (or store) that uses it.
+
+    Implement :meth:`load` and :meth:`save`; a backend without change notifications still
+    propagates changes, because the default :meth:`watch` polls every ``poll_interval``
+    seconds.
+    """
+
+    poll_interval: float = 1.0
+    """Seconds between the periodic checks of the default :meth:`watch`."""
 
     @abstractmethod
     async def load(self) -> RiskPolicy | None:
-        """Return the stored policy, or None when nothing is stored yet."""
+        """Return the stored policy, or None when nothing is stored.
+
+        Raises:
+            PolicyDataError: when the stored value is not a valid policy.
+            PolicyUnavailableError: when the storage cannot be reached.
+        """
 
     @abstractmethod
-    async def save(self, policy: RiskPolicy, *, expected_version: int | None) -> bool:
-        """Store ``policy`` if the stored version is ``expected_version`` (None: nothing stored).
+    async def save(
+        self,
+        policy: RiskPolicy,
+        *,
+        expected_version: int | None,
+        change: PolicyChange | None = None,
+        replace_unreadable: bool = False,
+    ) -> bool:
+        """Store ``policy`` and append ``change`` to the history, atomically, if nothing moved.
 
-        Returns False, storing nothing, when another writer got there first.
+        The write happens only if the stored policy's version is ``expected_version``, or,
+        with ``expected_version=None``, if nothing is stored (or, with
+        ``replace_unreadable``, the stored value is unreadable). Every store watching is
+        then told.
+
+        Returns:
+            False, storing nothing, when another writer got there first.
+
+        Raises:
+            PolicyUnavailableError: when the storage cannot be reached.
         """
+
+    async def history(self, limit: int) -> list[PolicyChange]:
+        """Return the newest ``limit`` audit entries, newest first."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no audit history")
+
+    async def watch(self, on_change: ChangeCallback) -> PolicyWatch:
+        """Call ``on_change()`` whenever the stored policy may have changed, until closed.
+
+        Calls may be spurious; a store answers each with one :meth:`load`.
+        """
+        return _PollingWatch(on_change, self.poll_interval)
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
         """Release what the backend opened itself."""
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class _PollingWatch(PolicyWatch):
+    """The safety net every backend can afford: a call every ``interval`` seconds."""
+
+    def __init__(self, on_change: ChangeCallback, interval: float) -> None:
+        if not interval > 0:
+            raise ValueError(f"poll interval must be a positive number of seconds, got {interval}")
+        self._task = asyncio.create_task(
+            _call_every(interval, on_change), name="quantum_core policy poll"
+        )
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _call_every(interval: float, on_change: ChangeCallback) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        on_change()
+
 
 class MemoryPolicyBackend(PolicyBackend):
-    """The policy in this process's memory: for tests, the demo and single-process apps."""
+    """The policy in this process's memory: for tests, the demo and single-process apps.
 
-    def __init__(self, initial: RiskPolicy | None = None) -> None:
+    Stores that share one instance behave like processes sharing one Redis: a write by one
+    is announced to the others at once, which makes propagation easy to test.
+
+    Args:
+        initial: The policy stored at the start; none by default.
+        history_size: How many audit entries are kept.
+    """
+
+    def __init__(self, initial: RiskPolicy | None = None, *, history_size: int = 1000) -> None:
+        if history_size < 1:
+            raise ValueError(f"history_size must be at least 1, got {history_size}")
         self._policy = initial
-        self._lock = asyncio.Lock()
+        self._history: deque[PolicyChange] = deque(maxlen=history_size)
+        self._watchers: list[ChangeCallback] = []
 
     async def load(self) -> RiskPolicy | None:
         """Return the stored policy."""
         return self._policy
 
-    async def save(self, policy: RiskPolicy, *, expected_version: int | None) -> bool:
-        """Store ``policy`` when the version still matches."""
-        async with self._lock:
-            current = None if self._policy is None else self._policy.version
-            if current != expected_version:
-                return False
-            self._policy = policy
-            return True
+    async def save(
+        self,
+        policy: RiskPolicy,
+        *,
+        expected_version: int | None,
+        change: PolicyChange | None = None,
+        replace_unreadable: bool = False,
+    ) -> bool:
+        """Store ``policy`` when the version still matches; nothing here is ever unreadable."""
+        current = None if self._policy is None else self._policy.version
+        if current != expected_version:
+            return False
+        self._policy = policy  # no await since the check: atomic within the event loop
+        if change is not None:
+            self._history.appendleft(change)
+        for on_change in tuple(self._watchers):
+            try:
+                on_change()
+            except Exception:
+                _log.exception("policy_watcher_failed")
+        return True
+
+    async def history(self, limit: int) -> list[PolicyChange]:
+        """Return the newest ``limit`` audit entries, newest first."""
+        return list(islice(self._history, limit))
+
+    async def watch(self, on_change: ChangeCallback) -> PolicyWatch:
+        """Call ``on_change()`` after every write made through this backend."""
+        self._watchers.append(on_change)
+        return _ListedWatch(self._watchers, on_change)
+
+
+class _ListedWatch(PolicyWatch):
+    def __init__(self, watchers: list[ChangeCallback], on_change: ChangeCallback) -> None:
+        self._watchers = watchers
+        self._on_change = on_change
+
+    async def close(self) -> None:
+        if self._on_change in self._watchers:
+            self._watchers.remove(self._on_change)

@@ -1,21 +1,38 @@
 """PolicyStore: the risk policy every trading decision reads, cached in this process.
 
-Reads come from process memory (every decision reads the policy, so a read must cost
-microseconds). Writes are versioned compare-and-set: two writers at once both apply, in
-some order, and no version repeats. A mode switch is announced on the event bus as
-``policy.mode.changed`` so every domain can react.
+Reads come from process memory: every decision reads the policy, so a read costs a
+fraction of a microsecond and never waits on the network. The backend tells the store when
+another process changed the policy (Redis pub/sub, plus a periodic check for a missed
+notification) and the store reloads it, so a switch to DEFENSIVE reaches every process
+within milliseconds. Writes are versioned compare-and-set: two writers at once both apply,
+in some order, and no version repeats. A mode switch is also announced on the event bus as
+``policy.mode.changed``, so domains can react at once.
+
+When the backend is unreachable, or holds a value that is not a valid policy, the store
+keeps serving the last good policy (and says so once in the log), while writes fail with
+:class:`PolicyUnavailableError`: a risk manager must know a switch did not happen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from ..logs import get_logger
 from ..models import RiskConfig, RiskMode, RiskPolicy
+from ..tracing import new_trace_id, trace_context
+from ._sync import Follower
 from .backends import MemoryPolicyBackend, PolicyBackend
+from .codec import ChangeAction, PolicyChange
+from .errors import PolicyConflictError, PolicyDataError, PolicyUnavailableError
+from .snapshot import PolicySnapshot
+from .validation import check_policy, merge_limits
 
 if TYPE_CHECKING:
     from ..bus import EventBus
@@ -25,18 +42,25 @@ __all__ = ["CONFIG_UPDATED", "MODE_CHANGED", "PolicyStore"]
 MODE_CHANGED = "policy.mode.changed"
 CONFIG_UPDATED = "policy.config.updated"
 _WRITE_ATTEMPTS = 20
+_HISTORY_MAX = 10_000
 
 _log = get_logger("quantum_core.policy")
 
+# What a change function returns: the fields to update and the changed values, old and new.
+_Change = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
-class PolicyStore:
-    """The risk policy: cached reads, versioned writes, changes announced on the bus.
+
+class PolicyStore(Follower):
+    """The risk policy: cached reads, versioned writes, changes seen by every process.
 
     Args:
-        backend: Where the policy is kept; in memory by default.
+        backend: Where the policy is kept; in memory by default. See
+            :class:`RedisPolicyBackend` for several processes.
         event_bus: Where changes are announced; :func:`initialize_event_bus` attaches the
             process-wide bus automatically.
-        default: The policy stored when the backend holds none yet.
+        default: The policy stored when the backend holds none yet (NORMAL by default).
+        snapshot_path: A JSON file the store rewrites in the background after each change
+            and reads at a start without its backend; none by default.
     """
 
     def __init__(
@@ -45,17 +69,21 @@ class PolicyStore:
         *,
         event_bus: EventBus | None = None,
         default: RiskPolicy | None = None,
+        snapshot_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if backend is not None and not isinstance(backend, PolicyBackend):
             raise TypeError(
-                f"backend must be a PolicyBackend (such as MemoryPolicyBackend()), "
-                f"got {type(backend).__name__}"
+                "backend must be a PolicyBackend (such as MemoryPolicyBackend() or "
+                f"RedisPolicyBackend(redis_client)), got {type(backend).__name__}; "
+                "initialize_policy_store() also takes a Redis client or URL"
             )
-        self._backend = backend or MemoryPolicyBackend()
+        super().__init__(
+            backend or MemoryPolicyBackend(),
+            default=check_policy(default or RiskPolicy()),
+            snapshot=None if snapshot_path is None else PolicySnapshot(snapshot_path),
+            actor=f"quantum_core@{socket.gethostname()}:{os.getpid()}",
+        )
         self.event_bus = event_bus
-        self._default = default or RiskPolicy()
-        self._policy: RiskPolicy | None = None
-        self._write_lock = asyncio.Lock()
 
     @property
     def policy(self) -> RiskPolicy:
@@ -72,36 +100,37 @@ class PolicyStore:
             )
         return policy
 
-    async def initialize(self) -> RiskPolicy:
-        """Load the stored policy, storing the default one if there is none."""
-        policy = await self._backend.load()
-        if policy is None:
-            if await self._backend.save(self._default, expected_version=None):
-                policy = self._default
-            else:  # another process stored one first
-                policy = await self._backend.load()
-        assert policy is not None  # noqa: S101 - a backend that refused a save holds a policy
-        self._policy = policy
-        return policy
-
     async def get_policy(self) -> RiskPolicy:
-        """Return the policy in force, from the in-process cache."""
+        """Return the policy in force, from the in-process cache; never raises once loaded."""
         policy = self._policy
         if policy is None:
             policy = await self.initialize()
         return policy
 
-    async def switch_mode(self, mode: RiskMode | str, *, updated_by: str) -> RiskPolicy:
-        """Make ``mode`` the active risk mode and announce it as ``policy.mode.changed``.
+    async def switch_mode(
+        self, mode: RiskMode | str, *, updated_by: str, reason: str | None = None
+    ) -> RiskPolicy:
+        """Make ``mode`` the active risk mode, tell every process, announce it on the bus.
 
         Switching to the mode already active changes nothing and announces nothing.
+
+        Raises:
+            PolicyUnavailableError: when the backend cannot be reached; nothing switched.
         """
         new_mode = _check_mode(mode)
-        _check_updated_by(updated_by)
-        previous, policy = await self._write(
-            lambda p: None if p.active_mode is new_mode else {"active_mode": new_mode},
-            updated_by,
-        )
+        _check_who_and_why(updated_by, reason)
+
+        def change(policy: RiskPolicy) -> _Change | None:
+            if policy.active_mode is new_mode:
+                return None
+            return (
+                {"active_mode": new_mode},
+                {"active_mode": policy.active_mode.value},
+                {"active_mode": new_mode.value},
+            )
+
+        trace_id = trace_context.get() or new_trace_id()
+        previous, policy = await self._write("mode", None, change, updated_by, reason, trace_id)
         if policy is previous:
             return policy
         _log.warning(
@@ -110,6 +139,8 @@ class PolicyStore:
             active_mode=policy.active_mode.value,
             version=policy.version,
             updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
         )
         await self._announce(
             MODE_CHANGED,
@@ -119,20 +150,27 @@ class PolicyStore:
                 "version": policy.version,
                 "updated_by": policy.updated_by,
                 "updated_at": policy.updated_at.isoformat(),
+                "reason": reason,
+                "trace_id": trace_id,
             },
+            trace_id,
         )
         return policy
 
     async def update_config(
-        self, mode: RiskMode | str, *, updated_by: str, **limits: Any
+        self, mode: RiskMode | str, *, updated_by: str, reason: str | None = None, **limits: Any
     ) -> RiskPolicy:
         """Change some limits of one mode, such as ``max_leverage=5``.
 
+        Limits equal to the stored ones change nothing and announce nothing.
+
         Raises:
-            ValueError: naming the limit that is unknown or out of range.
+            PolicyValidationError: naming each limit that is out of its range, or that would
+                make a mode looser than a less strict one; nothing is written.
+            PolicyUnavailableError: when the backend cannot be reached; nothing changed.
         """
         target = _check_mode(mode)
-        _check_updated_by(updated_by)
+        _check_who_and_why(updated_by, reason)
         if not limits:
             raise ValueError("update_config needs at least one limit, such as max_leverage=5")
         unknown = sorted(set(limits) - set(RiskConfig.model_fields))
@@ -141,72 +179,168 @@ class PolicyStore:
                 f"unknown risk limit(s) {', '.join(unknown)}; "
                 f"known: {', '.join(RiskConfig.model_fields)}"
             )
+        if self._policy is not None:  # out-of-range limits fail before any round trip
+            merge_limits(target, self._policy.configs[target], limits)
 
-        def change(policy: RiskPolicy) -> dict[str, Any]:
-            current = policy.configs[target].model_dump()
-            config = RiskConfig.model_validate({**current, **limits})
-            return {"configs": {**policy.configs, target: config}}
+        def change(policy: RiskPolicy) -> _Change | None:
+            before = policy.configs[target]
+            after = merge_limits(target, before, limits)
+            old, new = before.model_dump(), after.model_dump()
+            changed = [name for name in new if new[name] != old[name]]
+            if not changed:
+                return None
+            return (
+                {"configs": {**policy.configs, target: after}},
+                {name: old[name] for name in changed},
+                {name: new[name] for name in changed},
+            )
 
-        _, policy = await self._write(change, updated_by)
+        trace_id = trace_context.get() or new_trace_id()
+        previous, policy = await self._write("config", target, change, updated_by, reason, trace_id)
+        if policy is previous:
+            return policy
+        before, after = previous.configs[target].model_dump(), policy.configs[target].model_dump()
+        changed = {name for name in after if after[name] != before[name]}
         _log.warning(
             "risk_limits_updated",
             mode=target.value,
-            limits=limits,
+            limits={name: after[name] for name in sorted(changed)},
             version=policy.version,
             updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
         )
         await self._announce(
             CONFIG_UPDATED,
             {
                 "mode": target.value,
-                "limits": policy.configs[target].model_dump(),
+                "limits": after,
+                "old": {name: before[name] for name in sorted(changed)},
+                "new": {name: after[name] for name in sorted(changed)},
                 "version": policy.version,
                 "updated_by": policy.updated_by,
                 "updated_at": policy.updated_at.isoformat(),
+                "reason": reason,
+                "trace_id": trace_id,
             },
+            trace_id,
         )
         return policy
 
-    async def close(self) -> None:
-        """Release the backend."""
-        await self._backend.close()
+    async def history(self, limit: int = 50) -> list[PolicyChange]:
+        """Return the newest ``limit`` changes (who, when, old and new values, why).
+
+        Raises:
+            PolicyUnavailableError: when the backend cannot be reached.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _HISTORY_MAX:
+            raise ValueError(f"limit must be an integer from 1 to {_HISTORY_MAX}, got {limit!r}")
+        return await self._backend.history(limit)
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        policy = self._policy
+        state = "not loaded" if policy is None else f"{policy.active_mode.value} v{policy.version}"
+        return f"<PolicyStore {state} source={self.source} backend={self._backend!r}>"
+
+    # -- writing --------------------------------------------------------------------------
 
     async def _write(
-        self, change: Callable[[RiskPolicy], dict[str, Any] | None], updated_by: str
+        self,
+        action: ChangeAction,
+        mode: RiskMode | None,
+        change: Callable[[RiskPolicy], _Change | None],
+        updated_by: str,
+        reason: str | None,
+        trace_id: str,
     ) -> tuple[RiskPolicy, RiskPolicy]:
         """Apply ``change`` with compare-and-set, retrying when another writer won the race.
 
         Returns the policy before and after; the same object twice when nothing changed.
         """
-        async with self._write_lock:
-            for _ in range(_WRITE_ATTEMPTS):
-                current = await self._backend.load() or await self.initialize()
-                fields = change(current)
+        self._check_open()
+        if self._policy is None:
+            await self.initialize()
+        async with self._lock:
+            for attempt in range(_WRITE_ATTEMPTS):
+                try:
+                    stored = await self._backend.load()
+                    replace, floor = False, -1
+                except PolicyDataError as error:  # a bad value: build on the last good policy
+                    self._report_unreadable(error)
+                    stored, replace = None, True
+                    floor = -1 if error.stored_version is None else error.stored_version
+                except PolicyUnavailableError as error:
+                    self._report_unreachable(error)
+                    raise
+                if stored is None and not replace:  # emptied: put the last good policy back
+                    await self._restore(raise_unavailable=True)
+                    continue
+                base = stored or self.policy
+                fields = change(base)
                 if fields is None:
-                    self._policy = current
-                    return current, current
-                new = current.model_copy(
+                    self._adopt(base)
+                    return base, base
+                update, old, new = fields
+                candidate = base.model_copy(
                     update={
-                        **fields,
-                        "version": current.version + 1,
+                        **update,
+                        "version": max(base.version, floor) + 1,
                         "updated_by": updated_by,
                         "updated_at": datetime.now(UTC),
                     }
                 )
-                if await self._backend.save(new, expected_version=current.version):
-                    self._policy = new
-                    return current, new
-        raise RuntimeError(
-            f"policy write lost the compare-and-set race {_WRITE_ATTEMPTS} times; try again"
+                policy = check_policy(candidate, changed=mode)
+                entry = PolicyChange(
+                    version=policy.version,
+                    action=action,
+                    updated_by=updated_by,
+                    updated_at=policy.updated_at,
+                    mode=mode,
+                    old=old,
+                    new=new,
+                    reason=reason,
+                    trace_id=trace_id,
+                )
+                try:
+                    saved = await self._backend.save(
+                        policy,
+                        expected_version=None if stored is None else stored.version,
+                        change=entry,
+                        replace_unreadable=replace,
+                    )
+                except PolicyUnavailableError as error:
+                    self._report_unreachable(error)
+                    raise
+                if saved:
+                    if replace:
+                        _log.warning("policy_unreadable_value_replaced", version=policy.version)
+                    self._adopt(policy, quiet=True)
+                    return base, policy
+                await asyncio.sleep(random.random() * 0.002 * (attempt + 1))  # noqa: S311 - jitter
+        raise PolicyConflictError(
+            f"the policy write lost the compare-and-set race {_WRITE_ATTEMPTS} times in a row "
+            "to other writers; nothing was written by this call, try again"
         )
 
-    async def _announce(self, event_type: str, payload: dict[str, Any]) -> None:
+    async def _announce(self, event_type: str, payload: dict[str, Any], trace_id: str) -> None:
         """Publish a change; a failed broadcast never undoes the change itself."""
         bus = self.event_bus
         if bus is None:
             return
         try:
-            await bus.publish(event_type, payload)
+            await bus.publish(event_type, payload, trace_id=trace_id)
         except Exception:
             _log.exception("policy_change_not_broadcast", event_type=event_type)
 
@@ -218,8 +352,13 @@ def _check_mode(mode: object) -> RiskMode:
     raise ValueError(f"unknown risk mode {mode!r}; expected one of {valid}")
 
 
-def _check_updated_by(updated_by: object) -> None:
-    if not isinstance(updated_by, str) or not updated_by.strip():
+def _check_who_and_why(updated_by: object, reason: object) -> None:
+    if not isinstance(updated_by, str) or not updated_by.strip() or len(updated_by) > 200:
         raise ValueError(
-            f"updated_by must name who made the change (a non-empty string), got {updated_by!r}"
+            "updated_by must name who made the change (a non-empty string of at most 200 "
+            f"characters), got {updated_by!r}"
+        )
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
+        raise ValueError(
+            f"reason must be None or a string of at most 1000 characters, got {reason!r}"
         )

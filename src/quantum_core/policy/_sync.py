@@ -1,0 +1,331 @@
+"""The half of the PolicyStore that keeps its cache in step with the backend.
+
+* First load: the stored policy; an empty backend gets the default (or the snapshot) with a
+  compare-and-set, so processes starting together store it once; an unreachable or
+  unreadable backend leaves the store on its snapshot file, else the defaults.
+* Then each notice from the backend's watch triggers one reload (notices that arrive during
+  a reload are folded into one more). The backend is the truth: whatever valid policy it
+  holds is adopted. An unreadable value is reported once and the last good policy kept; a
+  backend found empty (a Redis restarted without persistence) gets the last good policy
+  back, so a DEFENSIVE switch is not lost with the server's memory.
+* Reloads and writes take one lock, so an older read never overwrites a newer write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from ..logs import get_logger
+from ..models import RiskPolicy
+from .backends import PolicyBackend, PolicyWatch
+from .codec import PolicyChange
+from .errors import PolicyConflictError, PolicyDataError, PolicyUnavailableError
+from .snapshot import PolicySnapshot
+
+__all__ = ["Follower", "PolicySource"]
+
+PolicySource = Literal["none", "backend", "snapshot", "defaults"]
+_SEED_ATTEMPTS: Final = 5
+
+_log = get_logger("quantum_core.policy")
+
+
+class Follower:
+    """Cache, first load, reloads, restore and shutdown; :class:`PolicyStore` adds writes."""
+
+    def __init__(
+        self,
+        backend: PolicyBackend,
+        *,
+        default: RiskPolicy,
+        snapshot: PolicySnapshot | None,
+        actor: str,
+    ) -> None:
+        self._backend = backend
+        self._default = default
+        self._snapshot = snapshot
+        self._actor = actor
+        self._policy: RiskPolicy | None = None
+        self._source: PolicySource = "none"
+        self._lock = asyncio.Lock()
+        self._watch: PolicyWatch | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._refresh_again = False
+        self._unreachable = False
+        self._bad_value: str | None = None
+        self._closed = False
+
+    @property
+    def backend(self) -> PolicyBackend:
+        """Where the policy is kept."""
+        return self._backend
+
+    @property
+    def source(self) -> PolicySource:
+        """Where the cached policy came from: the backend, the snapshot file or the defaults."""
+        return self._source
+
+    async def initialize(self) -> RiskPolicy:
+        """Load the policy (storing the default if there is none) and start following changes.
+
+        Never raises for an unreachable or unreadable backend: the store then starts from
+        its snapshot file, else the defaults, says which in the log, and adopts the stored
+        policy as soon as the backend answers.
+        """
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("this PolicyStore is closed; create a new one")
+            policy = self._policy
+            if policy is None:
+                policy, source = await self._first_policy()
+                self._adopt(policy, source, quiet=True)
+            if self._watch is None:
+                self._watch = await self._backend.watch(self._on_backend_change)
+            return policy
+
+    async def refresh(self) -> RiskPolicy:
+        """Check the backend now and adopt what it holds; never raises once loaded.
+
+        The backend's notifications and periodic check call this; call it yourself to
+        re-check at once, say after a reconnect of your own.
+        """
+        policy = self._policy
+        if policy is None:
+            return await self.initialize()
+        if self._closed:
+            return policy
+        async with self._lock:
+            await self._check_backend()
+            return self._policy or policy
+
+    async def close(self) -> None:
+        """Stop following changes, finish the snapshot write, close the backend."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch = None
+        task = self._refresh_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._snapshot is not None:
+            await self._snapshot.close()
+        await self._backend.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this PolicyStore is closed; create a new one to change the policy")
+
+    # -- following ------------------------------------------------------------------------
+
+    def _on_backend_change(self) -> None:
+        """The backend's callback: start a reload, or fold this notice into the running one."""
+        if self._closed:
+            return
+        task = self._refresh_task
+        if task is not None and not task.done():
+            self._refresh_again = True
+            return
+        self._refresh_task = asyncio.get_running_loop().create_task(
+            self._refresh_until_settled(), name="quantum_core policy reload"
+        )
+
+    async def _refresh_until_settled(self) -> None:
+        self._refresh_again = True
+        while self._refresh_again:
+            self._refresh_again = False
+            async with self._lock:
+                await self._check_backend()
+
+    async def _check_backend(self) -> None:
+        """Adopt what the backend holds; the caller holds the lock. Never raises."""
+        try:
+            await self._follow_backend()
+        except Exception:  # a third-party backend's bug must not kill the reload task
+            _log.exception("policy_reload_failed", backend=repr(self._backend))
+
+    async def _follow_backend(self) -> None:
+        for _ in range(_SEED_ATTEMPTS):
+            try:
+                stored = await self._backend.load()
+            except PolicyUnavailableError as error:
+                self._report_unreachable(error)
+                return
+            except PolicyDataError as error:
+                self._report_reachable()
+                self._report_unreadable(error)
+                return
+            self._report_reachable()
+            if stored is not None:
+                self._adopt(stored)
+                return
+            if await self._restore(raise_unavailable=False):
+                return
+
+    async def _first_policy(self) -> tuple[RiskPolicy, PolicySource]:
+        try:
+            for _ in range(_SEED_ATTEMPTS):
+                stored = await self._backend.load()
+                if stored is not None:
+                    _log.info(
+                        "policy_loaded",
+                        source="backend",
+                        active_mode=stored.active_mode.value,
+                        version=stored.version,
+                    )
+                    return stored, "backend"
+                seed, origin = await self._fallback()
+                change = self._entry("initial", seed, f"first start: the {origin}")
+                if await self._backend.save(seed, expected_version=None, change=change):
+                    _log.info(
+                        "policy_initialized",
+                        source=origin,
+                        active_mode=seed.active_mode.value,
+                        version=seed.version,
+                    )
+                    return seed, "backend"
+            raise PolicyConflictError("the backend was emptied again after every first write")
+        except (PolicyUnavailableError, PolicyDataError, PolicyConflictError) as error:
+            if isinstance(error, PolicyDataError):
+                self._report_unreadable(error)
+            else:
+                self._unreachable = isinstance(error, PolicyUnavailableError)
+            reason = str(error)
+        except Exception as error:  # a third-party backend: never let the first read crash
+            _log.exception("policy_first_load_failed", backend=repr(self._backend))
+            reason = repr(error)
+        policy, origin = await self._fallback()
+        _log.warning(
+            "policy_started_without_backend",
+            source=origin,
+            active_mode=policy.active_mode.value,
+            version=policy.version,
+            reason=reason,
+            then="the stored policy is adopted as soon as the backend answers",
+        )
+        return policy, origin
+
+    async def _fallback(self) -> tuple[RiskPolicy, Literal["snapshot", "defaults"]]:
+        """The snapshot file's policy if there is a good one, else the default policy."""
+        if self._snapshot is not None:
+            try:
+                policy = await self._snapshot.load()
+            except PolicyDataError as error:
+                _log.error("policy_snapshot_unreadable", error=str(error))
+            else:
+                if policy is not None:
+                    return policy, "snapshot"
+        return self._default, "defaults"
+
+    async def _restore(self, *, raise_unavailable: bool) -> bool:
+        """Store the last good policy in an empty backend; False if another process did first."""
+        policy = self._policy
+        if policy is None:  # pragma: no cover - only called once loaded
+            return False
+        action: Literal["initial", "restore"]
+        if self._source == "backend":
+            action, reason = "restore", "the backend held no policy; the last good one was put back"
+        else:
+            action, reason = "initial", f"first answer of the backend: the {self._source}"
+        try:
+            saved = await self._backend.save(
+                policy, expected_version=None, change=self._entry(action, policy, reason)
+            )
+        except PolicyUnavailableError as error:
+            self._report_unreachable(error)
+            if raise_unavailable:
+                raise
+            return False
+        if saved:
+            _log.warning(
+                "policy_restored" if action == "restore" else "policy_initialized",
+                source=self._source,
+                active_mode=policy.active_mode.value,
+                version=policy.version,
+            )
+            self._adopt(policy, quiet=True)
+        return saved
+
+    def _entry(
+        self, action: Literal["initial", "restore"], policy: RiskPolicy, why: str
+    ) -> PolicyChange:
+        return PolicyChange(
+            version=policy.version,
+            action=action,
+            updated_by=self._actor,
+            updated_at=datetime.now(UTC),
+            new={"active_mode": policy.active_mode.value},
+            reason=why,
+        )
+
+    def _adopt(
+        self, policy: RiskPolicy, source: PolicySource = "backend", *, quiet: bool = False
+    ) -> None:
+        """Make ``policy`` the cached one; only a policy the backend confirmed is snapshotted."""
+        previous, previous_source = self._policy, self._source
+        if source == "backend" and self._bad_value is not None:
+            self._bad_value = None
+            _log.info("policy_value_readable_again", version=policy.version)
+        self._source = source
+        changed = policy is not previous and policy != previous
+        if changed:
+            self._policy = policy
+        if changed and previous is not None and not quiet:
+            _log.info(
+                "policy_changed",
+                previous_mode=previous.active_mode.value,
+                active_mode=policy.active_mode.value,
+                previous_version=previous.version,
+                version=policy.version,
+                updated_by=policy.updated_by,
+            )
+            if previous_source == "backend" and policy.version <= previous.version:
+                _log.error(
+                    "policy_version_went_back",
+                    previous_version=previous.version,
+                    version=policy.version,
+                    hint="the backend lost data or was edited by hand; it is followed anyway",
+                )
+        if (
+            source == "backend"
+            and self._snapshot is not None
+            and (changed or previous_source != "backend")
+        ):
+            self._snapshot.save_soon(policy)
+
+    # -- saying so once -------------------------------------------------------------------
+
+    def _report_unreachable(self, error: Exception) -> None:
+        if self._unreachable:
+            return
+        self._unreachable = True
+        policy = self._policy
+        _log.warning(
+            "policy_backend_unreachable",
+            error=str(error),
+            serving_mode=None if policy is None else policy.active_mode.value,
+            serving_version=None if policy is None else policy.version,
+            then="reads serve the last good policy; writes fail until the backend answers",
+        )
+
+    def _report_reachable(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            _log.info("policy_backend_reachable_again")
+
+    def _report_unreadable(self, error: PolicyDataError) -> None:
+        if self._bad_value == str(error):
+            return
+        self._bad_value = str(error)
+        policy = self._policy
+        _log.error(
+            "policy_value_unreadable",
+            where=error.where,
+            reason=error.reason,
+            serving_mode=None if policy is None else policy.active_mode.value,
+            serving_version=None if policy is None else policy.version,
+        )

@@ -1,0 +1,247 @@
+"""The policy in Redis, shared by every process that uses the same server and key prefix.
+
+Layout (``prefix`` defaults to ``quantum_core:policy``):
+
+* ``{prefix}:current``: the policy, one JSON document (see ``codec.py``);
+* ``{prefix}:history``: the audit history, newest first, trimmed to ``history_size``;
+* ``{prefix}:changes``: the pub/sub channel every write publishes its new version on.
+
+A write is WATCH / GET / MULTI: SET, LPUSH + LTRIM, PUBLISH / EXEC, so the policy, its audit
+entry and the notification are one atomic step, and a write that raced another one is
+refused and retried above. The client passed in is never closed or changed: the backend
+opens its own connections with the same settings (reading bytes, bounded retries), one of
+them for the pub/sub listener (see ``_listener.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from ..models import RiskPolicy
+from ._listener import RedisWatch
+from .backends import ChangeCallback, PolicyBackend, PolicyWatch
+from .codec import PolicyChange, decode_change, decode_policy, encode_change, encode_policy
+from .errors import PolicyDataError, PolicyUnavailableError
+
+__all__ = ["DEFAULT_KEY_PREFIX", "RedisPolicyBackend"]
+
+DEFAULT_KEY_PREFIX: Final = "quantum_core:policy"
+_CONNECT_TIMEOUT: Final = 2.0
+_UNREADABLE: Final = object()
+_T = TypeVar("_T")
+
+
+class RedisPolicyBackend(PolicyBackend):
+    """The policy document in Redis, with an audit history and change notifications.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client (any ``decode_responses``, RESP2 or RESP3)
+            or a ``redis://`` / ``rediss://`` / ``unix://`` URL.
+        key_prefix: Namespace of the keys and channel; processes sharing it share a policy.
+        history_size: How many audit entries Redis keeps.
+        timeout: Seconds one operation may take before it fails as unavailable.
+        poll_interval: Seconds between the periodic checks that catch a missed notification.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | str,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        history_size: int = 1000,
+        timeout: float = 2.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if (
+            not isinstance(key_prefix, str)
+            or not key_prefix
+            or any(c.isspace() for c in key_prefix)
+        ):
+            raise ValueError(
+                f"key_prefix must be a non-empty string without spaces, got {key_prefix!r}"
+            )
+        if not isinstance(history_size, int) or history_size < 1:
+            raise ValueError(f"history_size must be an integer >= 1, got {history_size!r}")
+        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        self._pool_class, self._settings = _connection_settings(client)
+        self.key_prefix = key_prefix
+        self.key = f"{key_prefix}:current"
+        self.history_key = f"{key_prefix}:history"
+        self.channel = f"{key_prefix}:changes"
+        self.history_size = history_size
+        self.timeout = float(timeout)
+        self.poll_interval = float(poll_interval)
+        self._commands = self.new_client()
+        self._watches: set[PolicyWatch] = set()
+        # The last document read and what it decoded to: a periodic check that finds the
+        # same bytes costs one GET and one comparison.
+        self._parsed: tuple[bytes | str, RiskPolicy] | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the server is, for messages: ``host:port/db`` or the socket path."""
+        settings = self._settings
+        if "path" in settings:
+            return f"unix://{settings['path']}"
+        host, port = settings.get("host", "localhost"), settings.get("port", 6379)
+        return f"{host}:{port}/{settings.get('db', 0)}"
+
+    def new_client(self, *, listener: bool = False) -> redis.Redis:
+        """Open a client with the caller's settings, reading bytes.
+
+        Commands retry twice, quickly (a pooled connection may be stale after a server
+        restart). The listener's client never retries by itself: the listener must see a
+        broken connection to ask for a reload once it has subscribed again.
+        """
+        settings = dict(self._settings)
+        if listener:
+            settings["retry"] = Retry(NoBackoff(), retries=0)
+            settings["socket_timeout"] = None  # get_message(timeout=) bounds each wait
+        else:
+            settings["retry"] = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2)
+            settings["socket_timeout"] = settings.get("socket_timeout") or self.timeout
+        return redis.Redis.from_pool(self._pool_class(**settings))
+
+    async def load(self) -> RiskPolicy | None:
+        """GET the policy; the same bytes as last time are not decoded again."""
+        raw = await self._run("read the policy", self._get_current)
+        return None if raw is None else self._decode(raw)
+
+    async def save(
+        self,
+        policy: RiskPolicy,
+        *,
+        expected_version: int | None,
+        change: PolicyChange | None = None,
+        replace_unreadable: bool = False,
+    ) -> bool:
+        """Write ``policy`` (with its audit entry and notification) if nothing moved."""
+        data = encode_policy(policy)
+        notice = json.dumps({"version": policy.version}).encode()
+        entry = None if change is None else encode_change(change)
+
+        async def write() -> bool:
+            async with self._commands.pipeline(transaction=True) as pipe:
+                await pipe.watch(self.key)
+                stored = await self._stored_version(pipe)
+                if stored is _UNREADABLE:
+                    if not (expected_version is None and replace_unreadable):
+                        return False
+                elif stored != expected_version:
+                    return False
+                pipe.multi()  # type: ignore[no-untyped-call] # redis-py leaves it bare
+                pipe.set(self.key, data)
+                if entry is not None:
+                    pipe.lpush(self.history_key, entry)
+                    pipe.ltrim(self.history_key, 0, self.history_size - 1)
+                pipe.publish(self.channel, notice)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    return False
+                return True
+
+        return await self._run("write the policy (it may or may not have been applied)", write)
+
+    async def history(self, limit: int) -> list[PolicyChange]:
+        """Return the newest ``limit`` audit entries; entries that do not decode are skipped."""
+
+        async def read() -> list[bytes | str]:
+            return list(await self._commands.lrange(self.history_key, 0, limit - 1))
+
+        entries = (decode_change(raw) for raw in await self._run("read the history", read))
+        return [entry for entry in entries if entry is not None]
+
+    async def watch(self, on_change: ChangeCallback) -> PolicyWatch:
+        """Listen on the channel (reconnecting as needed) and check every ``poll_interval``."""
+        watch = RedisWatch(self, on_change, forget=self._watches.discard)
+        self._watches.add(watch)
+        return watch
+
+    async def close(self) -> None:
+        """Stop every watch and close the connections this backend opened."""
+        for watch in list(self._watches):
+            await watch.close()
+        await self._commands.aclose()
+
+    def __repr__(self) -> str:
+        return f"<RedisPolicyBackend {self.address} key={self.key!r}>"
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _get_current(self) -> bytes | str | None:
+        try:
+            raw: bytes | str | None = await self._commands.get(self.key)
+        except ResponseError as error:
+            raise _wrong_type(self.key, error) from error
+        return raw
+
+    def _decode(self, raw: bytes | str) -> RiskPolicy:
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == raw:
+            return parsed[1]
+        policy = decode_policy(raw, where=f"Redis key {self.key!r}")
+        self._parsed = (raw, policy)
+        return policy
+
+    async def _stored_version(self, pipe: Any) -> int | object | None:
+        """The version stored under WATCH: an int, None (nothing), or ``_UNREADABLE``."""
+        try:
+            raw = await pipe.get(self.key)
+            return None if raw is None else self._decode(raw).version
+        except ResponseError as error:
+            _wrong_type(self.key, error)  # re-raises anything but WRONGTYPE
+            return _UNREADABLE
+        except PolicyDataError:
+            return _UNREADABLE
+
+    async def _run(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``operation`` within ``timeout``; map Redis failures to PolicyUnavailableError."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await operation()
+        except (RedisError, OSError) as error:
+            raise PolicyUnavailableError(
+                f"could not {what}: Redis at {self.address} failed: {error}"
+            ) from error
+        except TimeoutError as error:
+            raise PolicyUnavailableError(
+                f"could not {what}: Redis at {self.address} did not answer within "
+                f"{self.timeout:g} s"
+            ) from error
+
+
+def _wrong_type(key: str, error: ResponseError) -> PolicyDataError:
+    """A WRONGTYPE reply means someone stored another Redis type under the key."""
+    if not str(error).startswith("WRONGTYPE"):
+        raise error
+    return PolicyDataError(f"Redis key {key!r}", "the key holds a Redis type other than a string")
+
+
+def _connection_settings(client: redis.Redis | str) -> tuple[Any, dict[str, Any]]:
+    """Copy a client's (or URL's) connection settings, reading bytes, connecting in bounded time."""
+    if isinstance(client, str):
+        pool = redis.ConnectionPool.from_url(client)
+    elif isinstance(client, redis.Redis):
+        pool = client.connection_pool
+    else:
+        raise TypeError(
+            "RedisPolicyBackend needs a redis.asyncio.Redis client or a redis:// URL, "
+            f"got {type(client).__module__}.{type(client).__name__}"
+        )
+    settings = dict(pool.connection_kwargs)
+    settings["decode_responses"] = False
+    if settings.get("socket_connect_timeout") is None:
+        settings["socket_connect_timeout"] = _CONNECT_TIMEOUT
+    settings["connection_class"] = pool.connection_class
+    return type(pool), settings
