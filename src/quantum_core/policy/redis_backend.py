@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from .._redis import connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
 from .backends import ChangeCallback, PolicyBackend, PolicyWatch
@@ -34,7 +35,6 @@ from .errors import PolicyDataError, PolicyUnavailableError
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisPolicyBackend"]
 
 DEFAULT_KEY_PREFIX: Final = "quantum_core:policy"
-_CONNECT_TIMEOUT: Final = 2.0
 _UNREADABLE: Final = object()
 _T = TypeVar("_T")
 
@@ -73,7 +73,7 @@ class RedisPolicyBackend(PolicyBackend):
         for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
             if not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        self._pool_class, self._settings = _connection_settings(client)
+        self._pool_class, self._settings = connection_settings(client, owner="RedisPolicyBackend")
         self.key_prefix = key_prefix
         self.key = f"{key_prefix}:current"
         self.history_key = f"{key_prefix}:history"
@@ -226,22 +226,3 @@ def _wrong_type(key: str, error: ResponseError) -> PolicyDataError:
     if not str(error).startswith("WRONGTYPE"):
         raise error
     return PolicyDataError(f"Redis key {key!r}", "the key holds a Redis type other than a string")
-
-
-def _connection_settings(client: redis.Redis | str) -> tuple[Any, dict[str, Any]]:
-    """Copy a client's (or URL's) connection settings, reading bytes, connecting in bounded time."""
-    if isinstance(client, str):
-        pool = redis.ConnectionPool.from_url(client)
-    elif isinstance(client, redis.Redis):
-        pool = client.connection_pool
-    else:
-        raise TypeError(
-            "RedisPolicyBackend needs a redis.asyncio.Redis client or a redis:// URL, "
-            f"got {type(client).__module__}.{type(client).__name__}"
-        )
-    settings = dict(pool.connection_kwargs)
-    settings["decode_responses"] = False
-    if settings.get("socket_connect_timeout") is None:
-        settings["socket_connect_timeout"] = _CONNECT_TIMEOUT
-    settings["connection_class"] = pool.connection_class
-    return type(pool), settings
