@@ -268,3 +268,26 @@ def test_transport_options_are_checked():
         RedisStreamsTransport("redis://localhost", prefix="has space")
     with pytest.raises(TypeError, match=r"redis.asyncio.Redis client or a redis:// URL"):
         RedisStreamsTransport(42)
+
+
+async def test_handler_log_lines_carry_the_event_trace_on_redis(transports, log_lines):
+    from quantum_core import get_logger
+
+    log = get_logger("test.redis.handler", domain="risk_safety")
+
+    async def handler(payload):
+        log.info("handled_on_redis", n=payload["n"])
+
+    bus = EventBus(transports(), service_name="svc")
+    bus.subscribe("signals", handler)
+    async with bus:
+        await bus.publish("signals", {"n": 1}, trace_id="trace-one")
+        with trace_context.scope("trace-two"):
+            await bus.publish("signals", {"n": 2})
+        for _ in range(200):
+            if sum(line["event"] == "handled_on_redis" for line in log_lines()) == 2:
+                break
+            await asyncio.sleep(0.01)
+    lines = [line for line in log_lines() if line["event"] == "handled_on_redis"]
+    assert {line["n"]: line["trace_id"] for line in lines} == {1: "trace-one", 2: "trace-two"}
+    assert all(line["domain"] == "risk_safety" for line in lines)
