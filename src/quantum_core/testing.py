@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .bus import EventBus, EventInfo, Transport, current_event
+from .bus._contract_faults import FAULT_CHECKS
 from .tracing import trace_context
 
 __all__ = [
@@ -350,6 +351,7 @@ CHECKS: dict[str, Check] = {
     "from_beginning": _from_beginning,
     "malformed_set_aside": _malformed_set_aside,
     "guide_test_twice": _guide_test_twice,
+    **FAULT_CHECKS,  # retries, handler time limits, dead letters, replay, stats
 }
 """Every check of the transport contract, by name."""
 

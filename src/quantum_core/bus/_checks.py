@@ -46,16 +46,6 @@ def check_positive_int(name: str, value: object) -> int:
     raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
-def check_headers(headers: object) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if isinstance(headers, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        return headers
-    raise TypeError(f"headers must be a dict of str to str, got {headers!r}")
-
-
 def key_function(ordering_key: object) -> KeyFunction | None:
     """Turn ``ordering_key`` (a payload field name or a function of the payload) into a function."""
     if ordering_key is None:

@@ -2,7 +2,8 @@
 
 The bus owns what must be the same everywhere: checking input, the envelope, dispatch with
 bounded concurrency, the trace id in the handler's context, logging, and what happens to an
-event whose handler fails. The transport only moves bytes (see ``transport.py``).
+event whose handler fails (retries, time limits, dead letters; see ``dispatch.py`` and
+``_retry.py``). The transport only moves bytes (see ``transport.py``).
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from typing import Any, Self
 from pydantic import BaseModel
 
 from ..logs import get_logger
-from ..tracing import new_trace_id, trace_context, validate_trace_id
 from ._checks import (
-    check_headers,
     check_positive_int,
     check_service_name,
     handler_name,
     is_async_callable,
     key_function,
 )
+from ._retry import RetryPolicy
+from .dead_letters import DeadLetter, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
-from .envelope import Envelope, encode, new_event_id, publish_time, validate_event_type
-from .transport import Backlog, Transport, transport_from_url
+from .envelope import encode_events, validate_event_type
+from .stats import SubscriptionStats
+from .transport import Backlog, Transport, resolve_transport
 
 __all__ = ["EventBus", "EventHandler"]
 
@@ -48,7 +50,9 @@ class EventBus:
 
     Every subscribing service, and every handler within it, receives every event; replicas
     of a service (buses with the same ``service_name`` on one broker) share the work. An
-    event is acknowledged only after its handler returned.
+    event is acknowledged only after its handler returned. A handler that raises or times
+    out is tried again with exponential backoff; after its last attempt the event is set
+    aside as a dead letter (see :meth:`dead_letters`) and the consumer goes on.
 
     Args:
         transport: A :class:`Transport`, or a URL such as ``"memory://"``.
@@ -56,6 +60,14 @@ class EventBus:
         read_count: How many events one read takes at most (the guide's ``READ_COUNT``).
         concurrency: How many events one subscription handles at once, by default.
         stop_timeout: Seconds ``stop()`` waits for handlers in flight before cancelling them.
+        consumer_name: This process's name within its consumer groups; unique by default.
+        max_attempts: Attempts per event, counting redeliveries, before it is dead-lettered;
+            the default of every subscription.
+        retry_backoff: Seconds before the second attempt, doubling for each later one (with
+            jitter: each wait is 50-100% of that); the default of every subscription.
+        retry_backoff_max: The longest wait between two attempts.
+        handler_timeout: Seconds one attempt may run before it is cancelled and counted as
+            failed; ``math.inf`` for no limit. The default of every subscription.
 
     Example:
         >>> async def main() -> None:
@@ -76,8 +88,19 @@ class EventBus:
         concurrency: int = 16,
         stop_timeout: float = 10.0,
         consumer_name: str | None = None,
+        max_attempts: int = 5,
+        retry_backoff: float = 0.1,
+        retry_backoff_max: float = 30.0,
+        handler_timeout: float = 30.0,
     ) -> None:
         self.service_name = check_service_name(service_name)
+        self._retry = RetryPolicy.of(
+            max_attempts=max_attempts,
+            backoff=retry_backoff,
+            backoff_max=retry_backoff_max,
+            timeout=handler_timeout,
+            timeout_name="handler_timeout",
+        )
         self._read_count = check_positive_int("read_count", read_count)
         self._concurrency = check_positive_int("concurrency", concurrency)
         if not stop_timeout >= 0:
@@ -86,7 +109,7 @@ class EventBus:
         if consumer_name is None:
             consumer_name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self._consumer = check_service_name(consumer_name, what="consumer_name")
-        self._transport, self._owns_transport = _resolve_transport(transport)
+        self._transport, self._owns_transport = resolve_transport(transport)
         self._routes: list[Route] = []
         self._consumers: list[Consumer] = []
         self._state = _State.NEW
@@ -123,6 +146,9 @@ class EventBus:
         concurrency: int | None = None,
         ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None = None,
         from_beginning: bool = False,
+        max_attempts: int | None = None,
+        retry_backoff: float | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Run ``handler(payload)`` for every event of ``event_type``, once :meth:`start` ran.
 
@@ -136,6 +162,12 @@ class EventBus:
                 payload: events with the same key are handled one at a time, in order.
             from_beginning: A new group starts with the oldest event the transport still
                 keeps, instead of the next one published.
+            max_attempts: Attempts per event before it is dead-lettered; defaults to the
+                bus's. ``current_event().attempt`` tells the handler which one it is on.
+            retry_backoff: Seconds before the second attempt (doubling, with jitter);
+                defaults to the bus's.
+            timeout: Seconds one attempt may run before it is cancelled and counted as
+                failed; ``math.inf`` for no limit; defaults to the bus's.
         """
         validate_event_type(event_type)
         if not is_async_callable(handler):
@@ -161,6 +193,7 @@ class EventBus:
                 handler=handler,
                 name=route_name,
                 concurrency=check_positive_int("concurrency", concurrency or self._concurrency),
+                retry=self._retry.override(max_attempts, retry_backoff, timeout),
                 ordering_key=key_function(ordering_key),
                 from_beginning=bool(from_beginning),
             )
@@ -213,7 +246,9 @@ class EventBus:
 
         The trace id is ``trace_id``, else the current ``trace_context``, else a new one.
         """
-        (data,), (event_id,) = self._encode(event_type, (payload,), trace_id, headers)
+        (data,), (event_id,) = encode_events(
+            self.service_name, event_type, (payload,), trace_id, headers
+        )
         self._check_can_publish()
         await self._transport.publish(event_type, (data,))
         return event_id
@@ -227,7 +262,9 @@ class EventBus:
         headers: dict[str, str] | None = None,
     ) -> list[str]:
         """Publish several events of one type in one round trip; return their ids in order."""
-        encoded, event_ids = self._encode(event_type, tuple(payloads), trace_id, headers)
+        encoded, event_ids = encode_events(
+            self.service_name, event_type, tuple(payloads), trace_id, headers
+        )
         self._check_can_publish()
         if encoded:
             await self._transport.publish(event_type, encoded)
@@ -236,8 +273,9 @@ class EventBus:
     async def stop(self) -> None:
         """Stop taking events, let handlers in flight finish, then release the transport.
 
-        Handlers still running after ``stop_timeout`` are cancelled; their events stay
-        unacknowledged, for another replica. Calling ``stop()`` again does nothing.
+        Handlers still running after ``stop_timeout`` are cancelled, and events waiting for
+        a retry are given up at once; all of them stay unacknowledged, for another replica
+        (which counts the redelivery as an attempt). Calling ``stop()`` again does nothing.
         """
         if self._state is _State.STOPPED:
             return
@@ -273,6 +311,57 @@ class EventBus:
             for c in self._consumers
         }
 
+    async def stats(self) -> dict[str, SubscriptionStats]:
+        """Return counters and backlog per running subscription, keyed like :meth:`backlog`.
+
+        Counters are this process's since :meth:`start`. When the broker cannot tell the
+        backlog (or cannot be reached), ``pending`` and ``lag`` are None: stats never fail.
+        """
+        result: dict[str, SubscriptionStats] = {}
+        for consumer in self._consumers:
+            try:
+                backlog = await consumer.subscription.backlog()
+            except Exception as exc:  # counters matter most when the broker is in trouble
+                _log.warning("event_backlog_unavailable", handler=consumer.route.name, error=exc)
+                backlog = Backlog(pending=None, lag=None)
+            result[f"{consumer.route.event_type} -> {consumer.route.name}"] = consumer.stats(
+                backlog
+            )
+        return result
+
+    async def dead_letters(
+        self, event_type: str, *, limit: int = 100, after: str | None = None
+    ) -> list[DeadLetter]:
+        """Return up to ``limit`` dead letters of ``event_type``, oldest first.
+
+        The dead letters of a topic are shared by every service subscribed to it; each
+        names its ``service`` and ``handler``. To page, pass the last ``id`` as ``after``.
+        """
+        validate_event_type(event_type)
+        return await read_dead_letters(
+            self._transport, event_type, check_positive_int("limit", limit), after
+        )
+
+    async def replay_dead_letter(self, event_type: str, dead_letter_id: str) -> str:
+        """Publish a dead letter's original event again, then delete the dead letter.
+
+        The event keeps its id, trace id, publish time and source; only the consumer group
+        that gave up on it handles it again (a header, ``x-quantum-replay-for``, names it;
+        other groups acknowledge it unseen). Returns the event id.
+
+        Raises:
+            LookupError: no dead letter has that id.
+            ValueError: the dead letter holds an entry that is not an event envelope.
+        """
+        validate_event_type(event_type)
+        self._check_can_publish()
+        return await replay_dead_letter(self._transport, event_type, dead_letter_id)
+
+    async def purge_dead_letters(self, event_type: str) -> int:
+        """Delete every dead letter of ``event_type`` (of every service); return how many."""
+        validate_event_type(event_type)
+        return await self._transport.delete_dead_letters(event_type, None)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -296,54 +385,3 @@ class EventBus:
     def _check_can_publish(self) -> None:
         if self._state is _State.STOPPED:
             raise RuntimeError("cannot publish on a stopped EventBus")
-
-    def _encode(
-        self,
-        event_type: str,
-        payloads: tuple[object, ...],
-        trace_id: str | None,
-        headers: dict[str, str] | None,
-    ) -> tuple[list[bytes], list[str]]:
-        validate_event_type(event_type)
-        if trace_id is None:
-            trace_id = trace_context.get() or new_trace_id()
-        else:
-            validate_trace_id(trace_id)
-        headers = check_headers(headers)
-        now = publish_time()
-        encoded: list[bytes] = []
-        event_ids: list[str] = []
-        for payload in payloads:
-            if isinstance(payload, BaseModel):
-                body = payload.model_dump(mode="json")
-            elif isinstance(payload, dict):
-                body = payload
-            else:
-                raise TypeError(
-                    f"payload of {event_type!r} must be a dict or a pydantic model, "
-                    f"got {type(payload).__name__}"
-                )
-            event_id = new_event_id()
-            encoded.append(
-                encode(
-                    Envelope(event_id, event_type, body, trace_id, now, self.service_name, headers)
-                )
-            )
-            event_ids.append(event_id)
-        return encoded, event_ids
-
-
-def _resolve_transport(transport: object) -> tuple[Transport, bool]:
-    """Return the transport and whether the bus created it (and so must close it)."""
-    if isinstance(transport, Transport):
-        return transport, False
-    if isinstance(transport, str):
-        return transport_from_url(transport), True
-    if type(transport).__module__.startswith("redis."):  # the guide's EventBus(redis_client)
-        from .redis_streams import RedisStreamsTransport  # imported only when used
-
-        return RedisStreamsTransport(transport), True  # type: ignore[arg-type]
-    raise TypeError(
-        "EventBus transport must be a Transport, a redis.asyncio.Redis client, or a URL such "
-        f"as 'memory://' or 'redis://localhost:6379', got {type(transport).__name__}"
-    )

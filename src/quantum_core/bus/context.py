@@ -20,7 +20,8 @@ class EventInfo:
         time: When it was published (ISO-8601 UTC).
         source: The service that published it.
         headers: Extra string headers set by the publisher.
-        attempt: 1 on the first delivery, higher when the event is delivered again.
+        attempt: 1 on the first attempt; one more for each retry after a failure and for
+            each redelivery by the transport (after a crash or a stop).
         handler: The subscription name (the consumer group) handling it.
     """
 

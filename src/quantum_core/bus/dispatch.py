@@ -1,27 +1,33 @@
-"""One running subscription: fetch, decode, dispatch with bounded concurrency, acknowledge.
+"""One running subscription: fetch, decode, dispatch with bounded concurrency, retry, acknowledge.
 
 Without an ordering key, events are handled concurrently up to the subscription's limit.
 With one, events that share a key wait for each other in the order they were fetched (the
 publish order, on one consumer), while other keys go on.
+
+A handler that fails is tried again after a backoff (``_retry.py``). While it waits, the
+event holds no concurrency slot and no place in the fetch buffer: it is *parked*, together
+with the events of its key queued behind it, so it delays nothing else. Parked events are
+bounded too (``_PARKED_PER_SLOT``); beyond that the consumer stops fetching until some finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-import pydantic_core
 
 from ..logs import get_logger
 from ..tracing import trace_context
+from ._retry import RetryPolicy, call_handler
 from .context import EventInfo, set_current_event
-from .envelope import Envelope, decode, publish_time
-from .transport import Delivery, Subscription
+from .dead_letters import REPLAY_FOR, dead_letter_record
+from .envelope import Envelope, decode
+from .stats import Counters, SubscriptionStats
+from .transport import Backlog, Delivery, Subscription
 
 __all__ = ["Consumer", "EventHandler", "KeyFunction", "Route"]
 
@@ -32,6 +38,8 @@ KeyFunction = Callable[[dict[str, Any]], Hashable | None]
 
 _log = get_logger("quantum_core.bus")
 _BUFFER_PER_SLOT = 4  # keyed routes fetch ahead, so one busy key does not idle the others
+_PARKED_PER_SLOT = 64  # events waiting for a retry (or behind one, in its key) per slot
+_PARKED_MIN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +50,17 @@ class Route:
     handler: EventHandler
     name: str
     concurrency: int
+    retry: RetryPolicy
     ordering_key: KeyFunction | None = None
     from_beginning: bool = False
+
+
+@dataclass(slots=True)
+class _Lane:
+    """The events of one ordering key waiting behind the one being handled."""
+
+    queue: deque[tuple[Delivery, Envelope]] = field(default_factory=deque)
+    parked: bool = False
 
 
 class Consumer:
@@ -60,22 +77,42 @@ class Consumer:
     ) -> None:
         self.route = route
         self.subscription = subscription
+        self.group = f"{service_name}:{route.name}"
+        self.counters = Counters()
         self._service_name = service_name
         self._read_count = read_count
         self._poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(route.concurrency)
         self._buffer_limit = route.concurrency * (_BUFFER_PER_SLOT if route.ordering_key else 1)
+        self._park_limit = max(_PARKED_MIN, route.concurrency * _PARKED_PER_SLOT)
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._lanes: dict[Hashable, deque[tuple[Delivery, Envelope]]] = {}
-        self._buffered = 0
+        self._lanes: dict[Hashable, _Lane] = {}
+        self._buffered = 0  # fetched, not finished, not parked
+        self._parked = 0
         self._room = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
         """Events fetched and not yet finished (handled, dead-lettered or abandoned)."""
-        return self._buffered
+        return self._buffered + self._parked
+
+    def stats(self, backlog: Backlog) -> SubscriptionStats:
+        """The counters so far, with the group's ``backlog``."""
+        c = self.counters
+        return SubscriptionStats(
+            event_type=self.route.event_type,
+            name=self.route.name,
+            handled=c.handled,
+            failed=c.failed,
+            retried=c.retried,
+            dead_lettered=c.dead_lettered,
+            retrying=c.retrying,
+            pending=backlog.pending,
+            lag=backlog.lag,
+        )
 
     def start(self) -> None:
         """Begin fetching in a task of its own."""
@@ -89,9 +126,17 @@ class Consumer:
     async def stop(self, timeout: float) -> int:
         """Stop fetching, give handlers in flight ``timeout`` seconds, cancel the rest.
 
-        Returns how many were cancelled; their events stay unacknowledged.
+        Events waiting for a retry are given up at once. Returns how many handlers were
+        cancelled; their events, and the given-up ones, stay unacknowledged.
         """
         self._stopping = True
+        self._stopped.set()
+        if self.counters.retrying:
+            _log.warning(
+                "event_retries_given_up_on_stop",
+                handler=self.route.name,
+                events=self.counters.retrying,
+            )
         loop_task = self._loop_task
         if loop_task is not None:
             self._room.set()
@@ -111,7 +156,7 @@ class Consumer:
         failures = 0
         while not self._stopping:
             free = self._buffer_limit - self._buffered
-            if free <= 0:
+            if free <= 0 or self._parked >= self._park_limit:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -138,16 +183,23 @@ class Consumer:
         except ValueError as exc:
             self._spawn(self._set_aside_malformed(delivery, exc))
             return
+        replayed_for = envelope.headers.get(REPLAY_FOR)
+        if replayed_for is not None and replayed_for != self.group:
+            self._spawn(self._skip(delivery))  # replayed for another group's handler
+            return
         key = self._key_of(envelope)
         if key is None:
             self._spawn(self._run(delivery, envelope))
             return
         lane = self._lanes.get(key)
         if lane is not None:  # the key's worker is busy: wait in line
-            lane.append((delivery, envelope))
+            lane.queue.append((delivery, envelope))
+            if lane.parked:
+                self._park(1)
             return
-        self._lanes[key] = deque([(delivery, envelope)])
-        self._spawn(self._drain_lane(key))
+        self._lanes[key] = lane = _Lane()
+        lane.queue.append((delivery, envelope))
+        self._spawn(self._drain_lane(key, lane))
 
     def _key_of(self, envelope: Envelope) -> Hashable | None:
         key_function = self.route.ordering_key
@@ -168,21 +220,49 @@ class Consumer:
         self._buffered -= 1
         self._room.set()
 
-    async def _drain_lane(self, key: Hashable) -> None:
-        lane = self._lanes[key]
-        try:
-            while lane:
-                await self._run(*lane.popleft())
-        finally:
-            if lane:  # cancelled by stop(): what waited in line stays unacknowledged
-                self._buffered -= len(lane)
-            del self._lanes[key]
+    def _park(self, count: int) -> None:
+        self._buffered -= count
+        self._parked += count
+        self._room.set()
+
+    def _unpark(self, count: int) -> None:
+        self._parked -= count
+        self._buffered += count
 
     async def _run(self, delivery: Delivery, envelope: Envelope) -> None:
-        """Handle one event in this task's own context, then acknowledge or set it aside."""
         try:
+            await self._handle(delivery, envelope, None)
+        finally:
+            self._finished()
+
+    async def _drain_lane(self, key: Hashable, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                delivery, envelope = lane.queue.popleft()
+                try:
+                    done = await self._handle(delivery, envelope, lane)
+                finally:
+                    self._finished()
+                if not done:  # stop() came during a retry: the rest waits for a replica
+                    break
+        finally:
+            if lane.queue:  # what waited in line stays unacknowledged
+                self._buffered -= len(lane.queue)
+                lane.queue.clear()
+                self._room.set()
+            del self._lanes[key]
+
+    async def _handle(self, delivery: Delivery, envelope: Envelope, lane: _Lane | None) -> bool:
+        """Attempt until handled or out of attempts, then acknowledge or set aside.
+
+        Returns False when ``stop()`` cut the retries short: the event stays unacknowledged.
+        """
+        policy = self.route.retry
+        attempt = delivery.delivery_count
+        last = policy.last_attempt(attempt)
+        trace_context.set(envelope.trace_id)
+        while True:
             async with self._slots:
-                trace_context.set(envelope.trace_id)
                 set_current_event(
                     EventInfo(
                         id=envelope.id,
@@ -191,28 +271,65 @@ class Consumer:
                         time=envelope.time,
                         source=envelope.source,
                         headers=envelope.headers,
-                        attempt=delivery.delivery_count,
+                        attempt=attempt,
                         handler=self.route.name,
                     )
                 )
-                try:
-                    await self.route.handler(envelope.payload)
-                except Exception as exc:  # one handler's bug never stops the rest
-                    _log.exception(
-                        "event_handler_failed",
-                        event_id=envelope.id,
-                        event_type=envelope.type,
-                        handler=self.route.name,
-                        attempt=delivery.delivery_count,
-                    )
-                    await self._dead_letter(delivery, envelope, exc)
-                    return
-                try:
-                    await self.subscription.ack((delivery,))
-                except Exception:  # still pending: it will be delivered again
-                    _log.exception(
-                        "event_ack_failed", handler=self.route.name, event_id=envelope.id
-                    )
+                error = await call_handler(self.route.handler, envelope.payload, policy.timeout)
+            if error is None:
+                self.counters.handled += 1
+                await self._ack(delivery, envelope)
+                return True
+            self.counters.failed += 1
+            retry_in = None if attempt >= last or self._stopping else policy.delay(attempt)
+            log = _log.error if attempt >= last else _log.warning
+            log(
+                "event_handler_failed",
+                event_id=envelope.id,
+                event_type=envelope.type,
+                handler=self.route.name,
+                attempt=attempt,
+                max_attempts=last,
+                retry_in=retry_in,
+                exc_info=error,
+            )
+            if attempt >= last:
+                await self._dead_letter(delivery, envelope, error, attempt)
+                return True
+            if retry_in is None or not await self._wait_to_retry(retry_in, lane):
+                return False  # stopping: left unacknowledged, for another replica
+            self.counters.retried += 1
+            attempt += 1
+
+    async def _wait_to_retry(self, delay: float, lane: _Lane | None) -> bool:
+        """Wait ``delay`` seconds holding nothing; False if ``stop()`` came meanwhile."""
+        self.counters.retrying += 1
+        parked = 1 + (len(lane.queue) if lane else 0)
+        self._park(parked)
+        if lane is not None:
+            lane.parked = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
+        finally:
+            self.counters.retrying -= 1
+            if lane is not None:
+                lane.parked = False
+            self._unpark(1 + (len(lane.queue) if lane else 0))
+        return not self._stopping
+
+    async def _ack(self, delivery: Delivery, envelope: Envelope) -> None:
+        try:
+            await self.subscription.ack((delivery,))
+        except Exception:  # still pending: it will be delivered again
+            _log.exception("event_ack_failed", handler=self.route.name, event_id=envelope.id)
+
+    async def _skip(self, delivery: Delivery) -> None:
+        try:
+            await self.subscription.ack((delivery,))
+        except Exception:  # still pending: it will be skipped again
+            _log.exception("event_ack_failed", handler=self.route.name)
         finally:
             self._finished()
 
@@ -224,30 +341,30 @@ class Consumer:
                 handler=self.route.name,
                 error=str(error),
             )
-            await self._dead_letter(delivery, None, error)
+            await self._dead_letter(delivery, None, error, delivery.delivery_count)
         finally:
             self._finished()
 
     async def _dead_letter(
-        self, delivery: Delivery, envelope: Envelope | None, error: BaseException
+        self, delivery: Delivery, envelope: Envelope | None, error: BaseException, attempts: int
     ) -> None:
         """Set an event aside with why, so it is neither lost nor redelivered forever."""
-        record = {
-            "service": self._service_name,
-            "handler": self.route.name,
-            "event_type": self.route.event_type,
-            "event_id": envelope.id if envelope else None,
-            "trace_id": envelope.trace_id if envelope else None,
-            "attempts": delivery.delivery_count,
-            "error_type": type(error).__name__,
-            "error": str(error),
-            "traceback": "".join(traceback.format_exception(error, limit=-5)),
-            "failed_at": publish_time(),
-            "original": delivery.data.decode("utf-8", errors="backslashreplace"),
-        }
+        record = dead_letter_record(
+            service=self._service_name,
+            handler=self.route.name,
+            event_type=self.route.event_type,
+            envelope=envelope,
+            data=delivery.data,
+            attempts=attempts,
+            error=error,
+        )
         try:
-            await self.subscription.dead_letter(delivery, pydantic_core.to_json(record))
+            await self.subscription.dead_letter(delivery, record)
         except Exception:  # left pending, it will be delivered again
             _log.exception(
-                "dead_letter_failed", handler=self.route.name, event_id=record["event_id"]
+                "dead_letter_failed",
+                handler=self.route.name,
+                event_id=envelope.id if envelope else None,
             )
+            return
+        self.counters.dead_lettered += 1

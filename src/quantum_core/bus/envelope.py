@@ -24,9 +24,17 @@ import pydantic_core
 from pydantic import BaseModel
 
 from ..errors import MalformedEventError
-from ..tracing import validate_trace_id
+from ..tracing import new_trace_id, trace_context, validate_trace_id
 
-__all__ = ["WIRE_VERSION", "Envelope", "decode", "encode", "new_event_id", "validate_event_type"]
+__all__ = [
+    "WIRE_VERSION",
+    "Envelope",
+    "decode",
+    "encode",
+    "encode_events",
+    "new_event_id",
+    "validate_event_type",
+]
 
 WIRE_VERSION = 1
 MAX_EVENT_TYPE_LENGTH = 200
@@ -93,6 +101,52 @@ def encode(envelope: Envelope) -> bytes:
             f"event payload of {envelope.type!r} is not JSON-serialisable: {exc}; use JSON "
             "values (dict, list, str, int, float, bool, None) or types pydantic can serialise"
         ) from None
+
+
+def encode_events(
+    source: str,
+    event_type: str,
+    payloads: tuple[object, ...],
+    trace_id: str | None,
+    headers: dict[str, str] | None,
+) -> tuple[list[bytes], list[str]]:
+    """Check and encode events of one type, all or none; return them and their ids.
+
+    The trace id is ``trace_id``, else the current ``trace_context``, else a new one.
+    """
+    validate_event_type(event_type)
+    if trace_id is None:
+        trace_id = trace_context.get() or new_trace_id()
+    else:
+        validate_trace_id(trace_id)
+    headers = _check_headers(headers)
+    now = publish_time()
+    encoded: list[bytes] = []
+    event_ids: list[str] = []
+    for payload in payloads:
+        if isinstance(payload, BaseModel):
+            body = payload.model_dump(mode="json")
+        elif isinstance(payload, dict):
+            body = payload
+        else:
+            raise TypeError(
+                f"payload of {event_type!r} must be a dict or a pydantic model, "
+                f"got {type(payload).__name__}"
+            )
+        event_id = new_event_id()
+        encoded.append(encode(Envelope(event_id, event_type, body, trace_id, now, source, headers)))
+        event_ids.append(event_id)
+    return encoded, event_ids
+
+
+def _check_headers(headers: object) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if isinstance(headers, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        return headers
+    raise TypeError(f"headers must be a dict of str to str, got {headers!r}")
 
 
 def publish_time() -> str:

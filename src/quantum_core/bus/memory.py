@@ -72,8 +72,9 @@ class MemoryTransport(Transport):
         self._max_backlog = max_backlog
         self._topics: dict[str, dict[str, _Group]] = {}
         self._history: dict[str, deque[tuple[int, bytes]]] = {}
-        self._dead_letters: dict[str, list[bytes]] = {}
+        self._dead_letters: dict[str, dict[int, bytes]] = {}
         self._receipts = itertools.count(1)
+        self._dead_letter_ids = itertools.count(1)
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Append each message to every group of ``topic``."""
@@ -101,11 +102,43 @@ class MemoryTransport(Transport):
         return _MemorySubscription(self, topic, state, consumer)
 
     def dead_letters(self, topic: str) -> list[dict[str, object]]:
-        """Return the dead-letter records set aside for ``topic``, oldest first."""
-        return [pydantic_core.from_json(record) for record in self._dead_letters.get(topic, [])]
+        """Return the dead-letter records of ``topic`` as dicts, oldest first (for tests).
+
+        ``await bus.dead_letters(topic)`` gives the same as typed records, on any transport.
+        """
+        letters = self._dead_letters.get(topic, {})
+        return [pydantic_core.from_json(record) for record in letters.values()]
+
+    async def read_dead_letters(
+        self, topic: str, limit: int, *, start: str | None = None
+    ) -> Sequence[tuple[str, bytes]]:
+        """Return up to ``limit`` (id, record) dead letters of ``topic`` from ``start`` on."""
+        first = 0 if start is None else _dead_letter_id(start)
+        letters = self._dead_letters.get(topic, {})
+        found = ((str(n), record) for n, record in letters.items() if n >= first)
+        return list(itertools.islice(found, limit))
+
+    async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
+        """Delete the dead letters of ``topic`` with these ids, or all of them for None."""
+        letters = self._dead_letters.get(topic, {})
+        if ids is None:
+            count = len(letters)
+            letters.clear()
+            return count
+        numbers = [_dead_letter_id(letter_id) for letter_id in ids]
+        return sum(letters.pop(n, None) is not None for n in numbers)
 
     def _set_aside(self, topic: str, record: bytes) -> None:
-        self._dead_letters.setdefault(topic, []).append(record)
+        letters = self._dead_letters.setdefault(topic, {})
+        letters[next(self._dead_letter_ids)] = record
+        if len(letters) > self._max_backlog:  # the oldest goes, as on a broker with a limit
+            del letters[next(iter(letters))]
+
+
+def _dead_letter_id(text: str) -> int:
+    if isinstance(text, str) and text.isascii() and text.isdigit():
+        return int(text)
+    raise ValueError(f"not a dead-letter id of the memory transport: {text!r}")
 
 
 class _MemorySubscription(Subscription):

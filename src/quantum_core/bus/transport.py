@@ -19,6 +19,12 @@ The contract every transport honours:
   same group, with ``delivery_count`` raised by one.
 * ``dead_letter`` stores a record beside the topic and acknowledges the message in one
   step: a crash between the two neither loses nor duplicates it.
+* ``read_dead_letters`` and ``delete_dead_letters`` give the records back, oldest first,
+  each under an id of the transport's choosing (a string), and delete them.
+
+Retries, backoff and handler time limits are the bus's, not the transport's: a transport
+only has to keep a message pending (and a live consumer's pending messages its own) for as
+long as the bus holds it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
     "Subscription",
     "Transport",
     "register_transport",
+    "resolve_transport",
     "transport_from_url",
 ]
 
@@ -112,6 +119,29 @@ class Transport(ABC):
         keeps when ``from_beginning`` is true; an existing group goes on where it was.
         """
 
+    async def read_dead_letters(
+        self, topic: str, limit: int, *, start: str | None = None
+    ) -> Sequence[tuple[str, bytes]]:
+        """Return up to ``limit`` (id, record) dead letters of ``topic``, oldest first.
+
+        ``start`` is an id returned before: the list starts with it (or the first after it,
+        if it is gone). An id this transport cannot have made raises ValueError.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not give its dead letters back; implement "
+            "read_dead_letters and delete_dead_letters (see docs/transports.md)"
+        )
+
+    async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
+        """Delete the dead letters of ``topic`` with these ids (all of them for None).
+
+        Returns how many were deleted; ids that are gone are ignored.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not delete its dead letters; implement "
+            "read_dead_letters and delete_dead_letters (see docs/transports.md)"
+        )
+
     async def ping(self) -> None:  # noqa: B027 - a transport with nothing to reach is always up
         """Check the broker answers; raise :class:`TransportError` when it does not."""
 
@@ -152,3 +182,23 @@ def transport_from_url(url: str) -> Transport:
         what = f"URL scheme {scheme}://" if scheme else "a URL without a scheme"
         raise ValueError(f"no transport for {what}; known schemes: {known}")
     return factory(url)
+
+
+def resolve_transport(transport: object) -> tuple[Transport, bool]:
+    """Return the transport an EventBus was given and whether the bus must close it.
+
+    A :class:`Transport` is the caller's; a URL or a ``redis.asyncio.Redis`` client (the
+    guide's ``EventBus(redis_client)``) becomes a transport the bus owns.
+    """
+    if isinstance(transport, Transport):
+        return transport, False
+    if isinstance(transport, str):
+        return transport_from_url(transport), True
+    if type(transport).__module__.startswith("redis."):
+        from .redis_streams import RedisStreamsTransport  # imported only when used
+
+        return RedisStreamsTransport(transport), True  # type: ignore[arg-type]
+    raise TypeError(
+        "EventBus transport must be a Transport, a redis.asyncio.Redis client, or a URL such "
+        f"as 'memory://' or 'redis://localhost:6379', got {type(transport).__name__}"
+    )

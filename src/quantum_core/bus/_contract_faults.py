@@ -1,0 +1,334 @@
+"""Contract checks of fault tolerance: retries, time limits, dead letters, replay, stats.
+
+The bus owns these semantics, but they lean on the transport (pending messages kept while a
+retry waits, dead letters stored, read back and deleted), so they run on every transport
+as part of :data:`quantum_core.testing.CHECKS`. Each check asserts on the order in which
+things happened, never on how long they took: retry waits are seconds long where a
+healthy path takes milliseconds, so a noisy machine does not flip them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from .bus import EventBus
+from .context import current_event
+from .dead_letters import REPLAY_FOR
+from .envelope import decode
+
+__all__ = ["FAULT_CHECKS"]
+
+
+class Harness(Protocol):
+    """What a check needs: buses on one transport namespace, and topics of its own."""
+
+    def bus(self, service: str, **options: Any) -> EventBus:
+        """A bus on a new transport of the namespace, stopped at the end of the check."""
+
+    def topic(self, name: str) -> str:
+        """A topic name unique to this run."""
+
+
+class Features(Protocol):
+    """The transport's promises (see ``quantum_core.testing.TransportFeatures``)."""
+
+    @property
+    def redelivery_timeout(self) -> float:
+        """Seconds within which an abandoned event reaches another consumer."""
+
+    @property
+    def reports_backlog(self) -> bool:
+        """Whether ``backlog()`` gives real pending counts."""
+
+
+def _expect(condition: object, message: object = "the transport broke its contract") -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+async def _eventually(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0
+) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():  # noqa: ASYNC110 - polls a broker, no event to wait on
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout}s: {what}") from None
+
+
+async def _retry_then_succeed(h: Harness, features: Features) -> None:
+    """A handler that fails twice then succeeds is handled once, on attempt 3."""
+    topic = h.topic("retry")
+    attempts: list[int] = []
+
+    async def flaky(payload: dict[str, Any]) -> None:
+        info = current_event()
+        attempt = info.attempt if info else 0
+        attempts.append(attempt)
+        if attempt < 3:
+            raise RuntimeError(f"flaky on attempt {attempt}")
+
+    bus = h.bus("retry", max_attempts=5, retry_backoff=0.01)
+    bus.subscribe(topic, flaky, name="flaky")
+    await bus.start()
+    await h.bus("publisher").publish(topic, {"n": 1})
+
+    async def handled() -> bool:
+        return (await bus.stats())[f"{topic} -> flaky"].handled == 1
+
+    await _eventually(handled, "the flaky event handled")
+    stats = (await bus.stats())[f"{topic} -> flaky"]
+    _expect(attempts == [1, 2, 3], attempts)
+    _expect(
+        (stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 2, 2, 0), stats
+    )
+    _expect(stats.retrying == 0, stats)
+    if features.reports_backlog:
+
+        async def acknowledged() -> bool:
+            return (await bus.stats())[f"{topic} -> flaky"].pending == 0
+
+        await _eventually(acknowledged, "the handled event acknowledged")
+    _expect(await bus.dead_letters(topic) == [], "a handled event was dead-lettered")
+
+
+async def _dead_letter_replay_purge(h: Harness, features: Features) -> None:
+    """Out of attempts: dead-lettered with why; replayed to its group only; purged."""
+    topic = h.topic("dead")
+    fixed = False
+    replayed: list[tuple[str, str, dict[str, str]]] = []
+    others: list[int] = []
+
+    async def fragile(payload: dict[str, Any]) -> None:
+        if payload["n"] == 1 and not fixed:
+            raise ValueError(f"cannot handle {payload['n']}")
+        info = current_event()
+        if info is not None and payload["n"] == 1:
+            replayed.append((info.id, info.trace_id, dict(info.headers)))
+
+    async def other(payload: dict[str, Any]) -> None:
+        others.append(payload["n"])
+
+    bus = h.bus("dl", max_attempts=3, retry_backoff=0.01)
+    bus.subscribe(topic, fragile, name="fragile")
+    bus.subscribe(topic, other, name="other")
+    await bus.start()
+    publisher = h.bus("publisher")
+    bad_id = await publisher.publish(topic, {"n": 1}, trace_id="dead-letter-trace")
+    await publisher.publish(topic, {"n": 2})
+
+    async def one_dead_letter() -> bool:
+        return len(await bus.dead_letters(topic)) == 1
+
+    await _eventually(one_dead_letter, "the failing event dead-lettered")
+    (letter,) = await bus.dead_letters(topic)
+    _expect((letter.event_id, letter.trace_id) == (bad_id, "dead-letter-trace"), letter)
+    _expect(
+        (letter.service, letter.handler, letter.event_type) == (bus.service_name, "fragile", topic)
+    )
+    _expect(
+        (letter.attempts, letter.error_type, letter.error) == (3, "ValueError", "cannot handle 1")
+    )
+    _expect("ValueError" in letter.traceback and letter.failed_at, letter)
+    _expect(decode(letter.original).payload == {"n": 1}, letter.original)
+    stats = (await bus.stats())[f"{topic} -> fragile"]
+    _expect(
+        (stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 3, 2, 1), stats
+    )
+
+    fixed = True
+    _expect(await bus.replay_dead_letter(topic, letter.id) == bad_id)
+    await publisher.publish(topic, {"n": 3})  # handled by "other" after the replay, if at all
+
+    async def replay_handled() -> bool:
+        return bool(replayed) and 3 in others
+
+    await _eventually(replay_handled, "the replayed event handled")
+    _expect(replayed[0][:2] == (bad_id, "dead-letter-trace"), replayed)
+    _expect(replayed[0][2].get(REPLAY_FOR) == f"{bus.service_name}:fragile", replayed)
+    _expect(sorted(others) == [1, 2, 3], f"a replay reached a group that had handled it: {others}")
+    _expect(await bus.dead_letters(topic) == [], "a replayed dead letter was kept")
+    try:
+        await bus.replay_dead_letter(topic, letter.id)
+    except LookupError:
+        pass
+    else:
+        raise AssertionError("a dead letter was replayed twice")
+
+    fixed = False
+    await publisher.publish_many(topic, [{"n": 1}, {"n": 1}])
+
+    async def two_dead_letters() -> bool:
+        return len(await bus.dead_letters(topic)) == 2
+
+    await _eventually(two_dead_letters, "two more dead letters")
+    first, second = await bus.dead_letters(topic)
+    _expect([d.id for d in await bus.dead_letters(topic, limit=1)] == [first.id])
+    _expect([d.id for d in await bus.dead_letters(topic, after=first.id)] == [second.id])
+    _expect(await bus.purge_dead_letters(topic) == 2)
+    _expect(await bus.dead_letters(topic) == [], "purge left dead letters")
+
+
+async def _retry_does_not_block_others(h: Harness, features: Features) -> None:
+    """Fifty always-failing events among 500 delay none of the other 450 (no ordering key)."""
+    topic = h.topic("isolation")
+    order: list[str] = []
+
+    async def handle(payload: dict[str, Any]) -> None:
+        if payload["bad"]:
+            info = current_event()
+            if info is not None and info.attempt >= 3:
+                order.append("last attempt")
+            raise RuntimeError("always fails")
+        order.append("good")
+
+    # The last attempt comes at least 1 + 2 s after the first: with retries that held a
+    # slot or a place in the fetch buffer, 8 slots would be full of sleepers long before.
+    bus = h.bus("isolated", concurrency=8, read_count=20)
+    bus.subscribe(topic, handle, name="handle", max_attempts=3, retry_backoff=2.0)
+    await bus.start()
+    payloads = [{"n": n, "bad": n % 10 == 0} for n in range(500)]
+    await h.bus("publisher").publish_many(topic, payloads)
+
+    async def all_done() -> bool:
+        return (await bus.stats())[f"{topic} -> handle"].dead_lettered == 50
+
+    await _eventually(all_done, "450 handled and 50 dead-lettered", timeout=60)
+    last_good = max(i for i, what in enumerate(order) if what == "good")
+    first_last_attempt = order.index("last attempt")
+    _expect(order.count("good") == 450, order.count("good"))
+    _expect(
+        last_good < first_last_attempt,
+        f"good event #{order[:first_last_attempt].count('good')} waited for failing ones",
+    )
+    stats = (await bus.stats())[f"{topic} -> handle"]
+    _expect((stats.handled, stats.failed, stats.retried) == (450, 150, 100), stats)
+
+
+async def _handler_timeout(h: Harness, features: Features) -> None:
+    """A hung handler is cancelled after its timeout, retried, dead-lettered; others flow."""
+    topic = h.topic("timeout")
+    order: list[str] = []
+    cancelled = 0
+
+    async def handle(payload: dict[str, Any]) -> None:
+        nonlocal cancelled
+        if payload["hang"]:
+            info = current_event()
+            order.append(f"hang {info.attempt if info else 0}")
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled += 1
+                raise
+        order.append("good")
+
+    bus = h.bus("hung", concurrency=2)
+    bus.subscribe(topic, handle, name="handle", timeout=1.0, max_attempts=2, retry_backoff=0.01)
+    await bus.start()
+    await h.bus("publisher").publish_many(
+        topic, [{"hang": True}, *({"hang": False, "n": n} for n in range(20))]
+    )
+
+    async def dead_lettered() -> bool:
+        return len(await bus.dead_letters(topic)) == 1
+
+    await _eventually(dead_lettered, "the hung event dead-lettered")
+    (letter,) = await bus.dead_letters(topic)
+    _expect((letter.error_type, letter.attempts, cancelled) == ("HandlerTimeoutError", 2, 2))
+    _expect(order.count("good") == 20, order)
+    last_good = max(i for i, what in enumerate(order) if what == "good")
+    _expect(last_good < order.index("hang 2"), f"events waited for the hung one: {order}")
+    stats = (await bus.stats())[f"{topic} -> handle"]
+    _expect((stats.handled, stats.failed, stats.dead_lettered) == (20, 2, 1), stats)
+
+
+async def _retry_holds_only_its_key(h: Harness, features: Features) -> None:
+    """With an ordering key, a retrying event holds up its own key, and only that."""
+    topic = h.topic("key_retry")
+    order: list[tuple[str, int, int]] = []
+
+    async def handle(payload: dict[str, Any]) -> None:
+        info = current_event()
+        attempt = info.attempt if info else 0
+        order.append((payload["symbol"], payload["n"], attempt))
+        if payload["symbol"] == "A" and payload["n"] == 0:
+            raise RuntimeError("A0 always fails")
+
+    bus = h.bus("keyed", concurrency=2)
+    bus.subscribe(
+        topic, handle, ordering_key="symbol", name="handle", max_attempts=3, retry_backoff=1.0
+    )
+    await bus.start()
+    payloads = [{"symbol": "A", "n": 0}]
+    for n in range(40):
+        payloads.append({"symbol": "B", "n": n})
+        if n % 10 == 9:
+            payloads.append({"symbol": "A", "n": n // 10 + 1})
+    await h.bus("publisher").publish_many(topic, payloads)
+
+    async def done() -> bool:
+        return (await bus.stats())[f"{topic} -> handle"].handled == 44
+
+    await _eventually(done, "every event of A and B handled")
+    final = order.index(("A", 0, 3))
+    a_after = [n for symbol, n, _ in order[final + 1 :] if symbol == "A"]
+    _expect(a_after == [1, 2, 3, 4], f"key A out of order around its retries: {order}")
+    b_before = [n for symbol, n, _ in order[:final] if symbol == "B"]
+    _expect(b_before == list(range(40)), f"key B waited for key A's retries: {order}")
+
+
+async def _stop_leaves_retrying_unacknowledged(h: Harness, features: Features) -> None:
+    """stop() gives up an event waiting for a retry at once, unacknowledged, for a replica."""
+    topic = h.topic("stop_retry")
+    failed = asyncio.Event()
+
+    async def not_yet(payload: dict[str, Any]) -> None:
+        failed.set()
+        raise RuntimeError("not yet")
+
+    first = h.bus("svc", stop_timeout=30, retry_backoff_max=120.0)  # a retry in 60-120 s
+    first.subscribe(topic, not_yet, name="handle", retry_backoff=120.0)
+    await first.start()
+    await h.bus("publisher").publish(topic, {"order": 1})
+    await asyncio.wait_for(failed.wait(), 10)
+
+    async def retrying() -> bool:
+        return (await first.stats())[f"{topic} -> handle"].retrying == 1
+
+    await _eventually(retrying, "the event waiting for its retry")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await first.stop()
+    _expect(loop.time() - started < 20, "stop() waited for a retry (or its stop_timeout)")
+
+    attempts: list[int] = []
+
+    async def handle(payload: dict[str, Any]) -> None:
+        info = current_event()
+        attempts.append(info.attempt if info else 0)
+
+    survivor = h.bus("svc")
+    survivor.subscribe(topic, handle, name="handle")
+    await survivor.start()
+
+    async def redelivered() -> bool:
+        return bool(attempts)
+
+    await _eventually(redelivered, "redelivery", timeout=features.redelivery_timeout + 10)
+    _expect(attempts[0] >= 2, attempts)
+    _expect(await survivor.dead_letters(topic) == [], "a retrying event was dead-lettered")
+
+
+FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
+    "retry_then_succeed": _retry_then_succeed,
+    "dead_letter_replay_purge": _dead_letter_replay_purge,
+    "retry_does_not_block_others": _retry_does_not_block_others,
+    "handler_timeout": _handler_timeout,
+    "retry_holds_only_its_key": _retry_holds_only_its_key,
+    "stop_leaves_retrying_unacknowledged": _stop_leaves_retrying_unacknowledged,
+}
+"""Fault-tolerance checks by name, merged into ``quantum_core.testing.CHECKS``."""

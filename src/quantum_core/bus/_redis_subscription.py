@@ -1,0 +1,279 @@
+"""The Redis Streams subscription: one consumer of one consumer group on one stream.
+
+See ``redis_streams.py`` for the layout on the server and the delivery rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from ..errors import TransportError
+from ..logs import get_logger
+from ._coalesce import Coalescer
+from .transport import Backlog, Delivery, Subscription
+
+if TYPE_CHECKING:
+    from .redis_streams import RedisStreamsTransport
+
+__all__ = ["FIELD", "RedisSubscription", "create_group", "text"]
+
+_log = get_logger("quantum_core.bus.redis")
+FIELD = b"event"
+"""The one field of a stream entry; its value is the envelope."""
+
+
+class RedisSubscription(Subscription):
+    """One consumer of one group on one stream: XREADGROUP, XACK, XAUTOCLAIM, keep-alive."""
+
+    def __init__(
+        self,
+        transport: RedisStreamsTransport,
+        topic: str,
+        key: str,
+        group: str,
+        consumer: str,
+        reader: redis.Redis,
+    ) -> None:
+        self._transport = transport
+        self._commands = transport._commands
+        self._reader = reader
+        self._topic = topic
+        self._key = key
+        self._group = group
+        self._consumer = consumer
+        self._in_flight: set[bytes] = set()
+        self._recovered = False
+        self._next_claim = 0.0
+        self._claim_cursor: bytes | str = "0-0"
+        self._read: asyncio.Task[list[Delivery]] | None = None
+        self._acks = Coalescer(self._xack)
+        self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"keep-alive {group}")
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        """Read in a task of its own, shielded: a cancelled fetch leaves the read running.
+
+        redis-py can lose a blocking command's reply, or swallow the cancellation, when the
+        task reading it is cancelled (redis/redis-py#2028); shielded, the next fetch (or
+        close) collects the reply instead, so nothing is read and dropped.
+        """
+        if self._read is None:
+            self._read = asyncio.create_task(self._fetch(max_count, timeout))
+        read = self._read
+        try:
+            return await asyncio.shield(read)
+        finally:
+            if read.done():
+                self._read = None
+
+    async def _fetch(self, max_count: int, timeout: float) -> list[Delivery]:
+        try:
+            if not self._recovered:
+                deliveries = await self._own_pending(max_count)
+                if deliveries:
+                    return deliveries
+                self._recovered = True
+            if time.monotonic() >= self._next_claim:
+                deliveries = await self._claim_abandoned(max_count)
+                if deliveries:
+                    return deliveries
+            reply = await self._reader.xreadgroup(
+                self._group,
+                self._consumer,
+                {self._key: ">"},
+                count=max_count,
+                block=max(1, int(timeout * 1000)),
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise TransportError(f"reading {self._key!r} failed: {exc}") from exc
+            await self._recreate_group()
+            return []
+        except RedisError as exc:
+            raise TransportError(f"reading {self._key!r} failed: {exc}") from exc
+        return await self._deliveries(_entries(reply), delivery_count=1)
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge, sharing one XACK with every other ack of the moment."""
+        await self._acks.submit([d.receipt for d in deliveries])
+
+    async def _xack(self, ids: list[Any]) -> None:
+        try:
+            await self._commands.xack(self._key, self._group, *ids)
+        except RedisError as exc:
+            raise TransportError(f"acknowledging on {self._key!r} failed: {exc}") from exc
+        self._in_flight.difference_update(ids)
+
+    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        dead_key = self._transport.dead_letter_key(self._topic)
+        try:
+            async with self._commands.pipeline(transaction=True) as pipe:
+                pipe.xadd(
+                    dead_key,
+                    {b"record": record},
+                    maxlen=self._transport._dead_letter_maxlen,
+                    approximate=True,
+                )
+                pipe.xack(self._key, self._group, delivery.receipt)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransportError(f"dead-lettering on {dead_key!r} failed: {exc}") from exc
+        self._in_flight.discard(delivery.receipt)
+
+    async def backlog(self) -> Backlog:
+        try:
+            groups = await self._commands.xinfo_groups(self._key)
+        except RedisError as exc:
+            raise TransportError(f"reading groups of {self._key!r} failed: {exc}") from exc
+        for info in groups:
+            if text(info.get("name")) == self._group:
+                lag = info.get("lag")
+                return Backlog(pending=int(info["pending"]), lag=None if lag is None else int(lag))
+        return Backlog(pending=None, lag=None)
+
+    async def close(self) -> None:
+        """Stop the keep-alive; what is still in flight stays pending for another consumer."""
+        self._heartbeat.cancel()
+        await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._read is not None:  # a read still blocking: cut its connection, then collect it
+            await self._reader.aclose(close_connection_pool=True)
+            await asyncio.gather(self._read, return_exceptions=True)
+        try:
+            if not self._in_flight:
+                await self._commands.xgroup_delconsumer(self._key, self._group, self._consumer)
+        except RedisError:  # the group may be gone with the server; nothing to tidy then
+            pass
+        await self._transport._release(self._reader)
+
+    async def _own_pending(self, max_count: int) -> list[Delivery]:
+        """Take back what this consumer name holds from a previous life, before new events."""
+        pending = await self._commands.xpending_range(
+            self._key, self._group, min="-", max="+", count=max_count, consumername=self._consumer
+        )
+        fresh = [p for p in pending if p["message_id"] not in self._in_flight]
+        if not fresh:
+            return []
+        ids: list[Any] = [p["message_id"] for p in fresh]
+        counts = {text(p["message_id"]): int(p["times_delivered"]) + 1 for p in fresh}
+        claimed = await self._commands.xclaim(self._key, self._group, self._consumer, 0, ids)
+        return await self._deliveries(claimed, counts=counts)
+
+    async def _claim_abandoned(self, max_count: int) -> list[Delivery]:
+        """XAUTOCLAIM entries idle for longer than claim_idle: their consumer is gone."""
+        self._next_claim = time.monotonic() + self._transport._claim_idle_ms / 4000
+        reply = await self._commands.xautoclaim(
+            self._key,
+            self._group,
+            self._consumer,
+            self._transport._claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=max_count,
+        )
+        self._claim_cursor = reply[0] if reply else "0-0"
+        claimed = list(_entries_of(reply[1])) if reply else []
+        if not claimed:
+            return []
+        self._next_claim = 0.0  # there may be more: look again on the next fetch
+        counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
+        _log.warning(
+            "abandoned_events_claimed",
+            stream=self._key,
+            group=self._group,
+            count=len(claimed),
+        )
+        return await self._deliveries(claimed, counts=counts)
+
+    async def _delivery_counts(self, ids: list[Any]) -> dict[str, int]:
+        pending = await self._commands.xpending_range(
+            self._key, self._group, min=ids[0], max=ids[-1], count=len(ids) * 2 + 10
+        )
+        return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+
+    async def _deliveries(
+        self,
+        entries: Any,
+        *,
+        delivery_count: int = 1,
+        counts: dict[str, int] | None = None,
+    ) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        vanished: list[Any] = []
+        for entry_id, fields in _entries_of(entries):
+            if fields is None:  # trimmed or deleted while pending: nothing left to handle
+                vanished.append(entry_id)
+                continue
+            data = fields.get(FIELD)
+            if data is None:  # written by someone else: let the bus set it aside
+                data = repr(fields).encode()
+            count = counts.get(text(entry_id), delivery_count) if counts else delivery_count
+            self._in_flight.add(entry_id)
+            deliveries.append(Delivery(data, entry_id, max(count, 1)))
+        if vanished:
+            await self._commands.xack(self._key, self._group, *vanished)
+            _log.warning("pending_events_vanished", stream=self._key, count=len(vanished))
+        return deliveries
+
+    async def _recreate_group(self) -> None:
+        """The group (or the whole stream) was lost: recreate it from the start, never the end.
+
+        Whatever was published between the loss and now is still in the stream; starting
+        from its end would skip it.
+        """
+        _log.warning("consumer_group_recreated", stream=self._key, group=self._group)
+        await create_group(self._commands, self._key, self._group, "0")
+        self._recovered = False
+
+    async def _keep_alive(self) -> None:
+        """Reset the idle time of what is in flight, so no live consumer looks dead."""
+        interval = self._transport._claim_idle_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            ids: list[Any] = list(self._in_flight)
+            if not ids:
+                continue
+            try:
+                await self._commands.xclaim(
+                    self._key, self._group, self._consumer, 0, ids, justid=True
+                )
+            except RedisError as exc:
+                _log.warning("keep_alive_failed", stream=self._key, error=str(exc))
+
+
+async def create_group(client: redis.Redis, key: str, group: str, start: str) -> None:
+    try:
+        await client.xgroup_create(key, group, id=start, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes] | None]]:
+    """Flatten an XREADGROUP reply, RESP2 (list of [stream, entries]) or RESP3 (a map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(_entries_of(list(reply.values())))
+    return list(_entries_of([stream_entries for _, stream_entries in reply]))
+
+
+def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:
+    """Yield (id, fields) pairs from however deeply redis-py nested them."""
+    for item in items or ():
+        if (
+            isinstance(item, tuple | list)
+            and len(item) == 2
+            and isinstance(item[0], bytes | str)
+            and (item[1] is None or isinstance(item[1], dict))
+        ):
+            yield item[0], item[1]
+        elif isinstance(item, tuple | list):
+            yield from _entries_of(item)
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

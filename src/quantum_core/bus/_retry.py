@@ -1,0 +1,139 @@
+"""How a handler is tried: a time limit per attempt, then backoff with jitter between attempts.
+
+The bus owns these semantics, so they are the same on every transport. The attempt number
+starts at the transport's delivery count (an event redelivered after a crash starts higher)
+and grows by one for every retry in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import EventBusError
+
+__all__ = ["HandlerTimeoutError", "RetryPolicy", "call_handler", "check_seconds"]
+
+_MAX_EXPONENT = 60  # 2**60 times any sane base is far beyond any cap; avoids float overflow
+
+
+class HandlerTimeoutError(EventBusError, TimeoutError):
+    """A handler did not finish within its subscription's ``timeout`` and was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Attempts, backoff and time limit of one subscription.
+
+    Attributes:
+        max_attempts: Attempts in all, counting deliveries by the transport, before the
+            event is dead-lettered. Each delivery gets at least one attempt.
+        backoff: Seconds before the second attempt; each later wait doubles.
+        backoff_max: The longest wait between two attempts.
+        timeout: Seconds one attempt may run before it is cancelled; None for no limit.
+    """
+
+    max_attempts: int
+    backoff: float
+    backoff_max: float
+    timeout: float | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        max_attempts: object,
+        backoff: object,
+        backoff_max: object,
+        timeout: object,
+        timeout_name: str = "timeout",
+    ) -> RetryPolicy:
+        """Check what a user passed (``timeout=math.inf`` for no limit) and build a policy."""
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a whole number >= 1, got {max_attempts!r}")
+        limit = check_seconds(timeout_name, timeout, positive=True, allow_infinite=True)
+        return cls(
+            max_attempts=max_attempts,
+            backoff=check_seconds("retry_backoff", backoff),
+            backoff_max=check_seconds("retry_backoff_max", backoff_max),
+            timeout=None if limit == math.inf else limit,
+        )
+
+    def override(
+        self, max_attempts: int | None, backoff: float | None, timeout: float | None
+    ) -> RetryPolicy:
+        """This policy with what a subscription chose instead (None: keep this one's)."""
+        return RetryPolicy.of(
+            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+            backoff=self.backoff if backoff is None else backoff,
+            backoff_max=self.backoff_max,
+            timeout=(math.inf if self.timeout is None else self.timeout)
+            if timeout is None
+            else timeout,
+        )
+
+    def last_attempt(self, first: int) -> int:
+        """The number of the last attempt for a delivery whose first attempt is ``first``."""
+        return max(self.max_attempts, first)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed ``attempt``: exponential, capped, "equal jitter".
+
+        Half of the nominal wait is fixed and half random, so replicas that failed together
+        do not retry together, and no retry comes much sooner than configured.
+        """
+        exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
+        nominal = min(self.backoff_max, self.backoff * 2.0**exponent)
+        return nominal * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+
+
+async def call_handler(
+    handler: Callable[[dict[str, Any]], Awaitable[Any]],
+    payload: dict[str, Any],
+    timeout: float | None,
+) -> BaseException | None:
+    """Run one attempt; return what it raised (None when it returned).
+
+    A handler still running after ``timeout`` seconds is cancelled and reported as a
+    :class:`HandlerTimeoutError` whose cause shows where it hung. A ``CancelledError`` the
+    handler raised on its own (not a cancellation of this task) is a failure like any
+    other; a real cancellation (``stop()``) propagates.
+    """
+    scope: asyncio.Timeout | None = None
+    try:
+        if timeout is None:
+            await handler(payload)
+        else:
+            async with asyncio.timeout(timeout) as scope:
+                await handler(payload)
+    except TimeoutError as exc:
+        if scope is None or not scope.expired():
+            return exc
+        error = HandlerTimeoutError(f"handler did not finish within {timeout:g} s; cancelled")
+        error.__cause__ = exc
+        return error
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        return exc
+    except Exception as exc:  # one handler's bug never stops the rest
+        return exc
+    return None
+
+
+def check_seconds(
+    name: str, value: object, *, positive: bool = False, allow_infinite: bool = False
+) -> float:
+    """Return ``value`` as seconds (> 0 when ``positive``, math.inf where allowed), or raise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        in_range = value > 0 if positive else value >= 0
+        if in_range and (math.isfinite(value) or (allow_infinite and value == math.inf)):
+            return float(value)
+    bound = "> 0" if positive else ">= 0"
+    extra = " (or math.inf for no limit)" if allow_infinite else ""
+    raise ValueError(f"{name} must be a number of seconds {bound}{extra}, got {value!r}")
