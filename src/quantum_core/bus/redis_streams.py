@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
+from .._redis import connection_settings
 from ..errors import TransportError
 from ._redis_subscription import FIELD, RedisSubscription, create_group, text
 from .transport import Subscription, Transport, register_transport
@@ -37,7 +38,6 @@ __all__ = ["RedisStreamsTransport"]
 
 _DEAD_FIELD = b"record"
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
-_CONNECT_TIMEOUT = 2.0
 
 
 class RedisStreamsTransport(Transport):
@@ -79,7 +79,9 @@ class RedisStreamsTransport(Transport):
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
         self._claim_idle_ms = int(claim_idle * 1000)
         self._dead_letter_maxlen = dead_letter_maxlen
-        self._pool_class, self._connection_kwargs = _connection_settings(client)
+        self._pool_class, self._connection_kwargs = connection_settings(
+            client, owner="RedisStreamsTransport"
+        )
         self._commands = self._client()
         self._readers: set[redis.Redis] = set()
 
@@ -190,25 +192,6 @@ def _stream_id(entry_id: str) -> str:
     if isinstance(entry_id, str) and _STREAM_ID.fullmatch(entry_id):
         return entry_id
     raise ValueError(f"not a Redis stream entry id (such as '1700000000000-0'): {entry_id!r}")
-
-
-def _connection_settings(client: redis.Redis | str) -> tuple[Any, dict[str, Any]]:
-    """Copy a client's (or URL's) connection settings, reading bytes, with bounded retries."""
-    if isinstance(client, str):
-        pool = redis.ConnectionPool.from_url(client)
-    elif isinstance(client, redis.Redis):
-        pool = client.connection_pool
-    else:
-        raise TypeError(
-            "RedisStreamsTransport needs a redis.asyncio.Redis client or a redis:// URL, "
-            f"got {type(client).__name__}"
-        )
-    kwargs = dict(pool.connection_kwargs)
-    kwargs["decode_responses"] = False
-    if kwargs.get("socket_connect_timeout") is None:
-        kwargs["socket_connect_timeout"] = _CONNECT_TIMEOUT
-    kwargs["connection_class"] = pool.connection_class
-    return type(pool), kwargs
 
 
 _URL_OPTIONS = {"prefix": str, "maxlen": int, "max_age": float, "claim_idle": float}
