@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint types pytest docs docs-serve bench bench-quick clean
+.PHONY: help demo demo-redis test lint types pytest docs docs-serve bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -27,6 +27,10 @@ $(VENV)/.installed-docs: pyproject.toml | $(PY)
 
 demo: $(VENV)/.installed-core  ## run the three-domain trading flow in memory (no server needed)
 	$(PY) -m examples.trading.run --bus memory://
+
+demo-redis: $(VENV)/.installed-dev  ## the same flow as four processes, one per domain, on the local Redis
+	@bash .ci/services
+	$(PY) -m examples.trading.split --bus redis://127.0.0.1:6379/0
 
 lint: $(VENV)/.installed-dev  ## ruff
 	$(BIN)/ruff check src tests examples bench
