@@ -1,0 +1,249 @@
+"""What every command shares: the Redis it talks to, its errors, and output without secrets.
+
+Why a module of its own: the rules an operator relies on live here once, for every command.
+An error is one line on stderr with an exit code, never a traceback; nothing printed ever
+shows a password from the URL or a DSN (the URL is masked, and the password itself is
+scrubbed wherever it appears); a server that does not answer fails within ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+from .._redaction import redact_text
+from ..bus import EventBus, RedisStreamsTransport
+from ..health._secrets import Scrubber
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEFAULT_URL",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "Context",
+    "Output",
+    "Target",
+    "UsageError",
+    "resolve_target",
+]
+
+DEFAULT_URL: Final = "redis://localhost:6379/0"
+DEFAULT_PREFIX: Final = "quantum_core"
+CLI_SERVICE: Final = "quantum-core-cli"
+"""The service name of the CLI's own bus: the ``source`` of what it publishes."""
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+# The transport's own URL options (see ``transport_from_redis_url``); redis-py refuses them.
+_TRANSPORT_OPTIONS: Final = frozenset({"prefix", "maxlen", "max_age", "claim_idle"})
+_URL_FORMS: Final = (
+    "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket (credentials go "
+    "before the host as user:password@)"
+)
+
+
+class CliError(Exception):
+    """A failure the operator can act on: printed as one line on stderr, no traceback."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class UsageError(CliError):
+    """The command line itself is wrong: an argument, an option or the URL."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The Redis a command talks to, and the key prefixes it looks under.
+
+    Attributes:
+        url: The Redis URL without the transport's own query options (``?prefix=``...).
+        address: ``host:port/db`` or the socket path, for messages: never a password.
+        prefix: The bus's key prefix (streams ``{prefix}:stream:{event type}``).
+        policy_prefix: The policy store's key prefix (``{policy_prefix}:current``).
+        timeout: Seconds to connect, and to wait for one reply.
+    """
+
+    url: str
+    address: str
+    prefix: str
+    policy_prefix: str
+    timeout: float
+
+    def stream_key(self, event_type: str) -> str:
+        """The stream of ``event_type``."""
+        return f"{self.prefix}:stream:{event_type}"
+
+    def dead_letter_key(self, event_type: str) -> str:
+        """The dead-letter stream of ``event_type``."""
+        return f"{self.prefix}:dead:{event_type}"
+
+
+def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout: float) -> Target:
+    """Check the URL and the prefixes; the URL's ``?prefix=`` applies unless ``prefix`` is given.
+
+    Raises:
+        UsageError: for a URL redis-py cannot use, or a prefix with spaces.
+    """
+    masked = redact_text(url)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        url_prefix = next((value for name, value in query if name == "prefix"), None)
+        rest = urlencode([(name, value) for name, value in query if name not in _TRANSPORT_OPTIONS])
+        clean = urlunsplit(parts._replace(query=rest))
+        database = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
+        if database and not database.isdigit():
+            raise ValueError(f"the database must be a number, got {database!r}")
+        pool = redis.ConnectionPool.from_url(clean)
+        # Refuses options redis-py does not know; does not connect. redis-py leaves it bare.
+        pool.make_connection()  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"invalid Redis URL {masked!r}: {error}; expected {_URL_FORMS}") from None
+    bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
+    for name, value in (("--prefix", bus_prefix), ("--policy-prefix", policy_prefix)):
+        if not value or any(c.isspace() for c in value):
+            raise UsageError(f"{name} must be a non-empty string without spaces, got {value!r}")
+    return Target(
+        url=clean,
+        address=_address(pool.connection_kwargs),
+        prefix=bus_prefix,
+        policy_prefix=policy_prefix,
+        timeout=timeout,
+    )
+
+
+def _address(settings: dict[str, Any]) -> str:
+    if "path" in settings:
+        return f"unix://{settings['path']}"
+    host, port = settings.get("host", "localhost"), settings.get("port", 6379)
+    return f"{host}:{port}/{settings.get('db', 0)}"
+
+
+def open_client(target: Target) -> redis.Redis:
+    """A client that connects within ``timeout`` and never retries: failure shows at once."""
+    return redis.Redis.from_url(
+        target.url,
+        socket_connect_timeout=target.timeout,
+        socket_timeout=target.timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+        encoding_errors="backslashreplace",  # a key that is not UTF-8 still prints
+    )
+
+
+def unreachable(target: Target, error: BaseException) -> CliError:
+    """The one-line error for a Redis that cannot be used, saying what to check."""
+    if isinstance(error, AuthenticationError) or (
+        isinstance(error, ResponseError) and str(error).startswith(("NOAUTH", "WRONGPASS"))
+    ):
+        return CliError(
+            f"Redis at {target.address} refused the credentials: {_text(error)}; check the "
+            "user and password in --url / REDIS_URL"
+        )
+    return CliError(
+        f"cannot reach Redis at {target.address} (within {target.timeout:g} s): {_text(error)}; "
+        "check --url / REDIS_URL and that the server is up"
+    )
+
+
+def _text(error: BaseException) -> str:
+    return str(error).rstrip(". ") or type(error).__name__
+
+
+class Context:
+    """One command's connections, opened when first needed and all closed at the end."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._client: redis.Redis | None = None
+        self._bus: EventBus | None = None
+
+    async def redis(self) -> redis.Redis:
+        """A client that has answered PING.
+
+        Raises:
+            CliError: when the server cannot be reached or refuses the credentials.
+        """
+        if self._client is None:
+            client = open_client(self.target)
+            try:
+                await client.ping()
+            except (RedisError, OSError) as error:
+                await client.aclose()
+                raise unreachable(self.target, error) from None
+            self._client = client
+        return self._client
+
+    async def bus(self) -> EventBus:
+        """A publish-only EventBus under the bus prefix (dead letters, replays, announces)."""
+        if self._bus is None:
+            transport = RedisStreamsTransport(await self.redis(), prefix=self.target.prefix)
+            self._bus = EventBus(transport, service_name=CLI_SERVICE)
+            await self._bus.initialize()
+        return self._bus
+
+    async def aclose(self) -> None:
+        """Close every connection the command opened."""
+        if self._bus is not None:
+            await self._bus.transport.close()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class Output:
+    """Everything the CLI prints: tables or JSON on stdout, messages on stderr, all scrubbed.
+
+    Streams are looked up at each write, so a caller (a test) that swaps ``sys.stdout``
+    gets the output.
+    """
+
+    def __init__(self, scrubber: Scrubber, *, json_mode: bool = False) -> None:
+        self.scrubber = scrubber
+        self.json_mode = json_mode
+
+    def line(self, text: str = "") -> None:
+        """Write one line of human-readable output."""
+        sys.stdout.write(self.scrubber.text(text) + "\n")
+
+    def json(self, value: Any) -> None:
+        """Write ``value`` as indented JSON."""
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write(self.scrubber.text(text) + "\n")
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        """Write a table, columns aligned, ``-`` for a missing value."""
+        cells = [list(headers)] + [["-" if v is None else str(v) for v in row] for row in rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        for row in cells:
+            self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+    def note(self, text: str) -> None:
+        """Write a message for the operator on stderr (not part of the output)."""
+        sys.stderr.write(self.scrubber.text(text) + "\n")
+        sys.stderr.flush()
+
+    def error(self, text: str) -> None:
+        """Write ``quantum-core: error: <text>`` as one line on stderr."""
+        self.note("quantum-core: error: " + " ".join(str(text).split()))
+
+
+def one_line(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."

@@ -1,0 +1,227 @@
+"""The command line: options, dispatch, and the one place where failures become exit codes.
+
+Exit codes: 0 success; 1 an operational failure (Redis unreachable, an unknown event type
+or dead-letter id, no policy stored, a purge not confirmed); 2 a usage error (a bad option,
+argument, mode or URL). ``health`` exits with the report's severity: 0 HEALTHY, 1 DEGRADED,
+2 UNHEALTHY. Every error is one line on stderr, its secrets masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TextIO, cast
+
+from redis.exceptions import RedisError
+
+from .. import logs
+from .._version import __version__
+from ..errors import QuantumCoreError
+from ..health._secrets import Scrubber, dsn_secrets
+from ..logs import configure_logging, get_logger
+from ..policy import DEFAULT_KEY_PREFIX
+from . import _dlq, _health, _policy, _streams
+from ._common import (
+    CLI_SERVICE,
+    DEFAULT_PREFIX,
+    DEFAULT_URL,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    Context,
+    Output,
+    Target,
+    UsageError,
+    resolve_target,
+)
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace, Context, Output], Awaitable[int]]
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_EXIT_INTERRUPTED = 130
+_log = get_logger("quantum_core.cli")
+
+_EPILOG = f"""\
+The Redis URL comes from --url, else the REDIS_URL environment variable, else {DEFAULT_URL};
+a ?prefix= in the URL sets the bus prefix unless --prefix is given. Options may also follow
+the command (quantum-core streams --json).
+
+exit codes: 0 success; 1 operational failure (Redis unreachable, unknown event type or
+dead-letter id, no policy stored); 2 usage error (bad option, argument, mode or URL).
+health: 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are exceptions: one line, and no exit in-process."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name.
+
+    Their defaults are SUPPRESS so that a subcommand's parser never overwrites a value given
+    before the command with its default; :func:`_option` supplies the defaults.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"Redis URL (default: $REDIS_URL, else {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--prefix",
+        default=argparse.SUPPRESS,
+        help=f"the bus's key prefix (default: the URL's ?prefix=, else {DEFAULT_PREFIX})",
+    )
+    group.add_argument(
+        "--policy-prefix",
+        default=argparse.SUPPRESS,
+        help=f"the policy store's key prefix (default {DEFAULT_KEY_PREFIX})",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        help="seconds to connect and to wait for a reply (default 2)",
+    )
+    group.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="quantum_core's own log lines, on stderr, from this level (default ERROR)",
+    )
+    return common
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if 0 < seconds <= 300:
+        return seconds
+    raise argparse.ArgumentTypeError(f"expected seconds between 0 and 300, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``quantum-core`` parser, with every command."""
+    common = _common_options()
+    parser = _Parser(
+        prog="quantum-core",
+        description="Operate a quantum_core deployment: streams, dead letters, policy, health.",
+        epilog=_EPILOG,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (_streams, _dlq, _policy, _health):
+        module.register(commands, common)
+    return parser
+
+
+def _option(args: argparse.Namespace, name: str, default: Any) -> Any:
+    return getattr(args, name, default)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``quantum-core`` with ``argv`` (the process's arguments if None); return the exit code.
+
+    Usable in-process (tests, other tools): it never calls ``sys.exit`` and puts the
+    previous logging configuration back when it returns. The console script exits with
+    the returned code.
+    """
+    scrubber = Scrubber()
+    scrubber.add(dsn_secrets(os.environ.get("REDIS_URL")))
+    output = Output(scrubber)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        output.error(str(error))
+        return EXIT_USAGE
+    except SystemExit as done:  # --help and --version print, then exit
+        return done.code if isinstance(done.code, int) else 0
+    url = _option(args, "url", None) or os.environ.get("REDIS_URL") or DEFAULT_URL
+    scrubber.add(dsn_secrets(url) + dsn_secrets(_option(args, "postgres", None)))
+    output.json_mode = _option(args, "json", False)
+    handler: Handler = args.handler
+    with _library_logs_on_stderr(_option(args, "log_level", "ERROR")):
+        try:
+            target = resolve_target(
+                url,
+                prefix=_option(args, "prefix", None),
+                policy_prefix=_option(args, "policy_prefix", DEFAULT_KEY_PREFIX),
+                timeout=_option(args, "timeout", 2.0),
+            )
+            return asyncio.run(_run(handler, args, target, output))
+        except CliError as error:
+            output.error(str(error))
+            return error.exit_code
+        except (QuantumCoreError, RedisError, OSError) as error:
+            output.error(str(error) or type(error).__name__)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            return _EXIT_INTERRUPTED
+        except Exception as error:  # a bug: one line; --log-level DEBUG logs the traceback
+            _log.debug("cli_failed", exc_info=True)
+            output.error(f"unexpected {type(error).__name__}: {error}")
+            return EXIT_FAILED
+
+
+async def _run(handler: Handler, args: argparse.Namespace, target: Target, output: Output) -> int:
+    context = Context(target)
+    try:
+        return await handler(args, context, output)
+    finally:
+        await context.aclose()
+
+
+class _CurrentStderr:
+    """Write to whatever ``sys.stderr`` is at the time: test runners swap it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _library_logs_on_stderr(level: str) -> Iterator[None]:
+    """Send quantum_core's log lines to stderr while a command runs, then restore logging.
+
+    stdout carries the command's output (a table, JSON a script parses), so log lines must
+    not land there, where they go by default. The previous configuration comes back
+    afterwards, so calling :func:`main` in-process changes nothing for the caller.
+    """
+    root = logging.getLogger()
+    handlers, root_level, active = list(root.handlers), root.level, logs._active
+    stream = cast(TextIO, _CurrentStderr())
+    configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(root_level)
+        logs._active = active
