@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-redis test lint types pytest docs docs-serve bench bench-quick clean
+.PHONY: help demo demo-redis serve test lint types pytest docs docs-serve bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -31,6 +31,14 @@ demo: $(VENV)/.installed-core  ## run the three-domain trading flow in memory (n
 demo-redis: $(VENV)/.installed-dev  ## the same flow as four processes, one per domain, on the local Redis
 	@bash .ci/services
 	$(PY) -m examples.trading.split --bus redis://127.0.0.1:6379/0
+
+$(VENV)/.installed-examples: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[examples]'
+	@touch $@
+
+serve: $(VENV)/.installed-examples  ## the guide's FastAPI service on http://127.0.0.1:8000 (local Redis)
+	@bash .ci/services
+	$(PY) -m examples.trading.app
 
 lint: $(VENV)/.installed-dev  ## ruff
 	$(BIN)/ruff check src tests examples bench
