@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from quantum_core import (
     shutdown_policy_store,
     trace_context,
 )
+from service_helpers import REDIS_URL, service_missing
 
 
 @pytest.fixture(autouse=True)
@@ -41,17 +41,6 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
 
     yield read
     configure_logging("test-service", "INFO")
-
-
-REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def service_missing(name: str, error: Exception) -> None:
-    """Skip on a developer machine, fail under CI=true: CI must test against every service."""
-    message = f"{name} is not reachable ({error}); `make test` starts it where it can"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)  # not under CI: a developer without the service still gets a run
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import redis
 
 from quantum_core import EventBus
 from quantum_core.models import MarketDataEvent
+from service_helpers import service_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -92,10 +93,7 @@ def require_redis():
     try:
         redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
     except redis.RedisError as exc:
-        message = f"Redis is not reachable ({exc}); `make test` starts it where it can"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        service_missing("Redis", exc)
 
 
 @pytest.fixture(scope="module")

@@ -29,17 +29,11 @@ from quantum_core.health import (
     initialize_health_checker,
     shutdown_health_checker,
 )
+from service_helpers import service_missing
 
 GUIDE_REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FAKE_KEY = "AKEY-ab12cd34ef56gh78ij90kl12mn34op56qr78st90uv12wx34yz56ab78cd90"
 FAKE_SECRET = "SECRET-9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2"  # noqa: S105 - fake
-
-
-def service_missing(what):
-    """Skip when a service is absent on a workstation; fail in CI, where it must be there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required under CI")
-    pytest.skip(f"{what} is not available")
 
 
 @pytest.fixture

@@ -19,15 +19,9 @@ from quantum_core.health import (
     initialize_health_checker,
     shutdown_health_checker,
 )
+from service_helpers import service_missing
 
 REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def service_missing(what):
-    """Skip when a service is absent on a workstation; fail in CI, where it must be there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required when CI=true")
-    pytest.skip(f"{what} is not available")
 
 
 def closed_port():
