@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as redis
 
 from quantum_core import (
+    RedisStreamsTransport,
     configure_logging,
     shutdown_event_bus,
     shutdown_health_checker,
@@ -68,3 +69,28 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
+    """A client of the shared Redis, for looking at what a test left on the server."""
+    client = redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def transports(
+    redis_url: str, redis_prefix: str
+) -> AsyncIterator[Callable[..., RedisStreamsTransport]]:
+    """Make Redis transports under the test's own prefix; all are closed at teardown."""
+    made: list[RedisStreamsTransport] = []
+
+    def make(**options: Any) -> RedisStreamsTransport:
+        transport = RedisStreamsTransport(redis_url, prefix=redis_prefix, **options)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.close()

@@ -17,28 +17,6 @@ from quantum_core import (
 from quantum_core.testing import EventRecorder
 
 
-@pytest.fixture
-async def transports(redis_url, redis_prefix):
-    """Make Redis transports under the test's prefix; all closed at teardown."""
-    made = []
-
-    def make(**options):
-        transport = RedisStreamsTransport(redis_url, prefix=redis_prefix, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-
-
-@pytest.fixture
-async def client(redis_url):
-    client = redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize("decode_responses", [False, True])
 async def test_guide_constructor_with_every_kind_of_client(

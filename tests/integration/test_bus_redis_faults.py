@@ -7,30 +7,8 @@ look at the server: pending entries while a retry waits, the dead-letter stream,
 import asyncio
 
 import pytest
-import redis.asyncio as redis
 
 from quantum_core import EventBus, RedisStreamsTransport, TransportError, current_event
-
-
-@pytest.fixture
-async def transports(redis_url, redis_prefix):
-    made = []
-
-    def make(**options):
-        transport = RedisStreamsTransport(redis_url, prefix=redis_prefix, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-
-
-@pytest.fixture
-async def client(redis_url):
-    client = redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def eventually(predicate, timeout=15.0):
