@@ -35,12 +35,13 @@ _policy_store: PolicyStore | None = None
 
 
 async def initialize_event_bus(
-    transport: Transport | str = "memory://", *, service_name: str, **options: Any
+    transport: Transport | redis.Redis | str = "memory://", *, service_name: str, **options: Any
 ) -> EventBus:
     """Create the process-wide EventBus, ready to publish; subscribe, then ``await start()``.
 
     Args:
-        transport: A transport or URL; the in-memory transport by default.
+        transport: A transport, a ``redis.asyncio.Redis`` client (as in the guide) or a URL;
+            the in-memory transport by default.
         service_name: This service's name; replicas share it.
         **options: Passed to :class:`EventBus` (``read_count``, ``concurrency``...).
 
