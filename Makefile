@@ -50,7 +50,7 @@ pytest: $(VENV)/.installed-dev  ## the test suite only (starts Redis and Postgre
 	@bash .ci/services
 	$(BIN)/pytest
 
-test: lint types pytest  ## lint, types and the whole suite
+test: lint types docs pytest  ## lint, types, the strict docs build and the whole suite
 
 bench: $(VENV)/.installed-dev  ## measure against raw redis-py and the guide's claims (own redis-server)
 	$(PY) bench/bench_bus.py
