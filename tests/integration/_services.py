@@ -6,24 +6,14 @@ must run every test against every service.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
-from typing import NoReturn
 from urllib.parse import urlparse
 
-import pytest
-
-SHARED_REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def service_missing(what: str, why: object) -> NoReturn:
-    message = f"{what} is not available ({why})"
-    if "CI" in os.environ:
-        pytest.fail(f"{message}; CI={os.environ['CI']!r} requires it")
-    pytest.skip(message)
+from service_helpers import REDIS_URL as SHARED_REDIS_URL
+from service_helpers import service_missing
 
 
 def ping(host: str, port: int, timeout: float = 1.0) -> bool:
