@@ -32,11 +32,6 @@ AUTODOC = re.compile(r"^:::\s+quantum_core\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$
 NEEDS_REDIS = re.compile(r"redis://localhost")
 # Pages being rewritten elsewhere whose fragments are not fenced as ```py yet. Remove the
 # entry once they are: from then on each of their python blocks must run.
-PENDING: dict[str, str] = {
-    "docs/reliability.md": "its fragments are still fenced as python, not py (issue 10)",
-}
-
-
 @dataclass(frozen=True)
 class Snippet:
     """One runnable block: where it is and what it says."""
@@ -105,9 +100,6 @@ def test_snippets_were_found():
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[snippet.where for snippet in SNIPPETS])
 def test_snippet_runs(snippet: Snippet):
-    pending = PENDING.get(snippet.path.relative_to(ROOT).as_posix())
-    if pending is not None:
-        pytest.skip(f"{snippet.where}: {pending}")
     if NEEDS_REDIS.search(snippet.code) and not redis_reachable():
         service_missing("Redis", f"{snippet.where} connects to it")
     env = {**os.environ, "PYTHONWARNINGS": "error", "PYTHONDONTWRITEBYTECODE": "1"}

@@ -6,11 +6,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis.asyncio as redis
 
 from quantum_core import EventBus, RedisStreamsTransport
 
-EVENTS = 5000
+EVENTS = 10_000
 CONSUMER = Path(__file__).with_name("_consumer.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,10 +20,12 @@ async def handled_numbers(client, prefix):
     return [int(n) for n in await client.lrange(f"{prefix}:handled", 0, -1)]
 
 
-async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix):
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
+async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix, idempotent):
     client = redis.from_url(redis_url)
     child = subprocess.Popen(
-        [sys.executable, str(CONSUMER), redis_url, redis_prefix],
+        [sys.executable, str(CONSUMER), redis_url, redis_prefix]
+        + (["idempotent"] if idempotent else []),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -48,7 +51,7 @@ async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix):
             redis_url, prefix=redis_prefix, claim_idle=1.0
         ) as transport:
             replacement = EventBus(transport, service_name="execution", concurrency=32)
-            replacement.subscribe("orders", handle, name="handle")
+            replacement.subscribe("orders", handle, name="handle", idempotent=idempotent)
             async with replacement:
                 deadline = time.monotonic() + 60
                 while len(set(await handled_numbers(client, redis_prefix))) < EVENTS:
@@ -57,17 +60,21 @@ async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix):
                 recovery = time.monotonic() - killed_at
                 await asyncio.sleep(1.5)  # anything redelivered twice would show up now
                 backlog = await replacement.backlog()
+                skipped = (await replacement.stats())["orders -> handle"].skipped_duplicates
         numbers = await handled_numbers(client, redis_prefix)
         lost = EVENTS - len(set(numbers))
         duplicates = len(numbers) - len(set(numbers))
         print(
-            f"\nconsumer SIGKILL: events={EVENTS} lost={lost} duplicates={duplicates} "
-            f"recovery={recovery:.1f}s"
+            f"\nconsumer SIGKILL ({'idempotent' if idempotent else 'plain'}): events={EVENTS} "
+            f"lost={lost} duplicates={duplicates} recovery={recovery:.1f}s "
+            f"skipped_duplicates={skipped}"
         )
         assert lost == 0
         assert set(numbers) == set(range(EVENTS))
         assert backlog["orders -> handle"].pending == 0
         assert duplicates <= 32 + 50  # at most what was in flight or fetched when it died
+        if not idempotent:
+            assert skipped == 0
     finally:
         if child.poll() is None:
             child.kill()

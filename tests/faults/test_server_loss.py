@@ -68,3 +68,46 @@ async def test_a_restarted_empty_server_is_met_by_recreating_and_going_on():
         assert sorted(p["n"] for p in recorder.payloads) == list(range(1, 20))
     finally:
         server.stop()
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(log_lines):
+    server = RedisServer()
+    server.start()
+    try:
+        async with (
+            RedisStreamsTransport(server.url, prefix="outage") as consumer_transport,
+            RedisStreamsTransport(server.url, prefix="outage") as publisher_transport,
+        ):
+            recorder = EventRecorder()
+            bus = EventBus(consumer_transport, service_name="exec")
+            bus.subscribe("orders", recorder, name="orders")
+            publisher = EventBus(publisher_transport, service_name="risk")
+            async with bus:
+                await publisher.publish("orders", {"n": 1})
+                await recorder.wait_for(1)
+                server.stop()
+                await asyncio.sleep(2.0)  # the consumer meets a two-second outage
+                server.start()
+                for n in range(2, 20):
+                    await publisher.publish("orders", {"n": n})
+                await recorder.wait_for(19, timeout=20)
+        assert sorted(p["n"] for p in recorder.payloads) == list(range(1, 20))
+        events = [line["event"] for line in log_lines()]
+        counts = {
+            name: events.count(name)
+            for name in ("event_fetch_failed", "transport_recovered", "consumer_group_recreated")
+        }
+        assert counts == {
+            "event_fetch_failed": 1,
+            "transport_recovered": 1,
+            "consumer_group_recreated": 1,
+        }, events
+        failed = next(line for line in log_lines() if line["event"] == "event_fetch_failed")
+        assert failed["level"] == "warning"
+        assert failed["retry_max"] == 5.0
+        recovered = next(line for line in log_lines() if line["event"] == "transport_recovered")
+        assert recovered["level"] == "info"
+        assert recovered["outage_seconds"] >= 1.5
+        assert events.count("event_fetch_still_failing") <= 10  # backoff, not a tight loop
+    finally:
+        server.stop()

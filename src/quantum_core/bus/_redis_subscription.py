@@ -53,6 +53,7 @@ class RedisSubscription(Subscription):
         self._claim_cursor: bytes | str = "0-0"
         self._read: asyncio.Task[list[Delivery]] | None = None
         self._acks = Coalescer(self._xack)
+        self._marks = Coalescer(self._set_handled)
         self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"keep-alive {group}")
 
     async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
@@ -124,6 +125,32 @@ class RedisSubscription(Subscription):
         except RedisError as exc:
             raise TransportError(f"dead-lettering on {dead_key!r} failed: {exc}") from exc
         self._in_flight.discard(delivery.receipt)
+
+    async def mark_handled(self, event_ids: Sequence[str], ttl: float) -> None:
+        """SET a key per event that expires after ``ttl``, sharing one round trip per moment."""
+        ttl_ms = max(1, int(ttl * 1000))
+        await self._marks.submit([(self._handled_key(event_id), ttl_ms) for event_id in event_ids])
+
+    async def _set_handled(self, items: list[tuple[str, int]]) -> None:
+        try:
+            async with self._commands.pipeline(transaction=False) as pipe:
+                for key, ttl_ms in items:
+                    pipe.set(key, b"1", px=ttl_ms)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransportError(
+                f"recording handled events of {self._group!r} failed: {exc}"
+            ) from exc
+
+    async def was_handled(self, event_id: str) -> bool:
+        key = self._handled_key(event_id)
+        try:
+            return bool(await self._commands.exists(key))
+        except RedisError as exc:
+            raise TransportError(f"checking {key!r} failed: {exc}") from exc
+
+    def _handled_key(self, event_id: str) -> str:
+        return f"{self._transport.prefix}:done:{self._group}:{event_id}"
 
     async def backlog(self) -> Backlog:
         try:
@@ -231,6 +258,7 @@ class RedisSubscription(Subscription):
     async def _keep_alive(self) -> None:
         """Reset the idle time of what is in flight, so no live consumer looks dead."""
         interval = self._transport._claim_idle_ms / 3000
+        failing = False  # warn once per outage, not every interval
         while True:
             await asyncio.sleep(interval)
             ids: list[Any] = list(self._in_flight)
@@ -241,7 +269,11 @@ class RedisSubscription(Subscription):
                     self._key, self._group, self._consumer, 0, ids, justid=True
                 )
             except RedisError as exc:
-                _log.warning("keep_alive_failed", stream=self._key, error=str(exc))
+                log = _log.debug if failing else _log.warning
+                log("keep_alive_failed", stream=self._key, error=str(exc))
+                failing = True
+            else:
+                failing = False
 
 
 async def create_group(client: redis.Redis, key: str, group: str, start: str) -> None:

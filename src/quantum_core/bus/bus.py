@@ -26,7 +26,7 @@ from ._checks import (
     is_async_callable,
     key_function,
 )
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, check_seconds
 from .dead_letters import DeadLetter, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
 from .envelope import encode_events, validate_event_type
@@ -36,6 +36,8 @@ from .transport import Backlog, Transport, resolve_transport
 __all__ = ["EventBus", "EventHandler"]
 
 _log = get_logger("quantum_core.bus")
+DEFAULT_IDEMPOTENCY_TTL = 86_400.0
+"""Seconds a handled-record of an ``idempotent=True`` subscription is kept: one day."""
 
 
 class _State(Enum):
@@ -149,6 +151,8 @@ class EventBus:
         max_attempts: int | None = None,
         retry_backoff: float | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         """Run ``handler(payload)`` for every event of ``event_type``, once :meth:`start` ran.
 
@@ -168,6 +172,13 @@ class EventBus:
                 defaults to the bus's.
             timeout: Seconds one attempt may run before it is cancelled and counted as
                 failed; ``math.inf`` for no limit; defaults to the bus's.
+            idempotent: Never run the handler again for an event it completed, even when
+                the event is redelivered (a crash between the handler and the ack): the bus
+                records each completed event id for the group and acknowledges a
+                redelivery of a recorded one unseen. See docs/reliability.md for the window
+                this leaves. Needs a transport that keeps such records (memory, Redis).
+            idempotency_ttl: Seconds a record is kept (default one day); a redelivery
+                later than that runs the handler again.
         """
         validate_event_type(event_type)
         if not is_async_callable(handler):
@@ -196,6 +207,11 @@ class EventBus:
                 retry=self._retry.override(max_attempts, retry_backoff, timeout),
                 ordering_key=key_function(ordering_key),
                 from_beginning=bool(from_beginning),
+                idempotency_ttl=(
+                    check_seconds("idempotency_ttl", idempotency_ttl, positive=True)
+                    if idempotent
+                    else None
+                ),
             )
         )
 
@@ -215,6 +231,16 @@ class EventBus:
                 consumer=self._consumer,
                 from_beginning=route.from_beginning,
             )
+            if route.idempotency_ttl is not None and not subscription.records_handled:
+                for opened in [subscription, *(c.subscription for c in self._consumers)]:
+                    await opened.close()
+                self._consumers.clear()
+                raise NotImplementedError(
+                    f"{route.name!r} is subscribed with idempotent=True, but "
+                    f"{type(self._transport).__name__} keeps no handled-records "
+                    "(Subscription.mark_handled/was_handled); use memory:// or redis://, or "
+                    "subscribe without idempotent=True"
+                )
             self._consumers.append(
                 Consumer(
                     route,

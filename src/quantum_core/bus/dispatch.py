@@ -8,6 +8,10 @@ A handler that fails is tried again after a backoff (``_retry.py``). While it wa
 event holds no concurrency slot and no place in the fetch buffer: it is *parked*, together
 with the events of its key queued behind it, so it delays nothing else. Parked events are
 bounded too (``_PARKED_PER_SLOT``); beyond that the consumer stops fetching until some finish.
+
+An idempotent route (``subscribe(..., idempotent=True)``) looks up the group's
+handled-record of an event before its first attempt, and writes it between the handler's
+return and the ack: a redelivery of a completed event is acknowledged without running it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from ..logs import get_logger
 from ..tracing import trace_context
+from ._outage import Outage
 from ._retry import RetryPolicy, call_handler
 from .context import EventInfo, set_current_event
 from .dead_letters import REPLAY_FOR, dead_letter_record
@@ -53,6 +58,7 @@ class Route:
     retry: RetryPolicy
     ordering_key: KeyFunction | None = None
     from_beginning: bool = False
+    idempotency_ttl: float | None = None  # None: not idempotent
 
 
 @dataclass(slots=True)
@@ -112,6 +118,7 @@ class Consumer:
             retrying=c.retrying,
             pending=backlog.pending,
             lag=backlog.lag,
+            skipped_duplicates=c.skipped_duplicates,
         )
 
     def start(self) -> None:
@@ -153,7 +160,7 @@ class Consumer:
         return len(unfinished)
 
     async def _fetch_loop(self) -> None:
-        failures = 0
+        outage = Outage(self.route.name)
         while not self._stopping:
             free = self._buffer_limit - self._buffered
             if free <= 0 or self._parked >= self._park_limit:
@@ -164,13 +171,10 @@ class Consumer:
                 deliveries = await self.subscription.fetch(
                     min(free, self._read_count), self._poll_seconds
                 )
-            except Exception:  # a consumer outlives a broker hiccup
-                failures += 1
-                delay = min(0.1 * 2**failures, 5.0)
-                _log.exception("event_fetch_failed", handler=self.route.name, retry_in=delay)
-                await asyncio.sleep(delay)
+            except Exception as exc:  # a consumer outlives a broker hiccup
+                await asyncio.sleep(outage.failed(exc))
                 continue
-            failures = 0
+            outage.ended()
             if self._stopping:  # fetched while stopping: left pending for another consumer
                 return
             for delivery in deliveries:
@@ -261,23 +265,37 @@ class Consumer:
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
         trace_context.set(envelope.trace_id)
+        checked = self.route.idempotency_ttl is None
         while True:
-            async with self._slots:
-                set_current_event(
-                    EventInfo(
-                        id=envelope.id,
-                        type=envelope.type,
-                        trace_id=envelope.trace_id,
-                        time=envelope.time,
-                        source=envelope.source,
-                        headers=envelope.headers,
-                        attempt=attempt,
-                        handler=self.route.name,
+            error: BaseException | None = None
+            if not checked:  # an unreachable record store fails the attempt, like the handler
+                try:
+                    seen = await self.subscription.was_handled(envelope.id)
+                except Exception as exc:
+                    error = exc
+                else:
+                    if seen:
+                        await self._skip_duplicate(delivery, envelope)
+                        return True
+                    checked = True
+            if error is None:
+                async with self._slots:
+                    set_current_event(
+                        EventInfo(
+                            id=envelope.id,
+                            type=envelope.type,
+                            trace_id=envelope.trace_id,
+                            time=envelope.time,
+                            source=envelope.source,
+                            headers=envelope.headers,
+                            attempt=attempt,
+                            handler=self.route.name,
+                        )
                     )
-                )
-                error = await call_handler(self.route.handler, envelope.payload, policy.timeout)
+                    error = await call_handler(self.route.handler, envelope.payload, policy.timeout)
             if error is None:
                 self.counters.handled += 1
+                await self._record_handled(envelope)
                 await self._ack(delivery, envelope)
                 return True
             self.counters.failed += 1
@@ -318,6 +336,29 @@ class Consumer:
                 lane.parked = False
             self._unpark(1 + (len(lane.queue) if lane else 0))
         return not self._stopping
+
+    async def _record_handled(self, envelope: Envelope) -> None:
+        """For an idempotent route: remember the handler completed, before acknowledging."""
+        ttl = self.route.idempotency_ttl
+        if ttl is None:
+            return
+        try:
+            await self.subscription.mark_handled((envelope.id,), ttl)
+        except Exception:  # acknowledged anyway: only a crash before the ack would rerun it
+            _log.exception(
+                "event_handled_record_failed", handler=self.route.name, event_id=envelope.id
+            )
+
+    async def _skip_duplicate(self, delivery: Delivery, envelope: Envelope) -> None:
+        self.counters.skipped_duplicates += 1
+        _log.info(
+            "event_duplicate_skipped",
+            event_id=envelope.id,
+            event_type=envelope.type,
+            handler=self.route.name,
+            attempt=delivery.delivery_count,
+        )
+        await self._ack(delivery, envelope)
 
     async def _ack(self, delivery: Delivery, envelope: Envelope) -> None:
         try:

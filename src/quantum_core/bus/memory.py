@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class _Group:
         self.readable = asyncio.Event()
         self.max_backlog = max_backlog
         self.trimmed = 0
+        self.handled: dict[str, float] = {}  # event id -> expiry (monotonic), oldest first
 
     def append(self, entry: _Entry) -> None:
         self.backlog.append(entry)
@@ -181,6 +183,22 @@ class _MemorySubscription(Subscription):
 
     async def backlog(self) -> Backlog:
         return Backlog(pending=len(self._group.pending), lag=len(self._group.backlog))
+
+    async def mark_handled(self, event_ids: Sequence[str], ttl: float) -> None:
+        handled = self._group.handled
+        now = time.monotonic()
+        for event_id in event_ids:
+            handled.pop(event_id, None)  # re-inserted last: the dict stays in expiry order
+            handled[event_id] = now + ttl
+        while handled:  # forget what expired, oldest first (one TTL per group)
+            oldest = next(iter(handled))
+            if handled[oldest] > now:
+                break
+            del handled[oldest]
+
+    async def was_handled(self, event_id: str) -> bool:
+        expiry = self._group.handled.get(event_id)
+        return expiry is not None and expiry > time.monotonic()
 
     async def close(self) -> None:
         """Give what this consumer still holds back to its group, first in line."""

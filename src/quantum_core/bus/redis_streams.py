@@ -8,6 +8,8 @@ Layout on the server (``prefix`` defaults to ``quantum_core``):
   each process reads as its own consumer, ``{host}-{pid}-{random}``.
 * ``{prefix}:dead:{event type}``: dead letters of that event type, one entry per event
   set aside, with the group, the error and the original entry.
+* ``{prefix}:done:{group}:{event id}``: for ``idempotent=True`` subscriptions, a key per
+  event the group's handler completed, expiring after the subscription's ``idempotency_ttl``.
 
 Delivery: XREADGROUP on a connection of its own (so a blocking read never delays a publish),
 XACK after the handler returned, XAUTOCLAIM of what a dead consumer left pending once it has

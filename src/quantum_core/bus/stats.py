@@ -24,6 +24,8 @@ class SubscriptionStats:
         retrying: Events waiting now for their next attempt.
         pending: Delivered to a consumer of the group and not yet acknowledged.
         lag: Stored on the topic and not yet delivered to the group.
+        skipped_duplicates: Redeliveries acknowledged without running the handler, because
+            the group's handler had already completed them (``idempotent=True`` only).
     """
 
     event_type: str
@@ -35,6 +37,7 @@ class SubscriptionStats:
     retrying: int
     pending: int | None
     lag: int | None
+    skipped_duplicates: int = 0
 
 
 @dataclass(slots=True)
@@ -46,3 +49,4 @@ class Counters:
     retried: int = 0
     dead_lettered: int = 0
     retrying: int = 0
+    skipped_duplicates: int = 0

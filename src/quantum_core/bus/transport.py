@@ -21,6 +21,8 @@ The contract every transport honours:
   step: a crash between the two neither loses nor duplicates it.
 * ``read_dead_letters`` and ``delete_dead_letters`` give the records back, oldest first,
   each under an id of the transport's choosing (a string), and delete them.
+* Optionally, ``mark_handled`` and ``was_handled`` keep a record per (group, event id)
+  for a while, which ``subscribe(..., idempotent=True)`` relies on.
 
 Retries, backoff and handler time limits are the bus's, not the transport's: a transport
 only has to keep a message pending (and a live consumer's pending messages its own) for as
@@ -100,6 +102,29 @@ class Subscription(ABC):
     async def backlog(self) -> Backlog:
         """Return the group's pending count and lag, where the transport can tell."""
         return Backlog(pending=None, lag=None)
+
+    @property
+    def records_handled(self) -> bool:
+        """Whether this subscription keeps handled-records (for ``idempotent=True``)."""
+        return type(self).mark_handled is not Subscription.mark_handled
+
+    async def mark_handled(self, event_ids: Sequence[str], ttl: float) -> None:
+        """Record, for ``ttl`` seconds, that this group's handler completed these events.
+
+        Optional: only subscriptions with ``idempotent=True`` use it. A record is per group
+        (the group this subscription consumes in), keyed by the event id.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no handled-records; implement mark_handled and "
+            "was_handled to support subscribe(..., idempotent=True)"
+        )
+
+    async def was_handled(self, event_id: str) -> bool:
+        """Whether :meth:`mark_handled` recorded ``event_id`` for this group, unexpired."""
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no handled-records; implement mark_handled and "
+            "was_handled to support subscribe(..., idempotent=True)"
+        )
 
 
 class Transport(ABC):
