@@ -11,14 +11,20 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+# Each broker's fixtures live in a module of their own (nats_transport_factory, ...).
+from nats_fixtures import *  # noqa: F403
 from quantum_core import (
+    MemoryTransport,
     RedisStreamsTransport,
+    Transport,
     configure_logging,
     shutdown_event_bus,
     shutdown_health_checker,
     shutdown_policy_store,
     trace_context,
 )
+from quantum_core.testing import TransportFeatures
+from rabbitmq_fixtures import *  # noqa: F403
 from service_helpers import REDIS_URL, service_missing
 
 
@@ -94,3 +100,25 @@ async def transports(
     yield make
     for transport in made:
         await transport.close()
+
+
+@pytest.fixture
+def memory_transport_factory() -> Callable[[], Transport]:
+    """One in-memory broker shared by every 'connection' the contract opens."""
+    shared = MemoryTransport()
+    return lambda: shared
+
+
+@pytest.fixture
+def memory_transport_features() -> TransportFeatures:
+    return TransportFeatures(redelivery_timeout=0.5)
+
+
+@pytest.fixture
+def redis_transport_factory(redis_url: str, redis_prefix: str) -> Callable[[], Transport]:
+    return lambda: RedisStreamsTransport(redis_url, prefix=redis_prefix, claim_idle=1.0)
+
+
+@pytest.fixture
+def redis_transport_features() -> TransportFeatures:
+    return TransportFeatures(redelivery_timeout=2.0)

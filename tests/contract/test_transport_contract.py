@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quantum_core import MemoryTransport, RedisStreamsTransport, Transport
+from quantum_core import MemoryTransport, Transport
 from quantum_core.testing import (
     CHECKS,
     TransportFeatures,
@@ -15,11 +15,7 @@ from quantum_core.testing import (
     check_transport,
 )
 
-TRANSPORTS = ["memory", "redis"]
-FEATURES = {
-    "memory": TransportFeatures(redelivery_timeout=0.5),
-    "redis": TransportFeatures(redelivery_timeout=2.0),
-}
+TRANSPORTS = ["memory", "redis", "nats", "rabbitmq"]
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -29,17 +25,18 @@ def transport_name(request) -> str:
 
 @pytest.fixture
 def make_transport(transport_name, request) -> Callable[[], Transport]:
-    if transport_name == "memory":
-        shared = MemoryTransport()
-        return lambda: shared
-    url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
-    return lambda: RedisStreamsTransport(url, prefix=prefix, claim_idle=1.0)
+    """The `<name>_transport_factory` fixture: a callable that opens a new transport."""
+    return request.getfixturevalue(f"{transport_name}_transport_factory")
+
+
+@pytest.fixture
+def features(transport_name, request) -> TransportFeatures:
+    return request.getfixturevalue(f"{transport_name}_transport_features")
 
 
 @pytest.mark.parametrize("check", list(CHECKS))
-async def test_contract(check, make_transport, transport_name):
-    await check_transport(make_transport, features=FEATURES[transport_name], checks=[check])
+async def test_contract(check, make_transport, features):
+    await check_transport(make_transport, features=features, checks=[check])
 
 
 JSON_SCALARS = (

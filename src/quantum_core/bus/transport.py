@@ -188,6 +188,9 @@ _BUILTIN_MODULES = {
     "memory": "quantum_core.bus.memory",
     "redis": "quantum_core.bus.redis_streams",
     "rediss": "quantum_core.bus.redis_streams",
+    "nats": "quantum_core.bus.nats_jetstream",
+    "amqp": "quantum_core.bus.rabbitmq",
+    "amqps": "quantum_core.bus.rabbitmq",
 }
 
 
