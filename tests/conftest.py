@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-# Each broker's fixtures live in a module of their own (nats_transport_factory, ...).
-from nats_fixtures import *  # noqa: F403
+from nats_fixtures import *  # noqa: F403  (each broker's fixtures live in their own module)
 from quantum_core import (
     MemoryTransport,
     RedisStreamsTransport,
