@@ -52,14 +52,15 @@ pytest: $(VENV)/.installed-dev  ## the test suite only (starts Redis and Postgre
 
 test: lint types docs pytest  ## lint, types, the strict docs build and the whole suite
 
-bench: $(VENV)/.installed-dev  ## measure against raw redis-py and the guide's claims (own redis-server)
-	$(PY) bench/bench_bus.py
-	$(PY) bench/bench_policy.py
-	$(PY) bench/bench_logging.py
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-core
 
-bench-quick: $(VENV)/.installed-dev  ## the same, fewer and shorter runs
-	$(PY) bench/bench_bus.py --quick
-	$(PY) bench/bench_policy.py --quick
+bench: $(VENV)/.installed-bench  ## every benchmark, 5 runs, vs raw redis-py, FastStream and the guide (own redis-server)
+	$(PY) bench/run.py
+
+bench-quick: $(VENV)/.installed-bench  ## the same, one short run each (< 2 min); writes bench/results/bench-quick.*
+	$(PY) bench/run.py --quick
 
 docs: $(VENV)/.installed-docs  ## build the docs strictly into site/
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

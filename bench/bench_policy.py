@@ -1,7 +1,7 @@
 """PolicyStore costs and propagation, each figure beside a baseline measured in the same run.
 
-* Hot path: ``await store.get_policy()`` against ``await`` of a trivial coroutine returning
-  a cached object; ``store.policy`` against a plain dict lookup. Time per call, loop included,
+* Hot path: ``await store.get_policy()`` against ``await`` of an async function returning a
+  dict entry; ``store.policy`` against a plain dict lookup. Time per call, loop included,
   median of RUNS runs of N calls.
 * Redis: a cold ``backend.load()`` (GET, decode, validate) against a raw redis-py GET of the
   same key, and a write (``switch_mode``: WATCH, GET, MULTI/EXEC). Median and p99.
@@ -13,36 +13,24 @@
 
 Redis is a redis-server of the benchmark's own on a free port (no persistence).
 
-    .venv/bin/python bench/bench_policy.py [--quick]
+    .venv/bin/python bench/run.py --only policy [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import io
-import json
-import os
-import platform
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-import redis
 import redis.asyncio as aredis
 
-from quantum_core import configure_logging
+from _harness import Context, Row, Stat, Target
 from quantum_core.models import RiskMode
 from quantum_core.policy import PolicyStore, RedisPolicyBackend
 
-RESULTS = Path(__file__).parent / "results" / "policy.json"
 PREFIX = "bench:policy"
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 READER = r"""
 import asyncio, sys, time
@@ -69,36 +57,6 @@ async def main(url, prefix, mode, count):
 
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    if shutil.which("redis-server") is None:
-        sys.exit("redis-server is not on PATH")
-    port = free_port()
-    server = subprocess.Popen(
-        [*("redis-server", "--port", str(port), "--bind", "127.0.0.1"), *NO_PERSISTENCE],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(500):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    client.close()
-    return server, f"redis://127.0.0.1:{port}/0"
-
-
-def redis_server_version() -> str:
-    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.split()[2].removeprefix("v=")
 
 
 def per_call_ns(run, n: int, runs: int) -> float:
@@ -141,7 +99,7 @@ async def hot_path(store: PolicyStore, n: int, runs: int) -> dict[str, float]:
     table = {"policy": cached}
 
     async def trivial():
-        return cached
+        return table["policy"]
 
     async def await_trivial(k: int) -> None:
         for _ in range(k):
@@ -161,7 +119,7 @@ async def hot_path(store: PolicyStore, n: int, runs: int) -> dict[str, float]:
             store.policy  # noqa: B018 - the property read is what is measured
 
     return {
-        "baseline_await_trivial_coroutine_ns": await per_call_ns_async(await_trivial, n, runs),
+        "baseline_await_dict_entry_ns": await per_call_ns_async(await_trivial, n, runs),
         "await_get_policy_ns": await per_call_ns_async(await_get_policy, n, runs),
         "baseline_dict_lookup_ns": per_call_ns(dict_lookup, n, runs),
         "sync_policy_property_ns": per_call_ns(sync_accessor, n, runs),
@@ -236,72 +194,94 @@ async def propagation(url: str, store: PolicyStore, mode: str, count: int) -> di
     }
 
 
-async def main(quick: bool) -> dict:
-    n, runs, trips, changes = (200_000, 5, 500, 50) if quick else (1_000_000, 7, 2_000, 200)
-    configure_logging("bench", "ERROR", stream=io.StringIO())
-    server, url = start_redis()
-    try:
-        async with PolicyStore(RedisPolicyBackend(url, key_prefix=PREFIX)) as store:
-            results = {
-                "hot_path": await hot_path(store, n, runs),
-                "redis": await redis_round_trips(url, store, trips),
-                "propagation_pubsub": await propagation(url, store, "pubsub", changes),
-                "propagation_periodic_check_only": await propagation(
-                    url, store, "poll", 5 if quick else 20
-                ),
-            }
-    finally:
-        server.kill()
-        server.wait()
-    results["environment"] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "redis_server": redis_server_version(),
-        "redis_py": redis.__version__,
-        "calls_per_run": n,
-        "runs": runs,
-        "round_trips": trips,
-    }
-    return results
+TITLE = "policy store"
+SECTION = "Policy store"
 
 
-def table(results: dict) -> str:
-    hot, rt = results["hot_path"], results["redis"]
-    pub, poll = results["propagation_pubsub"], results["propagation_periodic_check_only"]
-    rows = [
-        ("await store.get_policy() (cached)", f"{hot['await_get_policy_ns']:.0f} ns",
-         f"await trivial coroutine {hot['baseline_await_trivial_coroutine_ns']:.0f} ns"),
-        ("store.policy (sync)", f"{hot['sync_policy_property_ns']:.0f} ns",
-         f"dict lookup {hot['baseline_dict_lookup_ns']:.0f} ns"),
-        ("backend.load() cold, p50 / p99",
-         f"{rt['cold_load']['p50_us']:.0f} / {rt['cold_load']['p99_us']:.0f} us",
-         f"raw GET {rt['baseline_raw_get']['p50_us']:.0f} / "
-         f"{rt['baseline_raw_get']['p99_us']:.0f} us"),
-        ("backend.load() unchanged, p50 / p99",
-         f"{rt['unchanged_load']['p50_us']:.0f} / {rt['unchanged_load']['p99_us']:.0f} us", ""),
-        ("switch_mode() write, p50 / p99",
-         f"{rt['switch_mode_write']['p50_us']:.0f} / {rt['switch_mode_write']['p99_us']:.0f} us",
-         ""),
-        (f"propagation, pub/sub ({pub['samples']}), p50 / p99 / max",
-         f"{pub['p50_ms']:.2f} / {pub['p99_ms']:.2f} / {pub['max_ms']:.2f} ms", "target < 250 ms"),
-        ("  of which after switch_mode() returned, p50 / p99",
-         f"{pub['after_write_returned_p50_ms']:.2f} / {pub['after_write_returned_p99_ms']:.2f} ms",
-         ""),
-        (f"propagation, check only ({poll['samples']}), p50 / p99",
-         f"{poll['p50_ms']:.0f} / {poll['p99_ms']:.0f} ms", "poll_interval 1 s"),
-    ]  # fmt: skip
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'':{width}}  {'measured':>24}  baseline (same run)"]
-    lines += [f"{a:{width}}  {b:>24}  {c}" for a, b, c in rows]
-    return "\n".join(lines)
+async def measure(ctx: Context) -> dict[str, float]:
+    """One run of everything; the runner repeats it."""
+    n, runs, trips = ctx.size(1_000_000, 200_000), ctx.size(3, 1), ctx.size(2_000, 500)
+    changes, polls = ctx.size(200, 50), ctx.size(5, 2)
+    async with PolicyStore(RedisPolicyBackend(ctx.url, key_prefix=PREFIX)) as store:
+        hot = await hot_path(store, n, runs)
+        trip = await redis_round_trips(ctx.url, store, trips)
+        pub = await propagation(ctx.url, store, "pubsub", changes)
+        poll = await propagation(ctx.url, store, "poll", polls)
+    out = dict(hot)
+    for name, figures in trip.items():
+        out |= {f"{name}_{k}": v for k, v in figures.items()}
+    out |= {f"pubsub_{k}": v for k, v in pub.items() if k != "samples"}
+    out |= {f"poll_{k}": v for k, v in poll.items() if k != "samples"}
+    return out
+
+
+def rows(stats: dict[str, Stat], ctx: Context) -> list[Row]:
+    s = stats
+    return [
+        Row(
+            SECTION,
+            "`await store.get_policy()` (cached)",
+            "ns",
+            s["await_get_policy_ns"],
+            "async def returning a dict entry",
+            s["baseline_await_dict_entry_ns"],
+            Target("<", 1000),
+        ),
+        Row(
+            SECTION,
+            "`store.policy` (sync)",
+            "ns",
+            s["sync_policy_property_ns"],
+            "dict lookup",
+            s["baseline_dict_lookup_ns"],
+            Target("<", 100),
+        ),
+        Row(
+            SECTION,
+            "cold `backend.load()` (GET, decode, validate), p50",
+            "µs",
+            s["cold_load_p50_us"],
+            "raw GET",
+            s["baseline_raw_get_p50_us"],
+            Target("<", 1000),
+        ),
+        Row(
+            SECTION,
+            "cold `backend.load()`, p99",
+            "µs",
+            s["cold_load_p99_us"],
+            "raw GET",
+            s["baseline_raw_get_p99_us"],
+            Target("<", 1000),
+        ),
+        Row(
+            SECTION, "`switch_mode()` write (WATCH/MULTI), p50", "µs", s["switch_mode_write_p50_us"]
+        ),
+        Row(SECTION, "propagation to another process, p50", "ms", s["pubsub_p50_ms"]),
+        Row(
+            SECTION,
+            "propagation to another process, p99",
+            "ms",
+            s["pubsub_p99_ms"],
+            target=Target("<=", 250),
+        ),
+        Row(
+            SECTION,
+            "propagation after `switch_mode()` returned, p99",
+            "ms",
+            s["pubsub_after_write_returned_p99_ms"],
+        ),
+        Row(
+            SECTION,
+            "propagation, notifications lost (periodic check only), p50",
+            "ms",
+            s["poll_p50_ms"],
+            note="poll_interval 1 s",
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and changes")
-    results = asyncio.run(main(parser.parse_args().quick))
-    print(table(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS}")
+    from run import main
+
+    main(["--only", "policy"])
