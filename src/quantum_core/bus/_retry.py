@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EventBusError
+from ._deadlines import Deadlines
 
 __all__ = ["HandlerTimeoutError", "RetryPolicy", "call_handler", "check_seconds"]
 
@@ -95,14 +96,18 @@ async def call_handler(
     handler: Callable[[dict[str, Any]], Awaitable[Any]],
     payload: dict[str, Any],
     timeout: float | None,
+    deadlines: Deadlines | None = None,
 ) -> BaseException | None:
     """Run one attempt; return what it raised (None when it returned).
 
     A handler still running after ``timeout`` seconds is cancelled and reported as a
     :class:`HandlerTimeoutError` whose cause shows where it hung. A ``CancelledError`` the
     handler raised on its own (not a cancellation of this task) is a failure like any
-    other; a real cancellation (``stop()``) propagates.
+    other; a real cancellation (``stop()``) propagates. ``deadlines``, when given, keeps
+    the time limit with timers shared among attempts (``_deadlines.py``).
     """
+    if timeout is not None and deadlines is not None:
+        return await _call_with_deadline(handler, payload, timeout, deadlines)
     scope: asyncio.Timeout | None = None
     try:
         if timeout is None:
@@ -113,17 +118,48 @@ async def call_handler(
     except TimeoutError as exc:
         if scope is None or not scope.expired():
             return exc
-        error = HandlerTimeoutError(f"handler did not finish within {timeout:g} s; cancelled")
-        error.__cause__ = exc
-        return error
+        return _timed_out(timeout, exc)
     except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise
-        return exc
+        return _own_cancellation(exc)
     except Exception as exc:  # one handler's bug never stops the rest
         return exc
     return None
+
+
+async def _call_with_deadline(
+    handler: Callable[[dict[str, Any]], Awaitable[Any]],
+    payload: dict[str, Any],
+    timeout: float,
+    deadlines: Deadlines,
+) -> BaseException | None:
+    deadline = deadlines.start(timeout)
+    try:
+        await handler(payload)
+    except asyncio.CancelledError as exc:
+        if deadlines.end(deadline):
+            return _timed_out(timeout, exc)
+        return _own_cancellation(exc)
+    except BaseException as exc:
+        deadlines.end(deadline)
+        if isinstance(exc, Exception):  # one handler's bug never stops the rest
+            return exc
+        raise
+    deadlines.end(deadline)
+    return None
+
+
+def _timed_out(timeout: float | None, cause: BaseException) -> HandlerTimeoutError:
+    error = HandlerTimeoutError(f"handler did not finish within {timeout:g} s; cancelled")
+    error.__cause__ = cause
+    return error
+
+
+def _own_cancellation(exc: asyncio.CancelledError) -> asyncio.CancelledError:
+    """A CancelledError the handler raised itself is its failure; a real one propagates."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        raise exc
+    return exc
 
 
 def check_seconds(

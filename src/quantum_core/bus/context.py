@@ -6,6 +6,8 @@ import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .envelope import Envelope
+
 __all__ = ["EventInfo", "current_event"]
 
 
@@ -35,16 +37,47 @@ class EventInfo:
     handler: str
 
 
-_current: contextvars.ContextVar[EventInfo | None] = contextvars.ContextVar(
+class _Handling:
+    """What :func:`current_event` is made from, when a handler asks (most never do).
+
+    Building the frozen :class:`EventInfo` for every event cost more than the rest of the
+    bookkeeping of one attempt; this holds references only.
+    """
+
+    __slots__ = ("attempt", "envelope", "handler", "info")
+
+    def __init__(self, envelope: Envelope, attempt: int, handler: str) -> None:
+        self.envelope = envelope
+        self.attempt = attempt
+        self.handler = handler
+        self.info: EventInfo | None = None
+
+
+_current: contextvars.ContextVar[_Handling | None] = contextvars.ContextVar(
     "quantum_core_event", default=None
 )
 
 
 def current_event() -> EventInfo | None:
     """Return the event the current handler is handling, or None outside a handler."""
-    return _current.get()
+    handling = _current.get()
+    if handling is None:
+        return None
+    if handling.info is None:
+        envelope = handling.envelope
+        handling.info = EventInfo(
+            id=envelope.id,
+            type=envelope.type,
+            trace_id=envelope.trace_id,
+            time=envelope.time,
+            source=envelope.source,
+            headers=envelope.headers,
+            attempt=handling.attempt,
+            handler=handling.handler,
+        )
+    return handling.info
 
 
-def set_current_event(info: EventInfo) -> None:
+def set_current_event(envelope: Envelope, attempt: int, handler: str) -> None:
     """Record the event this task handles; each handler runs in its own task."""
-    _current.set(info)
+    _current.set(_Handling(envelope, attempt, handler))

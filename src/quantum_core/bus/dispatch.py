@@ -12,6 +12,10 @@ bounded too (``_PARKED_PER_SLOT``); beyond that the consumer stops fetching unti
 An idempotent route (``subscribe(..., idempotent=True)``) looks up the group's
 handled-record of an event before its first attempt, and writes it between the handler's
 return and the ack: a redelivery of a completed event is acknowledged without running it.
+
+Throughput: a consumer whose buffer is full waits until half a read's worth of room is free
+before it reads again, so reads stay large; acks of handlers that finished together share
+one call (``_acks.py``).
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..logs import get_logger
 from ..tracing import trace_context
+from ._acks import AckBatcher
+from ._deadlines import Deadlines
 from ._outage import Outage
 from ._retry import RetryPolicy, call_handler
-from .context import EventInfo, set_current_event
+from .context import set_current_event
 from .dead_letters import REPLAY_FOR, dead_letter_record
 from .envelope import Envelope, decode
 from .stats import Counters, SubscriptionStats
@@ -90,6 +96,10 @@ class Consumer:
         self._poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(route.concurrency)
         self._buffer_limit = route.concurrency * (_BUFFER_PER_SLOT if route.ordering_key else 1)
+        # Once full, wait until half a read's worth is free: one large read, not many small.
+        self._fetch_min = max(1, min(read_count, self._buffer_limit) // 2)
+        self._acks = AckBatcher(subscription, route.name)
+        self._deadlines = Deadlines()
         self._park_limit = max(_PARKED_MIN, route.concurrency * _PARKED_PER_SLOT)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._lanes: dict[Hashable, _Lane] = {}
@@ -134,8 +144,15 @@ class Consumer:
         """Stop fetching, give handlers in flight ``timeout`` seconds, cancel the rest.
 
         Events waiting for a retry are given up at once. Returns how many handlers were
-        cancelled; their events, and the given-up ones, stay unacknowledged.
+        cancelled; their events, and the given-up ones, stay unacknowledged. Returns once
+        the events whose handlers finished are acknowledged (or their acks failed).
         """
+        try:
+            return await self._stop(timeout)
+        finally:
+            await self._acks.flush()
+
+    async def _stop(self, timeout: float) -> int:
         self._stopping = True
         self._stopped.set()
         if self.counters.retrying:
@@ -163,7 +180,7 @@ class Consumer:
         outage = Outage(self.route.name)
         while not self._stopping:
             free = self._buffer_limit - self._buffered
-            if free <= 0 or self._parked >= self._park_limit:
+            if free < self._fetch_min or self._parked >= self._park_limit:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -189,7 +206,7 @@ class Consumer:
             return
         replayed_for = envelope.headers.get(REPLAY_FOR)
         if replayed_for is not None and replayed_for != self.group:
-            self._spawn(self._skip(delivery))  # replayed for another group's handler
+            self._skip(delivery)  # replayed for another group's handler
             return
         key = self._key_of(envelope)
         if key is None:
@@ -215,8 +232,8 @@ class Consumer:
             _log.exception("ordering_key_failed", handler=self.route.name, event_id=envelope.id)
             return None
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -280,23 +297,14 @@ class Consumer:
                     checked = True
             if error is None:
                 async with self._slots:
-                    set_current_event(
-                        EventInfo(
-                            id=envelope.id,
-                            type=envelope.type,
-                            trace_id=envelope.trace_id,
-                            time=envelope.time,
-                            source=envelope.source,
-                            headers=envelope.headers,
-                            attempt=attempt,
-                            handler=self.route.name,
-                        )
+                    set_current_event(envelope, attempt, self.route.name)
+                    error = await call_handler(
+                        self.route.handler, envelope.payload, policy.timeout, self._deadlines
                     )
-                    error = await call_handler(self.route.handler, envelope.payload, policy.timeout)
             if error is None:
                 self.counters.handled += 1
                 await self._record_handled(envelope)
-                await self._ack(delivery, envelope)
+                self._acks.add(delivery)
                 return True
             self.counters.failed += 1
             retry_in = None if attempt >= last or self._stopping else policy.delay(attempt)
@@ -358,21 +366,11 @@ class Consumer:
             handler=self.route.name,
             attempt=delivery.delivery_count,
         )
-        await self._ack(delivery, envelope)
+        self._acks.add(delivery)
 
-    async def _ack(self, delivery: Delivery, envelope: Envelope) -> None:
-        try:
-            await self.subscription.ack((delivery,))
-        except Exception:  # still pending: it will be delivered again
-            _log.exception("event_ack_failed", handler=self.route.name, event_id=envelope.id)
-
-    async def _skip(self, delivery: Delivery) -> None:
-        try:
-            await self.subscription.ack((delivery,))
-        except Exception:  # still pending: it will be skipped again
-            _log.exception("event_ack_failed", handler=self.route.name)
-        finally:
-            self._finished()
+    def _skip(self, delivery: Delivery) -> None:
+        self._acks.add(delivery)  # a failed ack leaves it pending: it is skipped again
+        self._finished()
 
     async def _set_aside_malformed(self, delivery: Delivery, error: ValueError) -> None:
         try:

@@ -11,6 +11,9 @@ Layout on the server (``prefix`` defaults to ``quantum_core``):
 * ``{prefix}:done:{group}:{event id}``: for ``idempotent=True`` subscriptions, a key per
   event the group's handler completed, expiring after the subscription's ``idempotency_ttl``.
 
+Publishing: XADD, with the publishes of concurrent tasks sharing pipelines (see
+``_redis_publisher.py``).
+
 Delivery: XREADGROUP on a connection of its own (so a blocking read never delays a publish),
 XACK after the handler returned, XAUTOCLAIM of what a dead consumer left pending once it has
 been idle for ``claim_idle``. A live consumer keeps its own in-flight entries fresh (XCLAIM
@@ -33,6 +36,7 @@ from redis.exceptions import RedisError
 
 from .._redis import connection_settings
 from ..errors import TransportError
+from ._redis_publisher import RedisPublisher
 from ._redis_subscription import FIELD, RedisSubscription, create_group, text
 from .transport import Subscription, Transport, register_transport
 
@@ -85,6 +89,7 @@ class RedisStreamsTransport(Transport):
             client, owner="RedisStreamsTransport"
         )
         self._commands = self._client()
+        self._publisher = RedisPublisher(self._commands, FIELD, self._trim_args)
         self._readers: set[redis.Redis] = set()
 
     def stream_key(self, topic: str) -> str:
@@ -96,19 +101,11 @@ class RedisStreamsTransport(Transport):
         return f"{self.prefix}:dead:{topic}"
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
-        """XADD each message; a batch goes in one pipelined round trip."""
-        key = self.stream_key(topic)
-        trim = self._trim_args()
-        try:
-            if len(messages) == 1:
-                await self._commands.xadd(key, {FIELD: messages[0]}, **trim)
-                return
-            async with self._commands.pipeline(transaction=False) as pipe:
-                for data in messages:
-                    pipe.xadd(key, {FIELD: data}, **trim)
-                await pipe.execute()
-        except RedisError as exc:
-            raise TransportError(f"could not publish to Redis stream {key!r}: {exc}") from exc
+        """XADD each message; a batch goes in one pipelined round trip.
+
+        Concurrent publishes share pipelines (see ``_redis_publisher.py``).
+        """
+        await self._publisher.publish(self.stream_key(topic), messages)
 
     async def subscribe(
         self, topic: str, *, group: str, consumer: str, from_beginning: bool = False

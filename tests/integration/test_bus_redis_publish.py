@@ -1,0 +1,104 @@
+"""Concurrent publishes on Redis share pipelines, and each caller still gets its own outcome."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as redis
+
+from quantum_core import EventBus, TransportError
+from quantum_core.bus.envelope import decode
+
+
+async def _payloads(client: redis.Redis, key: str) -> list[dict]:
+    return [decode(fields[b"event"]).payload for _, fields in await client.xrange(key)]
+
+
+async def test_a_hundred_concurrent_publishers_share_pipelines_in_order(client, transports):
+    transport = transports()
+    sends = 0
+    send_batch = transport._publisher._send_batch
+
+    async def counting(batch):
+        nonlocal sends
+        sends += 1
+        await send_batch(batch)
+
+    transport._publisher._send_batch = counting
+    bus = EventBus(transport, service_name="pub")
+
+    async def publisher(task: int) -> None:
+        for seq in range(20):
+            await bus.publish("orders.placed", {"task": task, "seq": seq})
+
+    await asyncio.gather(*(publisher(task) for task in range(100)))
+    payloads = await _payloads(client, transport.stream_key("orders.placed"))
+    assert len(payloads) == 2000
+    for task in range(100):  # every task's events are stored in the order it published them
+        assert [p["seq"] for p in payloads if p["task"] == task] == list(range(20))
+    assert sends < 200  # 2,000 publishes went in far fewer round trips
+
+
+async def test_each_caller_gets_the_error_of_its_own_entries_only(client, transports, redis_prefix):
+    transport = transports()
+    await client.set(transport.stream_key("not.a.stream"), "a string, not a stream")
+    bus = EventBus(transport, service_name="pub")
+    # The first publish goes at once; the others queue behind it and share one pipeline.
+    results = await asyncio.gather(
+        bus.publish("good.events", {"n": 0}),
+        bus.publish("good.events", {"n": 1}),
+        bus.publish("not.a.stream", {"n": 2}),
+        bus.publish_many("good.events", [{"n": 3}, {"n": 4}]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], TransportError)
+    assert "WRONGTYPE" in str(results[2])
+    assert not any(isinstance(r, BaseException) for i, r in enumerate(results) if i != 2)
+    payloads = await _payloads(client, transport.stream_key("good.events"))
+    assert [p["n"] for p in payloads] == [0, 1, 3, 4]
+
+
+async def test_a_cancelled_caller_loses_nothing_for_the_others(client, transports):
+    transport = transports()
+    bus = EventBus(transport, service_name="pub")
+    first = asyncio.create_task(bus.publish("t.x", {"n": 0}))
+    queued = [asyncio.create_task(bus.publish("t.x", {"n": n})) for n in range(1, 5)]
+    await asyncio.sleep(0)  # every task ran up to its first wait: the first one is in flight
+    assert transport._publisher._busy
+    queued[1].cancel()  # still queued: dropped, never sent
+    first.cancel()  # in flight: it may or may not be stored; the queued ones go on regardless
+    await asyncio.gather(first, *queued, return_exceptions=True)
+    assert queued[1].cancelled()
+    assert all(task.result() for task in (queued[0], queued[2], queued[3]))
+    stored = [p["n"] for p in await _payloads(client, transport.stream_key("t.x"))]
+    assert [n for n in stored if n != 0] == [1, 3, 4]
+    assert not transport._publisher._busy
+    await bus.publish("t.x", {"n": 5})  # and the publisher still works afterwards
+
+
+async def test_queued_callers_get_a_transport_error_when_redis_is_unreachable(redis_prefix):
+    from quantum_core import RedisStreamsTransport
+
+    transport = RedisStreamsTransport("redis://127.0.0.1:1/0", prefix=redis_prefix)
+    bus = EventBus(transport, service_name="pub")
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(bus.publish("t.x", {"n": n}) for n in range(5)), return_exceptions=True
+            ),
+            30,
+        )
+        assert all(isinstance(r, TransportError) for r in results), results
+        assert not transport._publisher._busy
+    finally:
+        await transport.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 1500])
+async def test_publish_many_of_any_size_is_stored_whole_and_in_order(client, transports, count):
+    transport = transports()
+    bus = EventBus(transport, service_name="pub")
+    others = [bus.publish("t.y", {"other": n}) for n in range(3)]
+    await asyncio.gather(bus.publish_many("t.y", [{"n": n} for n in range(count)]), *others)
+    payloads = await _payloads(client, transport.stream_key("t.y"))
+    assert [p["n"] for p in payloads if "n" in p] == list(range(count))
+    assert len(payloads) == count + 3
