@@ -1,0 +1,86 @@
+"""Names on a RabbitMQ broker: one place decides them, and checks what RabbitMQ refuses.
+
+Layout (``prefix`` defaults to ``quantum_core``):
+
+* exchange ``{prefix}``: a durable topic exchange; each event is published with its event
+  type as the routing key.
+* queue ``{prefix}.group.{event type}.{group}``: a durable quorum queue per consumer group
+  (``{service}:{handler}``), bound to the exchange with the event type's routing key.
+* queue ``{prefix}.history.{event type}``: a stream bound the same way, the topic's
+  retained history, from which a ``from_beginning`` group is filled when it is created.
+* queue ``{prefix}.dead.{event type}``: the topic's dead letters (a durable classic queue).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = ["check_prefix", "check_topic", "dead_letter_queue", "group_queue", "history_stream"]
+
+_MAX_NAME = 255  # AMQP 0-9-1 short strings: queue names and routing keys
+_PREFIX = re.compile(r"[a-zA-Z0-9\-_.:@,/]+")
+_UNSAFE = re.compile(r"[^a-zA-Z0-9\-_.:@,/ ]+")  # what pamqp takes in a queue name, but "#", "+"
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if RabbitMQ can use it as an exchange name, else raise ValueError."""
+    if (
+        not isinstance(prefix, str)
+        or not _PREFIX.fullmatch(prefix)
+        or prefix.startswith("amq.")
+        or len(prefix) > 100
+    ):
+        raise ValueError(
+            "prefix must be 1 to 100 letters, digits or '-_.:@,/', not starting with 'amq.' "
+            f"(reserved by RabbitMQ), got {prefix!r}"
+        )
+    return prefix
+
+
+def check_topic(topic: str) -> str:
+    """Return ``topic`` if it can be a routing key that matches only itself."""
+    if (
+        not isinstance(topic, str)
+        or not topic
+        or "*" in topic
+        or "#" in topic
+        or len(topic.encode()) > _MAX_NAME
+    ):
+        raise ValueError(
+            "a RabbitMQ event type must be a non-empty routing key of at most 255 bytes "
+            f"without '*' or '#' (they are wildcards in a topic exchange), got {topic!r}"
+        )
+    return topic
+
+
+def group_queue(prefix: str, topic: str, group: str) -> str:
+    return _fit(f"{prefix}.group.{topic}.{group}")
+
+
+def history_stream(prefix: str, topic: str) -> str:
+    return _fit(f"{prefix}.history.{topic}")
+
+
+def dead_letter_queue(prefix: str, topic: str) -> str:
+    return _fit(f"{prefix}.dead.{topic}")
+
+
+def _fit(name: str) -> str:
+    """Escape what a queue name cannot hold, then shorten a name over 255 bytes."""
+    return _shorten(_UNSAFE.sub(_escape, name))
+
+
+def _escape(match: re.Match[str]) -> str:
+    """``+`` and each UTF-8 byte in hex: ``<locals>`` becomes ``+3clocals+3e``."""
+    return "".join(f"+{byte:02x}" for byte in match.group().encode())
+
+
+def _shorten(name: str) -> str:
+    """Shorten a name over RabbitMQ's 255 bytes, keeping it unique with a digest."""
+    raw = name.encode()
+    if len(raw) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: _MAX_NAME - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"

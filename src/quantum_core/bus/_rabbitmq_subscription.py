@@ -1,0 +1,224 @@
+"""The RabbitMQ subscription: one consumer on a group's quorum queue, behind a pull API.
+
+The bus pulls (``fetch(max_count, timeout)``); RabbitMQ pushes. A consumer (basic.consume)
+with a prefetch window fills a local buffer that ``fetch`` drains without a round trip, which
+is what keeps up with the broker: basic.get would cost one round trip per message.
+
+Its prefetch is a window of messages the consumer may hold unacknowledged, sized at the first
+fetch from the bus's read count. The bus holds fetched events until they are handled, and
+events waiting for a retry can hold them for seconds; were the window full of those, the
+consumer would get nothing else. RabbitMQ applies basic.qos only to consumers started after
+it, so instead of growing the window, the subscription then starts a fresh consumer on the
+same channel (the old one cancelled, its messages still acknowledgeable): a new window for
+new events, while the bus bounds how many it keeps waiting (see ``dispatch.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from ..errors import TransportError
+from ..logs import get_logger
+from .transport import Backlog, Delivery, Subscription
+
+if TYPE_CHECKING:
+    from .rabbitmq import RabbitMQTransport
+
+__all__ = ["RabbitMQSubscription", "delivery_count"]
+
+_log = get_logger("quantum_core.bus.rabbitmq")
+_WINDOW = 32
+"""The smallest prefetch; it is four fetches' worth when those are larger."""
+AMQP_ERRORS: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPException,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError: the channel is closed
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+_ACK_ERRORS: tuple[type[BaseException], ...] = (
+    *AMQP_ERRORS,
+    aio_pika.exceptions.MessageProcessError,
+)
+
+
+class RabbitMQSubscription(Subscription):
+    """One consumer of a group's queue: a buffer fed by basic.consume, acked after handling."""
+
+    def __init__(
+        self,
+        transport: RabbitMQTransport,
+        topic: str,
+        group: str,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+    ) -> None:
+        self._transport = transport
+        self._topic = topic
+        self._group = group
+        self._channel = channel
+        self._queue = queue
+        self._buffer: deque[AbstractIncomingMessage] = deque()
+        self._readable = asyncio.Event()
+        self._consumer_tag: str | None = None
+        self._outstanding: dict[str, int] = {}  # consumer tag -> delivered, not acknowledged
+        self._prefetch = 0
+        self._closed = False
+
+    async def _consume(self, max_count: int) -> None:
+        """Start a consumer with a window of four fetches (at least ``_WINDOW``)."""
+        prefetch = max(_WINDOW, 4 * max_count)
+        if prefetch != self._prefetch:
+            await self._channel.set_qos(prefetch_count=prefetch)
+            self._prefetch = prefetch
+        arguments: dict[str, Any] = {}
+        timeout = self._transport._consumer_timeout_ms
+        if timeout is not None:
+            arguments["x-consumer-timeout"] = timeout
+        tag = await self._queue.consume(self._on_message, no_ack=False, arguments=arguments or None)
+        self._outstanding.setdefault(tag, 0)
+        self._consumer_tag = tag
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        tag = message.consumer_tag or ""
+        self._outstanding[tag] = self._outstanding.get(tag, 0) + 1
+        self._buffer.append(message)
+        self._readable.set()
+
+    def _settled(self, message: AbstractIncomingMessage) -> None:
+        tag = message.consumer_tag or ""
+        left = self._outstanding.get(tag, 0) - 1
+        if left > 0 or tag == self._consumer_tag:
+            self._outstanding[tag] = max(0, left)
+        else:
+            self._outstanding.pop(tag, None)
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        """Take up to ``max_count`` buffered messages, waiting up to ``timeout`` for one."""
+        if not self._buffer and not self._closed:
+            if self._channel.is_closed:
+                raise TransportError(
+                    f"the RabbitMQ channel of {self._group!r} is closed; reconnecting"
+                )
+            try:
+                if self._consumer_tag is None:
+                    await self._consume(max_count)
+                elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
+                    # The window is full of events the bus holds: a fresh consumer, a new one.
+                    await self._queue.cancel(self._consumer_tag)
+                    await self._consume(max_count)
+            except AMQP_ERRORS as exc:
+                raise TransportError(f"consuming for {self._group!r} failed: {exc}") from exc
+            self._readable.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._readable.wait()
+            if not self._buffer and not self._closed and await self._cancelled_by_broker():
+                await self._recreate()
+        # No await from here on: a cancelled fetch takes nothing from the buffer.
+        deliveries: list[Delivery] = []
+        while self._buffer and len(deliveries) < max_count and not self._closed:
+            message = self._buffer.popleft()
+            try:
+                message.channel  # noqa: B018 - raises if its channel died (then redelivered)
+            except aio_pika.exceptions.ChannelInvalidStateError:
+                self._settled(message)
+                continue
+            deliveries.append(Delivery(message.body, message, delivery_count(message)))
+        return deliveries
+
+    async def _cancelled_by_broker(self) -> bool:
+        """Whether the broker cancelled our consumer (the queue was deleted under it)."""
+        if self._consumer_tag is None or self._channel.is_closed:
+            return False
+        try:
+            underlay = await self._channel.get_underlay_channel()
+        except AMQP_ERRORS:
+            return False
+        consumers = getattr(underlay, "consumers", None)  # aiormq drops a cancelled tag
+        return isinstance(consumers, dict) and self._consumer_tag not in consumers
+
+    async def _recreate(self) -> None:
+        """The group's queue was lost: declare it again, filled from the topic's history.
+
+        As on Redis, a lost group restarts from the oldest event kept, never the newest:
+        what was published while it was missing is not skipped (some may come twice).
+        """
+        _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
+        self._outstanding.pop(self._consumer_tag or "", None)
+        self._consumer_tag = None
+        try:
+            await self._transport._declare_group(self._channel, self._topic, self._queue.name)
+        except AMQP_ERRORS as exc:
+            raise TransportError(f"recreating the queue of {self._group!r} failed: {exc}") from exc
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """basic.ack each message on the channel that delivered it."""
+        failed = 0
+        for delivery in deliveries:
+            message: AbstractIncomingMessage = delivery.receipt
+            try:
+                await message.ack()
+            except _ACK_ERRORS:
+                failed += 1
+            self._settled(message)
+        if failed:
+            raise TransportError(
+                f"could not acknowledge {failed} message(s) of {self._group!r}: their channel "
+                "closed; RabbitMQ delivers them again"
+            )
+
+    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        """Store the record (publisher-confirmed) in the dead-letter queue, then ack.
+
+        A crash between the two leaves the message pending: it comes back, and a second
+        record for it carries the same origin, which ``read_dead_letters`` shows once.
+        """
+        message: AbstractIncomingMessage = delivery.receipt
+        try:
+            message.channel  # noqa: B018 - a dead channel: the message comes back anyway
+        except aio_pika.exceptions.ChannelInvalidStateError:
+            self._settled(message)
+            raise TransportError(
+                f"cannot dead-letter a message of {self._group!r}: its channel closed"
+            ) from None
+        origin = f"{self._group}|{message.message_id}" if message.message_id else None
+        await self._transport._store_dead_letter(self._topic, record, origin)
+        await self.ack((delivery,))
+
+    async def backlog(self) -> Backlog:
+        """Pending: what this consumer holds. Lag: the queue's ready messages."""
+        ready = await self._transport._ready_count(self._queue.name)
+        return Backlog(pending=sum(self._outstanding.values()), lag=ready)
+
+    async def close(self) -> None:
+        """Cancel the consumer and close its channel: what is unacknowledged is requeued."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        with contextlib.suppress(*AMQP_ERRORS, asyncio.CancelledError):
+            if self._consumer_tag is not None and not self._channel.is_closed:
+                await self._queue.cancel(self._consumer_tag)
+        with contextlib.suppress(*AMQP_ERRORS):
+            await self._channel.close()
+        self._transport._forget(self)
+
+
+def delivery_count(message: AbstractIncomingMessage) -> int:
+    """1 for a first delivery, then one more per return (the quorum queue's count)."""
+    headers = message.headers or {}
+    returned = headers.get("x-delivery-count")
+    count = 1 + int(returned) if isinstance(returned, int) and returned >= 0 else 1
+    if message.redelivered and count < 2:
+        count = 2
+    return count

@@ -1,0 +1,281 @@
+"""The RabbitMQ transport beyond the contract: URLs, secrets, the bus end to end, edges."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import aio_pika
+import pytest
+
+from quantum_core import EventBus, TransportError, transport_from_url
+from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.testing import EventRecorder
+
+SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
+
+
+# -- URLs -------------------------------------------------------------------------------
+
+
+def test_url_options_reach_the_transport():
+    transport = transport_from_url(
+        "amqp://guest:guest@127.0.0.1:5672/?prefix=trading&history_max_bytes=0"
+        "&dead_letter_max=10&heartbeat=30"
+    )
+    assert isinstance(transport, RabbitMQTransport)
+    assert transport.prefix == "trading"
+    assert not transport.keeps_history
+    assert transport._dead_letter_max == 10
+    assert transport._url == "amqp://guest:guest@127.0.0.1:5672/?heartbeat=30"
+
+
+def test_keyword_arguments_win_over_url_options():
+    transport = RabbitMQTransport("amqp://localhost/?prefix=from-url", prefix="from-kwarg")
+    assert transport.prefix == "from-kwarg"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "amqp://localhost/?prefx=x",
+            r"unknown RabbitMQ URL option 'prefx'; known options: .*prefix",
+        ),
+        (
+            "amqp://localhost/?history_max_bytes=lots",
+            r"history_max_bytes='lots' is not a valid int",
+        ),
+        ("amqp://localhost/?history_max_age=-1", r"history_max_age must be a positive"),
+        (
+            "amqp://localhost/?dead_letter_max=0",
+            r"dead_letter_max must be an integer of at least 1",
+        ),
+        ("amqp://localhost/?prefix=amq.x", r"not starting with 'amq\.'"),
+        ("amqp://localhost/?prefix=has space", r"prefix must be"),
+        ("amqp:///vhost", r"names no host"),
+        (f"amqp://u:{SECRET}@localhost:port/", r"has an invalid port"),
+    ],
+)
+def test_bad_urls_say_what_was_wrong(url, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        transport_from_url(url)
+    assert SECRET not in str(caught.value)
+
+
+def test_not_a_transport_argument():
+    with pytest.raises(TypeError, match="needs an amqp:// URL or an aio-pika connection"):
+        RabbitMQTransport(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("topic", ["", "orders.#", "orders.*", "x" * 256])
+async def test_topics_that_would_be_wildcards_are_refused(topic):
+    transport = RabbitMQTransport("amqp://localhost/")
+    with pytest.raises(ValueError, match="without '\\*' or '#'"):
+        await transport.publish(topic, [b"x"])
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_repr_hides_the_password():
+    transport = RabbitMQTransport(f"amqp://trader:{SECRET}@broker.internal:5672/prod")
+    shown = repr(transport)
+    assert SECRET not in shown
+    assert "trader:***@broker.internal:5672/prod" in shown
+
+
+async def test_connection_errors_hide_the_password(amqp_url, log_lines):
+    # A port nothing listens on: the error names the broker, never the password.
+    bus = EventBus(f"amqp://guest:{SECRET}@127.0.0.1:1/?prefix=qc-unused", service_name="svc")
+    with pytest.raises(TransportError) as caught:
+        await bus.publish("orders", {"n": 1})
+    assert SECRET not in str(caught.value)
+    assert "guest:***@127.0.0.1:1" in str(caught.value)
+    assert SECRET not in repr(bus)
+    await bus.stop()
+    assert all(SECRET not in str(line) for line in log_lines())
+
+
+async def test_wrong_password_is_a_transport_error_without_it(amqp_url):
+    transport = RabbitMQTransport(f"amqp://guest:{SECRET}@127.0.0.1:5672/")
+    with pytest.raises(TransportError) as caught:
+        await transport.ping()
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value.__cause__) or caught.value.__cause__ is None
+    await transport.close()
+
+
+# -- the bus end to end on an amqp:// URL ---------------------------------------------------
+
+
+async def test_bus_on_an_amqp_url_retries_dead_letters_and_replays(
+    amqp_url, rabbitmq_prefix, rabbitmq_declared
+):
+    url = f"{amqp_url}?prefix={rabbitmq_prefix}"
+    fixed = False
+    handled: list[tuple[int, int]] = []
+
+    async def handle(payload: dict[str, Any]) -> None:
+        from quantum_core import current_event
+
+        info = current_event()
+        attempt = info.attempt if info else 0
+        if payload["n"] == 1 and not fixed:
+            raise RuntimeError(f"not yet (attempt {attempt})")
+        handled.append((payload["n"], attempt))
+
+    consumer = EventBus(url, service_name="execution", max_attempts=3, retry_backoff=0.01)
+    consumer.subscribe("orders", handle, name="handle")
+    publisher = EventBus(url, service_name="risk")
+    try:
+        await consumer.start()
+        rabbitmq_declared.update(consumer.transport._declared)  # type: ignore[attr-defined]
+        bad = await publisher.publish("orders", {"n": 1})
+        await publisher.publish_many("orders", [{"n": 2}, {"n": 3}])
+        for _ in range(500):
+            letters = await consumer.dead_letters("orders")
+            if letters and len(handled) == 2:
+                break
+            await asyncio.sleep(0.02)
+        (letter,) = letters
+        assert (letter.event_id, letter.attempts, letter.error_type) == (bad, 3, "RuntimeError")
+        assert sorted(handled) == [(2, 1), (3, 1)]
+        stats = (await consumer.stats())["orders -> handle"]
+        assert (stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (2, 3, 2, 1)
+
+        fixed = True
+        assert await consumer.replay_dead_letter("orders", letter.id) == bad
+        for _ in range(500):
+            if len(handled) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert handled[-1] == (1, 1)
+        assert await consumer.dead_letters("orders") == []
+        backlog = (await consumer.backlog())["orders -> handle"]
+        assert (backlog.pending, backlog.lag) == (0, 0)
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+        rabbitmq_declared.update(publisher.transport._declared)  # type: ignore[attr-defined]
+        rabbitmq_declared.update(consumer.transport._declared)  # type: ignore[attr-defined]
+
+
+async def test_ping_and_a_given_connection_stays_open(amqp_url, rabbitmq_prefix):
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        transport = RabbitMQTransport(connection, prefix=rabbitmq_prefix)
+        await transport.ping()
+        await transport.close()
+        assert not connection.is_closed
+    finally:
+        await connection.close()
+
+
+# -- edges --------------------------------------------------------------------------------
+
+
+async def test_from_beginning_without_history_is_refused(rabbitmq_transports):
+    transport = rabbitmq_transports(history_max_bytes=0)
+    with pytest.raises(ValueError, match=r"from_beginning=True\) needs the topic's history"):
+        await transport.subscribe("orders", group="svc:h", consumer="c", from_beginning=True)
+    await transport.close()
+
+
+async def test_idempotent_subscriptions_are_refused_clearly(rabbitmq_transports):
+    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    bus.subscribe("orders", EventRecorder(), name="h", idempotent=True)
+    with pytest.raises(NotImplementedError, match="keeps no handled-records"):
+        await bus.start()
+    await bus.stop()
+    await bus.transport.close()
+
+
+async def test_dead_letter_ids_are_checked(rabbitmq_transports):
+    transport = rabbitmq_transports()
+    with pytest.raises(ValueError, match="not a RabbitMQ dead-letter id"):
+        await transport.read_dead_letters("orders", 10, start="1700000000000-0")
+    with pytest.raises(ValueError, match="not a RabbitMQ dead-letter id"):
+        await transport.delete_dead_letters("orders", ["nope"])
+    assert await transport.read_dead_letters("orders", 10) == []
+    assert await transport.delete_dead_letters("orders", None) == 0
+    await transport.close()
+
+
+async def test_a_record_stored_twice_for_one_message_shows_once(rabbitmq_transports):
+    # A crash between the dead letter's confirm and the ack stores it twice, same origin.
+    transport = rabbitmq_transports()
+    for record in (b"first", b"again", b"other"):
+        origin = "svc:h|m-1" if record != b"other" else "svc:h|m-2"
+        await transport._store_dead_letter("orders", record, origin)
+    letters = await transport.read_dead_letters("orders", 10)
+    assert [record for _, record in letters] == [b"first", b"other"]
+    assert await transport.read_dead_letters("orders", 10, start=letters[1][0]) == [letters[1]]
+    assert await transport.delete_dead_letters("orders", [letters[0][0]]) == 1
+    assert [record for _, record in await transport.read_dead_letters("orders", 10)] == [b"other"]
+    assert await transport.delete_dead_letters("orders", None) == 1
+    await transport.close()
+
+
+async def test_handler_names_rabbitmq_cannot_hold_are_escaped(rabbitmq_transports):
+    recorder = EventRecorder()
+    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    bus.subscribe("orders.eu", recorder, name="<lambda> #1+ü")
+    publisher = EventBus(rabbitmq_transports(), service_name="pub")
+    try:
+        await bus.start()
+        await publisher.publish("orders.eu", {"n": 1})
+        await recorder.wait_for(1)
+    finally:
+        await bus.stop()
+        await publisher.stop()
+        await bus.transport.close()
+        await publisher.transport.close()
+
+
+def test_missing_extra_names_it():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["aio_pika"] = None
+        from quantum_core import transport_from_url
+        try:
+            transport_from_url("amqp://localhost/")
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'quantum-core[rabbitmq]'" in out.stdout
+
+
+async def test_a_deleted_group_queue_is_recreated_from_the_history(
+    amqp_url, rabbitmq_transports, rabbitmq_prefix
+):
+    from quantum_core.bus._rabbitmq_names import group_queue
+
+    recorder = EventRecorder()
+    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    bus.subscribe("orders", recorder, name="h")
+    publisher = EventBus(rabbitmq_transports(), service_name="pub")
+    try:
+        await bus.start()
+        await publisher.publish("orders", {"n": 1})
+        await recorder.wait_for(1)
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(group_queue(rabbitmq_prefix, "orders", "svc:h"))
+        await publisher.publish("orders", {"n": 2})  # routed nowhere but the history
+        await recorder.wait_for(3, timeout=10)  # the history again: 1 (a repeat), then 2
+        assert [p["n"] for p in recorder.payloads] == [1, 1, 2]
+        await publisher.publish("orders", {"n": 3})
+        await recorder.wait_for(4)
+    finally:
+        await bus.stop()
+        await publisher.stop()
+        await bus.transport.close()
+        await publisher.transport.close()
