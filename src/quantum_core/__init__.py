@@ -1,7 +1,12 @@
 """quantum_core: the event bus, risk policy, health and logging core of a trading backend.
 
-Everything public is importable from here; the modules behind it are internal.
+Everything public is importable from here; the modules behind it are internal. The
+transports whose broker library is optional (``NatsJetStreamTransport``,
+``RabbitMQTransport``) load on first use, so ``import quantum_core`` needs only the core
+dependencies.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .bus import (
@@ -56,6 +61,15 @@ from .runtime import (
 )
 from .tracing import TraceContext, trace_context
 
+if TYPE_CHECKING:
+    from .bus.nats_jetstream import NatsJetStreamTransport
+    from .bus.rabbitmq import RabbitMQTransport
+
+_LAZY = {
+    "NatsJetStreamTransport": ".bus.nats_jetstream",
+    "RabbitMQTransport": ".bus.rabbitmq",
+}
+
 __all__ = [
     "Backlog",
     "CheckResult",
@@ -73,6 +87,7 @@ __all__ = [
     "MalformedEventError",
     "MemoryPolicyBackend",
     "MemoryTransport",
+    "NatsJetStreamTransport",
     "PolicyBackend",
     "PolicyChange",
     "PolicyConflictError",
@@ -84,6 +99,7 @@ __all__ = [
     "PolicyViolation",
     "PolicyWatch",
     "QuantumCoreError",
+    "RabbitMQTransport",
     "RedisPolicyBackend",
     "RedisStreamsTransport",
     "Subscription",
@@ -109,3 +125,13 @@ __all__ = [
     "trace_context",
     "transport_from_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an optional transport's module when its class is first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quantum_core' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)

@@ -22,6 +22,8 @@ EXPECTED = {
     "MalformedEventError",
     "MemoryPolicyBackend",
     "MemoryTransport",
+    "NatsJetStreamTransport",
+    "RabbitMQTransport",
     "PolicyBackend",
     "PolicyChange",
     "PolicyConflictError",

@@ -1,0 +1,428 @@
+"""The NATS JetStream transport: durable topics and consumer groups on a NATS server or cluster.
+
+Layout on the server (``prefix`` defaults to ``quantum_core``; it must be letters, digits,
+``_`` or ``-``, as it is a stream name and a subject token at once):
+
+* stream ``{prefix}``, subjects ``{prefix}.events.>``: every event; the event type is the rest
+  of the subject, ``{prefix}.events.{event type}`` (event types are dot-separated words,
+  valid subject tokens as they are). Kept per event type: ``maxlen`` messages
+  (``max_msgs_per_subject``) and, with ``max_age``, for that long.
+* one durable pull consumer per event type and subscribing group (``{service}:{handler}``),
+  filtered on the event type's subject, named ``{group}__{event type}`` squashed to the
+  characters a consumer name may hold, plus a hash of the exact pair (the description
+  holds both readable). Replicas of a service pull from the same consumer.
+* stream ``{prefix}_dead_letters``, subjects ``{prefix}.dead.>``: dead letters, one message
+  per event set aside, on ``{prefix}.dead.{event type}``; its id is the stream sequence.
+* KV bucket ``{prefix}_handled`` (stream ``KV_{prefix}_handled``): for ``idempotent=True``
+  subscriptions, a key ``{group}.{event id}`` per event the group's handler completed,
+  holding the time it expires.
+
+Delivery: a pull request with ``no_wait`` takes what is there (up to the bus's read count);
+when nothing is, a request for one message waits up to the bus's poll time; a fetch that
+empties its buffer sends the next ``no_wait`` request before it returns. Explicit ack
+after the handler returned; a message a consumer does not acknowledge within ``ack_wait``
+goes to another replica, with its delivery count (``num_delivered``) raised. A live
+consumer sends an in-progress ack (``+WPI``) for what it holds every third of ``ack_wait``,
+so a slow handler or a retry wait is never mistaken for a dead consumer; a subscription
+that closes hands back what it still holds at once (NAK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+
+from ..errors import TransportError
+from ..logs import get_logger
+from .transport import Subscription, Transport, register_transport
+
+try:
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext, api
+
+    from ._nats_records import (
+        STREAM_CONFIG_DIFFERS,
+        HandledRecords,
+        delete_dead_letters,
+        read_dead_letters,
+    )
+    from ._nats_subscription import NatsSubscription
+    from ._nats_support import (
+        PREFIX_PATTERN,
+        AckedPublisher,
+        Names,
+        connect,
+        is_not_found,
+        parse_nats_url,
+        redact_server,
+        sequence_id,
+    )
+except ModuleNotFoundError as exc:  # the nats extra is not installed
+    if not (exc.name or "").startswith("nats"):
+        raise
+    _NATS_MISSING: ModuleNotFoundError | None = exc
+else:
+    _NATS_MISSING = None
+
+__all__ = ["NatsJetStreamTransport"]
+
+_log = get_logger("quantum_core.bus.nats")
+_MISSING_EXTRA = (
+    "the NATS JetStream transport needs nats-py, which is not installed: "
+    "pip install 'quantum-core[nats]'"
+)
+_DEAD_LETTER_DEDUP_WINDOW = 3600.0
+"""Seconds JetStream remembers a dead letter's ``Nats-Msg-Id`` (see ``dead_letter``)."""
+
+
+class NatsJetStreamTransport(Transport):
+    """Topics as subjects of one JetStream stream, shared by every process on the same prefix.
+
+    Args:
+        client: A connected ``nats.aio.client.Client``, or a ``nats://`` URL (several servers
+            separated by commas). A client is never closed: the transport only adds its own
+            subscriptions to it, and removes them on :meth:`close`. From a URL it opens a
+            connection of its own, on first use, that reconnects for ever.
+        prefix: Names the streams, subjects and bucket (letters, digits, ``_``, ``-``).
+        ack_wait: Seconds a delivered message may go unacknowledged, without an in-progress
+            ack, before it is delivered again (to any replica): how long the events of a
+            consumer that died wait for a live one. ``claim_idle`` in a URL means the same.
+        max_ack_pending: Messages one group may hold unacknowledged (fetched, being handled or
+            waiting for a retry) across its replicas; at the limit, JetStream delivers no more.
+        maxlen: Messages the stream keeps per event type; older ones are dropped, whether or
+            not every group has read them.
+        max_age: Seconds the stream keeps a message (None: until ``maxlen`` drops it).
+        dead_letter_maxlen: Dead letters kept per event type.
+        storage: ``"file"`` (survives a server restart) or ``"memory"``.
+        replicas: Copies of each stream in a JetStream cluster.
+        publish_timeout: Seconds ``publish`` waits for JetStream to store a batch.
+
+    An existing stream keeps the configuration it has: the options above apply when the
+    transport creates it (change a stream with ``nats stream edit``).
+    """
+
+    def __init__(
+        self,
+        client: Client | str = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "quantum_core",
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 20_000,
+        maxlen: int | None = 1_000_000,
+        max_age: float | None = None,
+        dead_letter_maxlen: int = 100_000,
+        storage: str = "file",
+        replicas: int = 1,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        if _NATS_MISSING is not None:
+            raise ImportError(_MISSING_EXTRA) from _NATS_MISSING
+        if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
+            raise ValueError(
+                "prefix must be 1-64 letters, digits, '_' or '-' (it names a JetStream stream "
+                f"and a subject token), got {prefix!r}"
+            )
+        _check_positive("ack_wait", ack_wait)
+        _check_positive("publish_timeout", publish_timeout)
+        if max_age is not None:
+            _check_positive("max_age", max_age)
+        for name, value in (
+            ("max_ack_pending", max_ack_pending),
+            ("dead_letter_maxlen", dead_letter_maxlen),
+            ("replicas", replicas),
+            ("maxlen", 1 if maxlen is None else maxlen),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if storage not in ("file", "memory"):
+            raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
+        self.prefix = prefix
+        self.names = Names(prefix)
+        self.ack_wait = float(ack_wait)
+        self.max_ack_pending = max_ack_pending
+        self._maxlen = maxlen
+        self._max_age = max_age
+        self._dead_letter_maxlen = dead_letter_maxlen
+        self._storage = api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY
+        self._replicas = replicas
+        self.publish_timeout = float(publish_timeout)
+        if isinstance(client, str):
+            self._servers: list[str] | None = parse_nats_url(client).servers
+            self._client: Client | None = None
+        elif isinstance(client, Client):
+            self._servers = None
+            self._client = client
+        else:
+            raise TypeError(
+                "NatsJetStreamTransport takes a nats:// URL or a connected "
+                f"nats.aio.client.Client, got {type(client).__name__}"
+            )
+        self._owns_client = self._servers is not None
+        self._js: JetStreamContext | None = None
+        self._publisher: AckedPublisher | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+        self._stream_ready = False
+        self._dead_stream_ready = False
+        self._handled = HandledRecords(self.names, self._storage, replicas)
+        self._subscriptions: set[NatsSubscription] = set()
+
+    def __repr__(self) -> str:
+        where = (
+            [redact_server(server) for server in self._servers]
+            if self._servers is not None
+            else "a client it was given"
+        )
+        return f"<NatsJetStreamTransport servers={where} prefix={self.prefix!r}>"
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
+        """Publish every message and return once JetStream acknowledged storing each one."""
+        if not messages:
+            return
+        subject = self.names.subject(topic)
+        try:
+            publisher = await self._ready_publisher()
+            await self.ensure_stream()
+            try:
+                await publisher.publish(subject, messages)
+            except nats.js.errors.NoStreamResponseError:  # the stream was lost: make it again
+                self._stream_ready = False
+                await self.ensure_stream()
+                await publisher.publish(subject, messages)
+        except TimeoutError:
+            raise TransportError(
+                f"JetStream did not confirm storing {len(messages)} message(s) on {subject!r} "
+                f"within {self.publish_timeout}s (is the NATS server reachable?)"
+            ) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise TransportError(f"could not publish to {subject!r}: {exc}") from exc
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    async def subscribe(
+        self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
+    ) -> Subscription:
+        """Create the group's durable consumer if needed, and a subscription pulling from it."""
+        client = await self._ready_client()
+        js = await self._ready_js()
+        durable = self.names.durable(topic, group)
+        try:
+            await self.ensure_stream()
+            info = await self.ensure_consumer(topic, group, from_beginning=from_beginning)
+        except nats.errors.Error as exc:
+            raise TransportError(f"could not create consumer {durable!r}: {exc}") from exc
+        ack_wait = info.config.ack_wait or self.ack_wait
+        subscription = NatsSubscription(self, client, js, topic, group, durable, ack_wait)
+        await subscription.start()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def ensure_consumer(
+        self, topic: str, group: str, *, from_beginning: bool, recreate: bool = False
+    ) -> api.ConsumerInfo:
+        """Return the group's consumer, creating it (at the end, or the start) if missing.
+
+        An existing consumer goes on where it was, with the settings it has.
+        """
+        js = await self._ready_js()
+        durable = self.names.durable(topic, group)
+        if not recreate:
+            try:
+                info: api.ConsumerInfo = await js.consumer_info(self.names.stream, durable)
+                return info
+            except nats.js.errors.NotFoundError as exc:
+                if not is_not_found(exc):
+                    raise
+        config = api.ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            description=f"quantum_core group {group!r} on {topic!r}",
+            deliver_policy=api.DeliverPolicy.ALL if from_beginning else api.DeliverPolicy.NEW,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,  # the bus counts attempts and dead-letters; JetStream never drops
+            filter_subject=self.names.subject(topic),
+            max_ack_pending=self.max_ack_pending,
+        )
+        return await js.add_consumer(self.names.stream, config)
+
+    async def ensure_stream(self) -> None:
+        """Create the event stream if it does not exist (once per transport, or when lost)."""
+        if self._stream_ready:
+            return
+        config = api.StreamConfig(
+            name=self.names.stream,
+            description="quantum_core events",
+            subjects=[f"{self.prefix}.events.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            max_msgs_per_subject=-1 if self._maxlen is None else self._maxlen,
+            max_age=self._max_age,
+            storage=self._storage,
+            num_replicas=self._replicas,
+        )
+        await self._add_stream(config)
+        self._stream_ready = True
+
+    async def ensure_dead_letter_stream(self) -> None:
+        """Create the dead-letter stream if it does not exist."""
+        if self._dead_stream_ready:
+            return
+        config = api.StreamConfig(
+            name=self.names.dead_stream,
+            description="quantum_core dead letters",
+            subjects=[f"{self.prefix}.dead.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            max_msgs_per_subject=self._dead_letter_maxlen,
+            duplicate_window=_DEAD_LETTER_DEDUP_WINDOW,
+            storage=self._storage,
+            num_replicas=self._replicas,
+        )
+        await self._add_stream(config)
+        self._dead_stream_ready = True
+
+    async def _add_stream(self, config: api.StreamConfig) -> None:
+        js = await self._ready_js()
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != STREAM_CONFIG_DIFFERS:
+                raise TransportError(f"could not create stream {config.name!r}: {exc}") from exc
+            _log.debug("nats_stream_kept", stream=config.name)  # someone else's settings win
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    async def publish_dead_letter(self, topic: str, record: bytes, dedup_id: str) -> None:
+        """Store a dead-letter record; the same ``dedup_id`` within the window stores nothing."""
+        subject = self.names.dead_subject(topic)
+        publisher = await self._ready_publisher()
+        headers = {"Nats-Msg-Id": dedup_id}
+        await self.ensure_dead_letter_stream()
+        try:
+            await publisher.publish(subject, (record,), headers)
+        except nats.js.errors.NoStreamResponseError:
+            self._dead_stream_ready = False
+            await self.ensure_dead_letter_stream()
+            await publisher.publish(subject, (record,), headers)
+
+    async def read_dead_letters(
+        self, topic: str, limit: int, *, start: str | None = None
+    ) -> Sequence[tuple[str, bytes]]:
+        """Read the topic's dead letters from the sequence ``start`` on, oldest first."""
+        first = 1 if start is None else sequence_id(start)
+        js = await self._ready_js()
+        try:
+            return await read_dead_letters(js, self.names, topic, limit, first)
+        except nats.errors.Error as exc:
+            raise TransportError(f"reading dead letters of {topic!r} failed: {exc}") from exc
+
+    async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
+        """Delete these dead letters of the topic (all of them for None); return how many."""
+        sequences = None if ids is None else [sequence_id(letter_id) for letter_id in ids]
+        client = await self._ready_client()
+        js = await self._ready_js()
+        try:
+            return await delete_dead_letters(
+                client, js, self.names, topic, sequences, self.publish_timeout
+            )
+        except nats.errors.Error as exc:
+            raise TransportError(f"deleting dead letters of {topic!r} failed: {exc}") from exc
+
+    # -- handled-records (idempotent=True) ------------------------------------------------
+
+    async def mark_handled(self, group: str, event_ids: Sequence[str], ttl: float) -> None:
+        """Put a key per event in the handled bucket, holding when it expires."""
+        js = await self._ready_js()
+        await self._handled.mark(js, await self._ready_publisher(), group, event_ids, ttl)
+
+    async def was_handled(self, group: str, event_id: str) -> bool:
+        """Whether the group's key for ``event_id`` exists and has not expired."""
+        return await self._handled.seen(await self._ready_js(), group, event_id)
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Ask JetStream for the account's info: the server answers and has JetStream."""
+        try:
+            js = await self._ready_js()
+            await js.account_info()
+        except TransportError:
+            raise
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise TransportError(f"NATS JetStream did not answer: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Close the subscriptions, and the connection if this transport opened it."""
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.stop()
+        client = self._client
+        if client is not None and self._owns_client:
+            self._client = None
+            if not client.is_closed:
+                await client.close()
+        self._js = None
+
+    def _release(self, subscription: NatsSubscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    async def _ready_client(self) -> Client:
+        client = self._client
+        if client is not None and not client.is_closed and not self._closed:  # or reconnecting
+            return client
+        async with self._opening:
+            if self._closed:
+                raise TransportError("this NatsJetStreamTransport is closed")
+            client = self._client
+            if client is None:
+                self._client = client = await connect(self._servers or [], lambda: self._closed)
+            elif client.is_closed:
+                if not self._owns_client:
+                    raise TransportError("the NATS client given to the transport is closed")
+                self._publisher = None
+                self._js = None
+                self._client = client = await connect(self._servers or [], lambda: self._closed)
+            return client
+
+    async def _ready_js(self) -> JetStreamContext:
+        client = await self._ready_client()
+        if self._js is None:
+            self._js = client.jetstream(timeout=self.publish_timeout)
+        return self._js
+
+    async def _ready_publisher(self) -> AckedPublisher:
+        client = await self._ready_client()
+        if self._publisher is None:
+            publisher = AckedPublisher(client, self.publish_timeout)
+            await publisher.start()
+            self._publisher = publisher
+        return self._publisher
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def transport_from_nats_url(url: str) -> NatsJetStreamTransport:
+    """Build a transport from ``nats://[user:password@]host:4222[,host2:4222]?option=...``.
+
+    Options in the query: ``prefix``, ``ack_wait`` (or ``claim_idle``), ``max_ack_pending``,
+    ``maxlen``, ``max_age``, ``dead_letter_maxlen``, ``storage`` and ``replicas``.
+    """
+    if _NATS_MISSING is not None:
+        raise ImportError(_MISSING_EXTRA) from _NATS_MISSING
+    options = parse_nats_url(url).options
+    return NatsJetStreamTransport(url.partition("?")[0], **options)
+
+
+register_transport("nats", transport_from_nats_url)
