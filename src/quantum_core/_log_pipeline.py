@@ -3,6 +3,10 @@
 Why a module of its own: this is how a line is made (the fixed keys in order, redaction,
 exceptions, JSON), and it is the hot path. :mod:`quantum_core.logs` only decides which
 configuration is active and hands out loggers; everything here is internal.
+
+Our loggers' lines are made by one closure per logger and level (:meth:`_Config.assemble`);
+standard-library records by structlog's ``ProcessorFormatter`` with the same steps as
+processors. Both share the timestamp, exception, redaction and rendering code below.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import contextlib
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TextIO, cast
+from typing import Any, Final, TextIO
 
 import structlog
 from pydantic_core import to_json
 from structlog.tracebacks import ExceptionDictTransformer
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
-from ._redaction import redact_mapping, redact_text
+from ._redaction import redact_fields, redact_mapping, redact_text, redact_value
 from .tracing import trace_context
 
 _current_trace_id: Final = trace_context.get
@@ -54,30 +59,6 @@ def _utc_timestamp(epoch: float) -> str:
     return text
 
 
-def _native_head(service: str, name: str, domain: str | None) -> Processor:
-    """Put the fixed keys first, in the documented order, for one of our loggers."""
-    fixed: dict[str, Any] = {"service": service, "logger": name}
-    if domain is not None:
-        fixed["domain"] = domain
-
-    def head(_logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        trace_id = event_dict.pop("trace_id", None)
-        if trace_id is None:
-            trace_id = _current_trace_id()
-        line = {
-            "event": event_dict.pop("event", None),
-            "level": method_name,
-            "timestamp": _utc_timestamp(time.time()),
-            **fixed,
-        }
-        if trace_id is not None:
-            line["trace_id"] = trace_id
-        line.update(event_dict)
-        return line
-
-    return head
-
-
 def _stdlib_head(service: str) -> Processor:
     """Same keys for a standard-library record; ``extra={"trace_id"/"domain": ...}`` count."""
 
@@ -106,19 +87,6 @@ def _stdlib_head(service: str) -> Processor:
 
 def _redact(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
     return redact_mapping(event_dict)
-
-
-def _prepare(exceptions: Processor) -> Processor:
-    """Our loggers' steps before the head: exceptions and stack, then redaction, in one call."""
-
-    def prepare(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        if "exc_info" in event_dict:
-            event_dict = cast(EventDict, exceptions(logger, method_name, event_dict))
-        if "stack_info" in event_dict:
-            event_dict = _STACK_INFO(logger, method_name, event_dict)
-        return redact_mapping(event_dict)
-
-    return prepare
 
 
 def _unknown_to_text(value: Any) -> str:
@@ -180,23 +148,78 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+# A logger method as the pipeline sees it: the event, the ``%`` arguments, the fields.
+Emit = Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
+
+
+def _nop(_event: Any, _args: tuple[Any, ...], _fields: dict[str, Any]) -> None:
+    """A level below the configured one: the call costs a bare return."""
+
+
+def _interpolate(event: Any, args: tuple[Any, ...]) -> Any:
+    """``%``-format like structlog and stdlib: one non-empty mapping is used by key."""
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        return event % args[0]
+    return event % args
+
+
+class _Emitters:
+    """One logger's level methods under one configuration; ``config`` tells it is stale."""
+
+    __slots__ = ("config", "critical", "debug", "error", "exception", "info", "warning")
+
+    def __init__(self, config: object, methods: Mapping[str, Emit]) -> None:
+        self.config = config
+        self.debug = methods["debug"]
+        self.info = methods["info"]
+        self.warning = methods["warning"]
+        self.error = methods["error"]
+        self.critical = methods["critical"]
+        error = self.error
+
+        def exception(event: Any, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+            fields.setdefault("exc_info", True)
+            error(event, args, fields)
+
+        self.exception = _nop if error is _nop else exception
+
+
+# What a Logger holds before its first call: its config is never the active one.
+_NOT_BUILT: Final = _Emitters(
+    object(), dict.fromkeys(("debug", "info", "warning", "error", "critical"), _nop)
+)
+
+_LEVEL_NAMES: Final = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+
+
 class _Config:
-    """One configuration; :class:`Logger` proxies compare its identity to see it is stale."""
+    """One configuration; :class:`Logger` proxies compare its identity to see it is stale.
+
+    A line of our loggers is made by one closure per logger and level (:meth:`_emitter`),
+    not by a chain of structlog processors: the same steps in the same order, without the
+    calls between them.
+    """
 
     def __init__(self, service: str, level: int, json_output: bool, stream: TextIO) -> None:
         self.service = service
         self.level = level
         self.stream = stream
-        self.wrapper = cast(
-            Callable[..., FilteringBoundLogger], structlog.make_filtering_bound_logger(level)
-        )
         buffer = _utf8_buffer(stream) if json_output else None
         if buffer is not None:  # text written earlier must not land after our bytes
             with contextlib.suppress(Exception):
                 stream.flush()
-        self.sink: WrappedLogger = (
-            structlog.BytesLogger(buffer) if buffer is not None else structlog.WriteLogger(stream)
-        )
+        self.binary = buffer is not None
+        out: Any = buffer if buffer is not None else stream
+        self._write: Callable[[Any], object] = out.write
+        self._flush: Callable[[], object] = out.flush
+        self._lock = threading.Lock()  # one line, one write: threads never mix two lines
+        self._newline: str | bytes = b"\n" if buffer is not None else "\n"
         renderer: Processor
         if json_output:
             exceptions: Processor = _EXCEPTION_AS_DICT
@@ -207,10 +230,10 @@ class _Config:
             renderer = text_renderer = structlog.dev.ConsoleRenderer(
                 colors=_is_tty(stream), exception_formatter=structlog.dev.plain_traceback
             )
+        self._exceptions = exceptions
+        self._renderer = renderer
         # Redaction runs after exception formatting (tracebacks are covered) and before the
         # head adds the fixed keys, which are ours and need no checking on every line.
-        self.prepare = _prepare(exceptions)
-        self.renderer = renderer
         self.formatter = structlog.stdlib.ProcessorFormatter(
             processors=[
                 exceptions,
@@ -221,12 +244,61 @@ class _Config:
             ],
         )
 
-    def assemble(
-        self, name: str, domain: str | None, context: Mapping[str, Any]
-    ) -> FilteringBoundLogger:
-        head = _native_head(self.service, name, domain)
-        processors = [self.prepare, head, self.renderer]
-        return self.wrapper(self.sink, processors, dict(context))
+    def assemble(self, name: str, domain: str | None, context: Mapping[str, Any]) -> _Emitters:
+        """Return the level methods of logger ``name`` with bound fields ``context``."""
+        fixed: dict[str, Any] = {"service": self.service, "logger": name}
+        if domain is not None:
+            fixed["domain"] = domain
+        # The event of the call always wins over a bound one, as with structlog.
+        bound = {key: value for key, value in context.items() if key != "event"}
+        methods = {
+            level_name: self._emitter(level_name, fixed, bound) if level >= self.level else _nop
+            for level, level_name in _LEVEL_NAMES.items()
+        }
+        return _Emitters(self, methods)
+
+    def _emitter(self, level_name: str, fixed: dict[str, Any], context: dict[str, Any]) -> Emit:
+        """Make the method that writes one line at ``level_name``; everything is bound once.
+
+        The steps, in order: ``%``-interpolation, bound fields then the call's, exception
+        and stack, redaction of everything the caller gave (not of the fixed keys, which are
+        ours), the fixed keys first, rendering, one write and a flush.
+        """
+        write, flush, lock, newline = self._write, self._flush, self._lock, self._newline
+        # Processors type their results loosely; ours return the dict, the text or bytes.
+        render: Callable[..., Any] = self._renderer
+        exceptions: Callable[..., Any] = self._exceptions
+        stack: Callable[..., Any] = _STACK_INFO
+        sink = self  # processors take a logger argument; ours ignore it
+        now, timestamp, current_trace_id = time.time, _utc_timestamp, _current_trace_id
+
+        def emit(event: Any, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+            if args:
+                event = _interpolate(event, args)
+            if context:
+                fields = {**context, **fields}
+            if "exc_info" in fields:
+                fields = exceptions(sink, level_name, fields)
+            if "stack_info" in fields:
+                fields = stack(sink, level_name, fields)
+            trace_id = fields.pop("trace_id", None)
+            trace_id = current_trace_id() if trace_id is None else redact_value(trace_id)
+            line = {
+                "event": redact_value(event),
+                "level": level_name,
+                "timestamp": timestamp(now()),
+                **fixed,
+            }
+            if trace_id is not None:
+                line["trace_id"] = trace_id
+            if fields:
+                line.update(redact_fields(fields))
+            text = render(sink, level_name, line) + newline
+            with lock:
+                write(text)
+                flush()
+
+        return emit
 
 
 class _RootHandler(logging.StreamHandler[TextIO]):

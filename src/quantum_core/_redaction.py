@@ -4,7 +4,9 @@ Why: a trading backend holds broker credentials, database DSNs and API tokens, a
 up in log lines by accident (``log.info("connecting", url=settings.redis_url)``, an asyncpg
 error quoting the DSN, a request header dumped while debugging). Logs are shipped to places
 with weaker access control than the secrets, so redaction is on by default and runs on every
-line; it is therefore written to be cheap when there is nothing to hide.
+line; it is therefore written to be cheap when there is nothing to hide: keys, and short texts
+found harmless, are remembered (bounded caches; :func:`redact_text` is a pure function), so a
+line of familiar keys, symbols and event names costs a few lookups.
 
 Rules:
 
@@ -35,9 +37,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
-__all__ = ["MASK", "is_secret_key", "redact", "redact_mapping", "redact_text"]
+__all__ = [
+    "MASK",
+    "is_secret_key",
+    "redact",
+    "redact_fields",
+    "redact_mapping",
+    "redact_text",
+    "redact_value",
+]
 
 MASK: Final = "***"
 """What a secret is replaced with."""
@@ -45,6 +57,10 @@ MASK: Final = "***"
 _MAX_DEPTH: Final = 32  # deeper (or cyclic) structures are cut: nothing unchecked gets out
 _TOO_DEEP: Final = "..."
 _MAX_CACHED_KEYS: Final = 4096  # keys are few in practice; bound the cache anyway
+_MAX_SAFE_TEXTS: Final = 4096  # symbols, actions, event names... repeat; order ids churn
+_MAX_SAFE_TEXT_LENGTH: Final = 128
+# Values that hold no text to check: shown as they are unless their key is secret.
+_PLAIN: Final = frozenset({int, float, bool, type(None), Decimal, datetime, date, time, timedelta})
 
 _CAMEL_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_ALNUM: Final = re.compile(r"[^a-z0-9]+")
@@ -74,6 +90,9 @@ _KEY_VALUE: Final = re.compile(
 )
 
 _secret_key_cache: dict[str, bool] = {}
+# Texts redact_text left unchanged; it is a pure function, so they need no second look.
+# Only harmless texts are kept, so the cache never holds on to a secret.
+_safe_texts: set[str] = set()
 
 
 def is_secret_key(key: object) -> bool:
@@ -124,6 +143,23 @@ def redact_text(text: str) -> str:
     return text
 
 
+def _redact_str(text: str) -> str:
+    """:func:`redact_text` for an exact ``str``, remembering short texts found harmless."""
+    redacted = redact_text(text)
+    if redacted is text and len(text) <= _MAX_SAFE_TEXT_LENGTH:
+        if len(_safe_texts) >= _MAX_SAFE_TEXTS:
+            _safe_texts.clear()  # start over rather than keep stale ids forever
+        _safe_texts.add(text)
+    return redacted
+
+
+def redact_value(value: Any) -> Any:
+    """:func:`redact` for a value not under a key (a log event, a trace id), fast if harmless."""
+    if type(value) is str:  # exact type: a subclass could answer the set lookup its own way
+        return value if value in _safe_texts else _redact_str(value)
+    return redact(value)
+
+
 def redact(value: Any, _depth: int = 0) -> Any:
     """Return ``value`` with secrets masked in every string and under every secret key.
 
@@ -147,15 +183,44 @@ def redact(value: Any, _depth: int = 0) -> Any:
 def redact_mapping(mapping: Mapping[Any, Any], _depth: int = 0) -> dict[Any, Any]:
     """Return a copy of ``mapping`` with secret keys masked and every value :func:`redact`-ed."""
     redacted: dict[Any, Any] = {}
-    known = _secret_key_cache  # runs on every log line: skip the call for a key seen before
+    known = _secret_key_cache  # skip the call for a key seen before
     for key, value in mapping.items():
         secret = known.get(key)
         if secret is None:
             secret = is_secret_key(key)
-        if isinstance(value, str):
-            redacted[key] = MASK if secret and value else redact_text(value)
-        elif value is None or isinstance(value, bool | int | float):
-            redacted[key] = MASK if secret and value is not None else value
-        else:
-            redacted[key] = MASK if secret else redact(value, _depth + 1)
+        redacted[key] = _redact_item(secret, value, _depth)
     return redacted
+
+
+def _redact_item(secret: bool, value: Any, depth: int) -> Any:
+    """One value of a mapping at ``depth``; ``secret`` tells whether its key is secret."""
+    if isinstance(value, str):
+        return MASK if secret and value else redact_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return MASK if secret and value is not None else value
+    return MASK if secret else redact(value, depth + 1)
+
+
+def redact_fields(fields: dict[Any, Any]) -> dict[Any, Any]:
+    """Do what :func:`redact_mapping` does, but in place, and return ``fields``.
+
+    The log hot path: ``fields`` is the call's own ``**kwargs`` dict, nobody else holds it,
+    so no copy is made. Keys and texts seen before cost a dict or set lookup; numbers,
+    decimals and dates under keys that are not secret are not looked at further.
+    """
+    known = _secret_key_cache
+    safe = _safe_texts
+    plain = _PLAIN
+    for key, value in fields.items():
+        secret = known.get(key)
+        if secret is None:
+            secret = is_secret_key(key)
+        cls = type(value)  # not __class__, which an object may fake
+        if secret:
+            fields[key] = _redact_item(True, value, 0)
+        elif cls is str:
+            if value not in safe:
+                fields[key] = _redact_str(value)
+        elif cls not in plain:
+            fields[key] = redact(value, 1)
+    return fields

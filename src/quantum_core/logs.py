@@ -6,16 +6,19 @@ across services, and secrets are masked (:mod:`quantum_core._redaction`) before 
 
 How it is built:
 
-* Our loggers (:func:`get_logger`) write straight to the stream on structlog's fast path: a
-  level-filtering bound logger (calls below the level are a bare ``return``), JSON rendered
-  by ``pydantic_core.to_json`` into a :class:`structlog.BytesLogger`.
-* Standard-library records (uvicorn, asyncpg, aiohttp...) reach the same processors through
-  one handler on the root logger, so both kinds of lines look the same and interleave in
-  order (both are flushed per line).
-* :func:`configure_logging` may run again at any time. structlog's ``cache_logger_on_first_use``
-  would freeze loggers made before that, and services make theirs at import time, so a
-  :class:`Logger` is a small proxy that caches its assembled structlog logger together with
-  the configuration it was built from and rebuilds when that is no longer the active one.
+* Our loggers (:func:`get_logger`) do not go through a structlog processor chain: each
+  logger builds, per configuration, one small function per level that makes the whole line
+  (fixed keys, redaction, JSON by ``pydantic_core.to_json``) and writes it to the stream's
+  byte buffer in one write and a flush; a level below the configured one is a bare
+  ``return``. The calls between structlog's processors were a large share of a line's cost
+  (issue 8, ``bench/bench_logging.py``).
+* Standard-library records (uvicorn, asyncpg, aiohttp...) reach the same steps through
+  structlog's ``ProcessorFormatter`` on one handler on the root logger, so both kinds of
+  lines look the same and interleave in order (both are flushed per line).
+* :func:`configure_logging` may run again at any time, and services make their loggers at
+  import time, so a :class:`Logger` is a small proxy that caches its level functions
+  together with the configuration they were built from and rebuilds them when that is no
+  longer the active one.
 
 This module is the public face: the active configuration, :func:`configure_logging`,
 :func:`get_logger` and :class:`Logger`. How a line is made lives in
@@ -30,9 +33,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Final, TextIO, cast
 
-from structlog.typing import FilteringBoundLogger
-
-from ._log_pipeline import _Config, _CurrentStdout, _RootHandler
+from ._log_pipeline import _NOT_BUILT, _Config, _CurrentStdout, _Emitters, _RootHandler
 from ._redaction import redact_text
 from ._trading_log import Quantity as Quantity
 from ._trading_log import TradingLogger
@@ -127,9 +128,6 @@ def _report_failure(error: Exception) -> None:
         sys.stderr.write(f"--- quantum_core logging error: {redact_text(repr(error))}\n")
 
 
-_NOT_BUILT: Final = (object(), None)  # its first item is never the active configuration
-
-
 class Logger:
     """A named logger of one domain; get one with :func:`get_logger`.
 
@@ -147,8 +145,8 @@ class Logger:
         self._name = name
         self._domain = domain
         self._context: Mapping[str, Any] = dict(context or {})
-        # (configuration, structlog logger built from it), swapped as one tuple.
-        self._built: tuple[object, Any] = _NOT_BUILT
+        # The level methods built from one configuration; each knows which one.
+        self._built: _Emitters = _NOT_BUILT
 
     @property
     def name(self) -> str:
@@ -164,33 +162,38 @@ class Logger:
         """Return a logger that adds ``fields`` to every line; this one is unchanged."""
         return Logger(self._name, self._domain, {**self._context, **fields})
 
-    def _rebuild(self) -> FilteringBoundLogger:
+    def _current(self) -> _Emitters:
+        """The level methods for the active configuration, built when that changed."""
         config = _active or _default_config()
-        bound = config.assemble(self._name, self._domain, self._context)
-        self._built = (config, bound)
-        return bound
+        built = self._built
+        if built.config is not config:
+            built = self._built = config.assemble(self._name, self._domain, self._context)
+        return built
+
+    # Each method is written out in full: this is the hot path, and a shared helper would
+    # cost one more call per line. A level below the configured one is a bare return.
 
     def debug(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at DEBUG level."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).debug(event, *args, **fields)
+            (built if built.config is _active else self._current()).debug(event, args, fields)
         except Exception as error:
             _report_failure(error)
 
     def info(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at INFO level."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).info(event, *args, **fields)
+            (built if built.config is _active else self._current()).info(event, args, fields)
         except Exception as error:
             _report_failure(error)
 
     def warning(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at WARNING level."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).warning(event, *args, **fields)
+            (built if built.config is _active else self._current()).warning(event, args, fields)
         except Exception as error:
             _report_failure(error)
 
@@ -198,25 +201,25 @@ class Logger:
 
     def error(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at ERROR level."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).error(event, *args, **fields)
+            (built if built.config is _active else self._current()).error(event, args, fields)
         except Exception as error:
             _report_failure(error)
 
     def critical(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at CRITICAL level."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).critical(event, *args, **fields)
+            (built if built.config is _active else self._current()).critical(event, args, fields)
         except Exception as error:
             _report_failure(error)
 
     def exception(self, event: str, *args: Any, **fields: Any) -> None:
         """Log at ERROR level with the exception being handled as structured ``exception``."""
-        config, bound = self._built
+        built = self._built
         try:
-            (bound if config is _active else self._rebuild()).exception(event, *args, **fields)
+            (built if built.config is _active else self._current()).exception(event, args, fields)
         except Exception as error:
             _report_failure(error)
 

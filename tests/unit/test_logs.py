@@ -6,11 +6,11 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-import structlog
 
 from quantum_core import logs
 from quantum_core.logs import Logger, configure_logging, get_logger
@@ -59,8 +59,7 @@ def capture(request):
 
 def test_the_stream_decides_between_the_bytes_and_the_text_path(capture):
     configure_logging("svc", stream=capture.stream)
-    expected = structlog.BytesLogger if capture._bytes else structlog.WriteLogger
-    assert type(logs._active.sink) is expected
+    assert logs._active.binary is (capture._bytes is not None)
 
 
 def test_json_line_has_the_fixed_keys_first_then_the_call_fields(capture):
@@ -408,3 +407,83 @@ def test_sys_stdout_none_is_an_explained_error(monkeypatch):
     monkeypatch.setattr(sys, "stdout", None)
     with pytest.raises(ValueError, match="pass stream="):
         configure_logging("svc")
+
+
+class _Counted:
+    """Counts how often a line tried to render it."""
+
+    def __init__(self) -> None:
+        self.renders = 0
+
+    def __str__(self) -> str:
+        self.renders += 1
+        return "counted"
+
+
+def test_calls_below_the_level_never_look_at_their_fields(capture):
+    configure_logging("svc", "ERROR", stream=capture.stream)
+    log = get_logger("quiet")
+    value = _Counted()
+    log.debug("no %s", value, value=value)
+    log.info("no", value=value)
+    log.warning("no", value=value)
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.exception("yes", value=value)
+    assert value.renders == 1
+    assert [line["event"] for line in capture.lines()] == ["yes"]
+    configure_logging("svc", "CRITICAL", stream=capture.stream)
+    log.exception("no", value=value)
+    assert value.renders == 1
+
+
+def test_bound_fields_come_first_and_the_call_wins(capture):
+    configure_logging("svc", stream=capture.stream)
+    log = get_logger("bound").bind(event="bound event", a=1, b=2, trace_id="bound-trace")
+    with trace_context.scope("current-trace"):
+        log.info("call event", b=3, c=4)
+        log.info("own trace", trace_id="call-trace")
+    first, second = capture.lines()
+    assert first["event"] == "call event"
+    assert first["trace_id"] == "bound-trace"
+    assert list(first)[5:] == ["trace_id", "a", "b", "c"]
+    assert (first["a"], first["b"], first["c"]) == (1, 3, 4)
+    assert second["trace_id"] == "call-trace"
+
+
+def test_secrets_in_bound_fields_and_the_event_are_masked_on_every_line(capture):
+    configure_logging("svc", stream=capture.stream)
+    log = get_logger("bound").bind(api_key="k-hunter2", dsn="redis://u:hunter2@h")
+    for _ in range(3):  # later lines take the cached paths
+        log.info("auth with password=%s", "hunter2", trace_id="token=hunter2")
+    assert "hunter2" not in capture.text()
+    assert len(capture.lines()) == 3
+
+
+def test_lines_from_many_threads_never_mix(capture):
+    configure_logging("svc", stream=capture.stream)
+    log = get_logger("threads")
+
+    def write(worker: int) -> None:
+        for n in range(200):
+            log.info("tick", worker=worker, n=n, pad="x" * 500)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = capture.lines()  # each one parses: no line was cut by another
+    assert sorted((line["worker"], line["n"]) for line in lines) == [
+        (worker, n) for worker in range(8) for n in range(200)
+    ]
+
+
+def test_stack_info_starts_at_the_caller(capture):
+    configure_logging("svc", stream=capture.stream)
+    get_logger("stack").info("where", stack_info=True)
+    [line] = capture.lines()
+    assert "test_stack_info_starts_at_the_caller" in line["stack"]
+    assert "_log_pipeline" not in line["stack"]
+    assert "stack_info" not in line

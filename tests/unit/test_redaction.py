@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantum_core import logs
-from quantum_core._redaction import MASK, is_secret_key, redact, redact_mapping, redact_text
+from quantum_core import _redaction, logs
+from quantum_core._redaction import (
+    MASK,
+    is_secret_key,
+    redact,
+    redact_fields,
+    redact_mapping,
+    redact_text,
+    redact_value,
+)
 from quantum_core.logs import configure_logging, get_logger
 from quantum_core.tracing import trace_context
 
@@ -216,3 +224,73 @@ def test_values_that_are_not_secret_are_untouched(key, value):
     stream = _configured_stream()
     get_logger("t").info("plain", **{key: value})
     assert json.loads(_written(stream))[key] == value
+
+
+field_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.decimals(allow_nan=False),
+        st.text(max_size=20),
+        st.sampled_from(
+            ["", "BTCUSDT", "redis://u:hunter2@h", "Bearer abc", "password=x", "token: y"]
+        ),
+        st.binary(max_size=8),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.sampled_from(SECRET_KEYS + NOT_SECRET_KEYS), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(SECRET_KEYS + NOT_SECRET_KEYS) | st.text(max_size=12), field_values
+    )
+)
+def test_redact_fields_masks_in_place_exactly_like_redact_mapping(fields):
+    expected = redact_mapping(fields)
+    for _ in range(2):  # the second time, keys and texts come from the caches
+        copy = dict(fields)
+        assert redact_fields(copy) is copy
+        assert copy == expected
+        assert list(copy) == list(expected)
+
+
+@pytest.mark.parametrize(
+    "text", ["redis://u:hunter2-secret@h", "Bearer hunter2-secret", "password=hunter2-secret"]
+)
+def test_texts_with_secrets_are_masked_every_time_and_never_cached(text):
+    for _ in range(3):
+        assert "hunter2-secret" not in redact_fields({"note": text})["note"]
+        assert "hunter2-secret" not in redact_value(text)
+    assert text not in _redaction._safe_texts
+
+
+def test_harmless_texts_are_remembered_within_a_bound(monkeypatch):
+    monkeypatch.setattr(_redaction, "_safe_texts", set())
+    redact_fields({"symbol": "BTCUSDT", "long": "x" * 1000})
+    assert _redaction._safe_texts == {"BTCUSDT"}  # a long text is checked, not kept
+    for n in range(_redaction._MAX_SAFE_TEXTS + 10):
+        redact_value(f"order-{n}")
+    assert len(_redaction._safe_texts) <= _redaction._MAX_SAFE_TEXTS
+
+
+class _LooksLikeAnInt(dict):
+    """A mapping that claims to be an int: its secrets must still be found."""
+
+    @property  # type: ignore[misc]
+    def __class__(self):
+        return int
+
+
+def test_a_value_that_fakes_its_type_is_still_redacted():
+    fields = {"payload": _LooksLikeAnInt(password="hunter2")}  # noqa: S106 - the point
+    redact_fields(fields)
+    assert fields["payload"] == {"password": MASK}
