@@ -217,6 +217,95 @@ async def bus_end_to_end(ns: Namespace, n: int, read_count: int, concurrency: in
     return n / elapsed
 
 
+# -- the runner's interface (bench/run.py, _harness.py) ---------------------------------------
+
+TITLE = "RabbitMQ (the shared broker, quorum queues, history stream on)"
+SECTION = "Event bus on RabbitMQ"
+
+
+async def _pair(ours: Any, raw: Any, first: str) -> tuple[float, float]:
+    """Measure both sides on fresh names, in the given order; return (ours, raw)."""
+    figures: dict[str, float] = {}
+    order = (("ours", ours), ("raw", raw)) if first == "ours" else (("raw", raw), ("ours", ours))
+    for side, run in order:
+        ns = Namespace(history=True)
+        try:
+            figures[side] = await run(ns)
+        finally:
+            await ns.delete()
+    return figures["ours"], figures["raw"]
+
+
+_turn = 0
+
+
+async def measure(ctx: Any) -> dict[str, float]:
+    """One run of every figure; who goes first alternates between runs (a shared broker)."""
+    global _turn
+    first = "ours" if _turn % 2 == 0 else "raw"
+    _turn += 1
+    n_one, n_batch = ctx.size(2_000, 500), ctx.size(20_000, 5_000)
+    data = encode(Envelope("0" * 32, TOPIC, PAYLOAD, "1" * 32, "t", "bench", {}))
+    figures: dict[str, float] = {}
+    for name, ours, raw in (
+        (
+            "publish_one",
+            lambda ns: bus_publish_one(ns, n_one),
+            lambda ns: raw_publish_one(ns, n_one, data),
+        ),
+        (
+            "publish_many",
+            lambda ns: bus_publish_batches(ns, n_batch),
+            lambda ns: raw_publish_batches(ns, n_batch, data),
+        ),
+        (
+            "e2e",
+            lambda ns: bus_end_to_end(ns, n_batch, 10, 16),
+            lambda ns: raw_end_to_end(ns, n_batch, data, 48),
+        ),
+    ):
+        figures[name], figures[f"{name}_raw"] = await _pair(ours, raw, first)
+    return figures
+
+
+def rows(stats: dict[str, Any], ctx: Any) -> list[Any]:
+    from _harness import Row, Target
+
+    at_least = Target(">=", 0.8, "ratio")
+    return [
+        Row(
+            SECTION,
+            "publish one at a time (`await bus.publish` vs a confirmed `exchange.publish`)",
+            "events/s",
+            stats["publish_one"],
+            "raw aio-pika, confirmed",
+            stats["publish_one_raw"],
+            at_least,
+        ),
+        Row(
+            SECTION,
+            "`publish_many`, batches of 100 (vs 100 confirmed publishes, one gather)",
+            "events/s",
+            stats["publish_many"],
+            "raw aio-pika x100",
+            stats["publish_many_raw"],
+            at_least,
+        ),
+        Row(
+            SECTION,
+            "end to end, `read_count` 10, concurrency 16 (publish -> handler -> ack)",
+            "events/s",
+            stats["e2e"],
+            "raw basic.consume, prefetch 48, ack each",
+            stats["e2e_raw"],
+            at_least,
+        ),
+    ]
+
+
+# -- standalone: python bench/bench_rabbitmq.py -----------------------------------------------
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 

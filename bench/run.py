@@ -36,7 +36,8 @@ MODULES = [
     "bench_logging",
     "bench_memory",
     "bench_health",
-    # "bench_nats", "bench_rabbitmq": add here once they expose TITLE, measure and rows.
+    "bench_nats",
+    "bench_rabbitmq",
 ]
 RESULTS = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"
