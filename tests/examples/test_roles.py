@@ -55,16 +55,56 @@ def test_the_seeded_feed_makes_every_kind_of_decision(in_memory):
     assert all(row["filled"] == row["quantity"] for row in decided if row["approved"])
 
 
+@pytest.fixture
+async def rabbitmq_queues_under(amqp_url):
+    """Delete, after the test, every queue on the broker whose name starts with a prefix.
+
+    The example's processes declare their own queues, which no fixture of this process saw.
+    """
+    prefixes: list[str] = []
+    yield prefixes.append
+    if not prefixes:
+        return
+    listing = await asyncio.create_subprocess_exec(
+        *("rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"),
+        stdout=subprocess.PIPE,
+    )
+    listed, _ = await asyncio.wait_for(listing.communicate(), 60)
+    assert listing.returncode == 0, "rabbitmqctl list_queues failed"
+    from rabbitmq_fixtures import delete_rabbitmq_names
+
+    for prefix in prefixes:
+        names = {name for name in listed.decode().split() if name.startswith(f"{prefix}.")}
+        await delete_rabbitmq_names(amqp_url, prefix, names)
+
+
+@pytest.fixture(params=["redis", "nats", "rabbitmq"])
+def broker(request, redis_url, redis_prefix):
+    """(bus URL under a prefix of the test's own, --policy URL for separate processes)."""
+    policy = f"{redis_url}?prefix={redis_prefix}"
+    if request.param == "redis":
+        return f"{redis_url}?prefix={redis_prefix}", None
+    if request.param == "nats":
+        url, prefix = (request.getfixturevalue(name) for name in ("nats_url", "nats_prefix"))
+        return f"{url}?prefix={prefix}", policy
+    url, prefix = (request.getfixturevalue(name) for name in ("amqp_url", "rabbitmq_prefix"))
+    request.getfixturevalue("rabbitmq_queues_under")(prefix)
+    return f"{url}?prefix={prefix}", policy
+
+
 @pytest.mark.parametrize(
     ("module", "layout"),
     [("examples.trading.run", "one process"), ("examples.trading.split", "four processes")],
 )
-def test_redis_makes_the_same_decisions_as_memory(
-    in_memory, redis_url, redis_prefix, tmp_path, module, layout
+def test_every_broker_makes_the_same_decisions_as_memory(
+    in_memory, broker, tmp_path, module, layout
 ):
     path = tmp_path / "decisions.json"
-    bus = f"{redis_url}?prefix={redis_prefix}"
-    result = run_module(module, "--bus", bus, "--interval", "0", "--decisions", str(path))
+    bus, policy = broker
+    args = ["--bus", bus, "--interval", "0", "--decisions", str(path)]
+    if policy and layout == "four processes":  # processes share the policy through Redis
+        args += ["--policy", policy]
+    result = run_module(module, *args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     decisions, memory_figures = in_memory
     assert json.loads(path.read_text()) == decisions
