@@ -35,11 +35,14 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final
+
+from pydantic import BaseModel
 
 __all__ = [
     "MASK",
@@ -177,6 +180,15 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, bytes | bytearray):
         return redact_text(bytes(value).decode("utf-8", "backslashreplace"))
+    # Models and dataclasses are written out field by field by the JSON encoder, so their
+    # fields are looked at as a mapping's would be (a `password` field is masked).
+    if isinstance(value, BaseModel):
+        return _TOO_DEEP if _depth >= _MAX_DEPTH else redact_mapping(value.model_dump(), _depth)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if _depth >= _MAX_DEPTH:
+            return _TOO_DEEP
+        fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        return redact_mapping(fields, _depth)
     return value
 
 

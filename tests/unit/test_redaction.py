@@ -294,3 +294,38 @@ def test_a_value_that_fakes_its_type_is_still_redacted():
     fields = {"payload": _LooksLikeAnInt(password="hunter2")}  # noqa: S106 - the point
     redact_fields(fields)
     assert fields["payload"] == {"password": MASK}
+
+
+def test_secrets_in_model_and_dataclass_fields_never_reach_the_line():
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    class Credentials(BaseModel):
+        user: str
+        password: str
+        dsn: str
+
+    @dataclasses.dataclass
+    class Venue:
+        name: str
+        api_secret: str
+        login: Credentials
+
+    login = Credentials(
+        user="trader",
+        password="hunter2-model",  # noqa: S106 - the point
+        dsn="postgresql://trader:pg-pass-42@db/test",
+    )
+    stream = _configured_stream()
+    get_logger("t").info(
+        "connect", venue=Venue("binance", "dc-secret-77", login), login=login, many=[login]
+    )
+    text = _written(stream)
+    for secret in ("hunter2-model", "pg-pass-42", "dc-secret-77"):
+        assert secret not in text
+    line = json.loads(text)
+    assert line["venue"]["name"] == "binance"
+    assert line["venue"]["login"]["user"] == "trader"
+    assert line["login"]["password"] == MASK
+    assert line["many"][0]["password"] == MASK
