@@ -37,19 +37,10 @@ from typing import Any
 import nats
 from nats.js import api
 
+from _clients import PAYLOAD  # the same ~300-byte event as every bench
 from quantum_core import EventBus, NatsJetStreamTransport, configure_logging
 
 RESULTS = Path(__file__).with_name("results")
-PAYLOAD = {
-    "symbol": "BTCUSDT",
-    "action": "LONG",
-    "confidence": 0.8123,
-    "entry_price": 50123.45,
-    "tp_price": 51125.92,
-    "sl_price": 49622.21,
-    "strategy": "momentum-v2",
-    "note": "x" * 120,
-}
 
 
 def free_port() -> int:

@@ -30,6 +30,7 @@ from typing import Any
 
 import aio_pika
 
+from _clients import PAYLOAD  # the same ~300-byte event as every bench
 from quantum_core import EventBus, configure_logging
 from quantum_core.bus._rabbitmq_history import stream_arguments
 from quantum_core.bus._rabbitmq_names import group_queue, history_stream
@@ -39,16 +40,6 @@ from quantum_core.bus.rabbitmq import RabbitMQTransport
 RESULTS = Path(__file__).with_name("results")
 URL = os.environ.get("QUANTUM_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 HISTORY_BYTES = 256 * 1024 * 1024
-PAYLOAD = {
-    "symbol": "BTCUSDT",
-    "action": "LONG",
-    "confidence": 0.8123,
-    "entry_price": 50123.45,
-    "tp_price": 51125.92,
-    "sl_price": 49622.21,
-    "strategy": "momentum-v2",
-    "note": "x" * 120,
-}
 TOPIC = "signals"
 
 
