@@ -175,9 +175,11 @@ async def _ack_after_handler(h: _Harness, features: TransportFeatures) -> None:
 async def _stop_finishes_in_flight(h: _Harness, features: TransportFeatures) -> None:
     """stop() lets handlers in flight finish and acknowledges them: nothing comes back."""
     topic = h.topic("stop")
+    started: list[int] = []
     finished: list[int] = []
 
     async def slow(payload: dict[str, Any]) -> None:
+        started.append(payload["n"])
         await asyncio.sleep(0.1)
         finished.append(payload["n"])
 
@@ -185,10 +187,11 @@ async def _stop_finishes_in_flight(h: _Harness, features: TransportFeatures) -> 
     bus.subscribe(topic, slow, name="handle")
     await bus.start()
     await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(5)])
-    for _ in range(200):
-        if (await bus.backlog())[f"{topic} -> handle"].pending == 5 or len(finished) == 5:
+    for _ in range(500):  # every handler running: in flight, not merely fetched
+        if len(started) == 5:
             break
         await asyncio.sleep(0.01)
+    _expect(len(started) == 5, f"only {len(started)} of 5 handlers started within 5 s")
     await bus.stop()
     _expect(sorted(finished) == list(range(5)))
 

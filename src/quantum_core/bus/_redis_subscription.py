@@ -16,6 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 from ..errors import TransportError
 from ..logs import get_logger
 from ._coalesce import Coalescer
+from ._redis_reader import fields_repr, lean_reader, stream_entries
 from .transport import Backlog, Delivery, Subscription
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class RedisSubscription(Subscription):
         self._transport = transport
         self._commands = transport._commands
         self._reader = reader
+        lean_reader(reader)
         self._topic = topic
         self._key = key
         self._group = group
@@ -83,12 +85,18 @@ class RedisSubscription(Subscription):
                 deliveries = await self._claim_abandoned(max_count)
                 if deliveries:
                     return deliveries
-            reply = await self._reader.xreadgroup(
+            reply = await self._reader.execute_command(  # type: ignore[no-untyped-call]
+                "XREADGROUP",
+                "GROUP",
                 self._group,
                 self._consumer,
-                {self._key: ">"},
-                count=max_count,
-                block=max(1, int(timeout * 1000)),
+                "COUNT",
+                max_count,
+                "BLOCK",
+                max(1, int(timeout * 1000)),
+                "STREAMS",
+                self._key,
+                ">",
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -97,7 +105,7 @@ class RedisSubscription(Subscription):
             return []
         except RedisError as exc:
             raise TransportError(f"reading {self._key!r} failed: {exc}") from exc
-        return await self._deliveries(_entries(reply), delivery_count=1)
+        return await self._new_deliveries(reply)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge, sharing one XACK with every other ack of the moment."""
@@ -221,6 +229,15 @@ class RedisSubscription(Subscription):
         )
         return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
+    async def _new_deliveries(self, reply: Any) -> list[Delivery]:
+        """Deliveries of a raw XREADGROUP reply (``_redis_reader.py``): first deliveries."""
+        entries = stream_entries(reply, FIELD)
+        deliveries = [Delivery(data, entry_id, 1) for entry_id, data in entries if data is not None]
+        self._in_flight.update(d.receipt for d in deliveries)
+        if len(deliveries) < len(entries):
+            await self._ack_vanished([entry_id for entry_id, data in entries if data is None])
+        return deliveries
+
     async def _deliveries(
         self,
         entries: Any,
@@ -236,14 +253,18 @@ class RedisSubscription(Subscription):
                 continue
             data = fields.get(FIELD)
             if data is None:  # written by someone else: let the bus set it aside
-                data = repr(fields).encode()
+                data = fields_repr(fields)
             count = counts.get(text(entry_id), delivery_count) if counts else delivery_count
             self._in_flight.add(entry_id)
             deliveries.append(Delivery(data, entry_id, max(count, 1)))
         if vanished:
-            await self._commands.xack(self._key, self._group, *vanished)
-            _log.warning("pending_events_vanished", stream=self._key, count=len(vanished))
+            await self._ack_vanished(vanished)
         return deliveries
+
+    async def _ack_vanished(self, ids: list[Any]) -> None:
+        """Entries trimmed or deleted while pending: nothing is left to handle."""
+        await self._commands.xack(self._key, self._group, *ids)
+        _log.warning("pending_events_vanished", stream=self._key, count=len(ids))
 
     async def _recreate_group(self) -> None:
         """The group (or the whole stream) was lost: recreate it from the start, never the end.
@@ -282,15 +303,6 @@ async def create_group(client: redis.Redis, key: str, group: str, start: str) ->
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-
-
-def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes] | None]]:
-    """Flatten an XREADGROUP reply, RESP2 (list of [stream, entries]) or RESP3 (a map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return list(_entries_of(list(reply.values())))
-    return list(_entries_of([stream_entries for _, stream_entries in reply]))
 
 
 def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:

@@ -1,8 +1,13 @@
 """One running subscription: fetch, decode, dispatch with bounded concurrency, retry, acknowledge.
 
-Without an ordering key, events are handled concurrently up to the subscription's limit.
-With one, events that share a key wait for each other in the order they were fetched (the
-publish order, on one consumer), while other keys go on.
+Without an ordering key, events are handled concurrently up to the subscription's limit, by
+at most that many worker tasks that take events in the order they were fetched; a worker
+whose handler finishes without waiting goes straight on to the next event, so a batch of
+quick handlers costs a task switch or two, not a task per event. A worker wakes another
+only when events are left behind it. With an ordering key, events that share a key wait for
+each other in the order they were fetched (the publish order, on one consumer), while other
+keys go on. A handler runs in its worker's (or its key's) task, with the trace and
+``current_event()`` of its event.
 
 A handler that fails is tried again after a backoff (``_retry.py``). While it waits, the
 event holds no concurrency slot and no place in the fetch buffer: it is *parked*, together
@@ -103,6 +108,11 @@ class Consumer:
         self._park_limit = max(_PARKED_MIN, route.concurrency * _PARKED_PER_SLOT)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._lanes: dict[Hashable, _Lane] = {}
+        self._ready: deque[tuple[Delivery, Envelope]] = deque()  # unkeyed, for a worker
+        self._idle: deque[asyncio.Future[None]] = deque()  # one per worker waiting for work
+        self._workers = 0
+        self._waking = 0  # workers woken or started that have not looked at _ready yet
+        self._retrying_workers = 0  # workers waiting to retry: they hold no slot
         self._buffered = 0  # fetched, not finished, not parked
         self._parked = 0
         self._room = asyncio.Event()
@@ -168,13 +178,26 @@ class Consumer:
             await asyncio.wait({loop_task}, timeout=self._poll_seconds + 1)
             if not loop_task.done():
                 _log.warning("consumer_loop_did_not_stop", handler=self.route.name)
+        while self._idle:  # idle workers end; busy ones go on with _ready
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._waking += 1
         if not self._in_flight:
             return 0
-        _, unfinished = await asyncio.wait(set(self._in_flight), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._in_flight and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._in_flight), timeout=left)  # workers may wake others
+        unfinished = set(self._in_flight)
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        return len(unfinished)
+        never_started = len(self._ready)  # left for a worker that was cancelled
+        if never_started:
+            self._buffered -= never_started
+            self._ready.clear()
+        return len(unfinished) + never_started
 
     async def _fetch_loop(self) -> None:
         outage = Outage(self.route.name)
@@ -210,7 +233,8 @@ class Consumer:
             return
         key = self._key_of(envelope)
         if key is None:
-            self._spawn(self._run(delivery, envelope))
+            self._ready.append((delivery, envelope))
+            self._wake()
             return
         lane = self._lanes.get(key)
         if lane is not None:  # the key's worker is busy: wait in line
@@ -250,11 +274,51 @@ class Consumer:
         self._parked -= count
         self._buffered += count
 
-    async def _run(self, delivery: Delivery, envelope: Envelope) -> None:
+    def _wake(self) -> None:
+        """Put one more worker on ``_ready``; it wakes the next if events are left behind it."""
+        if self._waking:
+            return
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():  # else its worker was cancelled
+                waiter.set_result(None)
+                self._waking += 1
+                return
+        if self._workers - self._retrying_workers < self.route.concurrency:
+            self._workers += 1
+            self._waking += 1
+            self._spawn(self._work())
+
+    async def _work(self) -> None:
+        """Handle events from ``_ready`` until there are none; wait for more, or end."""
+        self._waking -= 1
         try:
-            await self._handle(delivery, envelope, None)
+            while True:
+                if not self._ready:
+                    surplus = self._workers - self._retrying_workers > self.route.concurrency
+                    if self._stopping or surplus:
+                        return
+                    await self._wait_for_work()
+                    continue
+                delivery, envelope = self._ready.popleft()
+                if self._ready:
+                    self._wake()
+                try:
+                    await self._handle(delivery, envelope, None)
+                finally:
+                    self._finished()
         finally:
-            self._finished()
+            self._workers -= 1
+
+    async def _wait_for_work(self) -> None:
+        """Wait idle until ``_wake`` (or ``stop()``) sets this worker's future."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter.done() and not waiter.cancelled():
+                self._waking -= 1
 
     async def _drain_lane(self, key: Hashable, lane: _Lane) -> None:
         try:
@@ -334,6 +398,8 @@ class Consumer:
         self._park(parked)
         if lane is not None:
             lane.parked = True
+        else:  # a worker: another may start meanwhile
+            self._retrying_workers += 1
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -342,6 +408,8 @@ class Consumer:
             self.counters.retrying -= 1
             if lane is not None:
                 lane.parked = False
+            else:
+                self._retrying_workers -= 1
             self._unpark(1 + (len(lane.queue) if lane else 0))
         return not self._stopping
 
