@@ -317,7 +317,7 @@ def rows(stats: dict[str, Any], ctx: Any) -> list[Any]:
         ),
         Row(
             SECTION,
-            "end to end, `read_count` 100 (publish -> handler -> ack)",
+            "end to end, `read_count` 100, the default (publish -> handler -> ack)",
             "events/s",
             stats["e2e_100"],
             "raw fetch(100) + ack",
@@ -326,7 +326,7 @@ def rows(stats: dict[str, Any], ctx: Any) -> list[Any]:
         ),
         Row(
             SECTION,
-            "end to end, `read_count` 10 (the default)",
+            "end to end, `read_count` 10 (the guide's `READ_COUNT`)",
             "events/s",
             stats["e2e_10"],
             "raw fetch(100) + ack",
