@@ -6,12 +6,12 @@ argument, ``idempotent``, subscribes with ``idempotent=True``.
 """
 
 import asyncio
-import signal
 import sys
 
 import redis.asyncio as redis
+from _serve import serve_until_sigterm
 
-from quantum_core import EventBus, RedisStreamsTransport, configure_logging
+from quantum_core import RedisStreamsTransport, configure_logging
 
 
 async def main(url: str, prefix: str, idempotent: bool) -> None:
@@ -23,15 +23,7 @@ async def main(url: str, prefix: str, idempotent: bool) -> None:
         await asyncio.sleep(0.001)
         await record.rpush(f"{prefix}:handled", payload["n"])
 
-    bus = EventBus(transport, service_name="execution", concurrency=32, read_count=50)
-    bus.subscribe("orders", handle, name="handle", idempotent=idempotent)
-    terminated = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
-    await bus.start()
-    print("ready", flush=True)
-    await terminated.wait()
-    await bus.stop()
-    await transport.close()
+    await serve_until_sigterm(transport, handle, idempotent=idempotent)
     await record.aclose()
     print("stopped", flush=True)
 

@@ -7,10 +7,11 @@ argument, ``idempotent``, subscribes with ``idempotent=True``.
 
 import asyncio
 import os
-import signal
 import sys
 
-from quantum_core import EventBus, NatsJetStreamTransport, configure_logging
+from _serve import serve_until_sigterm
+
+from quantum_core import NatsJetStreamTransport, configure_logging
 
 
 async def main(url: str, prefix: str, record: str, idempotent: bool) -> None:
@@ -22,15 +23,7 @@ async def main(url: str, prefix: str, record: str, idempotent: bool) -> None:
         await asyncio.sleep(0.001)
         os.write(fd, f"{payload['n']}\n".encode())
 
-    bus = EventBus(transport, service_name="execution", concurrency=32, read_count=50)
-    bus.subscribe("orders", handle, name="handle", idempotent=idempotent)
-    terminated = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
-    await bus.start()
-    print("ready", flush=True)
-    await terminated.wait()
-    await bus.stop()
-    await transport.close()
+    await serve_until_sigterm(transport, handle, idempotent=idempotent)
     os.close(fd)
     print("stopped", flush=True)
 

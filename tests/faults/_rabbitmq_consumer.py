@@ -5,12 +5,12 @@ consuming; SIGKILL drains nothing.
 """
 
 import asyncio
-import signal
 import sys
 
 import redis.asyncio as redis
+from _serve import serve_until_sigterm
 
-from quantum_core import EventBus, configure_logging
+from quantum_core import configure_logging
 from quantum_core.bus.rabbitmq import RabbitMQTransport
 
 
@@ -23,15 +23,7 @@ async def main(amqp_url: str, prefix: str, redis_url: str) -> None:
         await asyncio.sleep(0.001)
         await record.rpush(f"{prefix}:handled", payload["n"])
 
-    bus = EventBus(transport, service_name="execution", concurrency=32, read_count=50)
-    bus.subscribe("orders", handle, name="handle")
-    terminated = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
-    await bus.start()
-    print("ready", flush=True)
-    await terminated.wait()
-    await bus.stop()
-    await transport.close()
+    await serve_until_sigterm(transport, handle)
     await record.aclose()
     print("stopped", flush=True)
 
