@@ -102,3 +102,76 @@ async def test_publish_many_of_any_size_is_stored_whole_and_in_order(client, tra
     payloads = await _payloads(client, transport.stream_key("t.y"))
     assert [p["n"] for p in payloads if "n" in p] == list(range(count))
     assert len(payloads) == count + 3
+
+
+# The XADDs are packed by the bus itself and their replies parsed in one pass.
+
+
+async def test_what_is_stored_is_exactly_what_redis_py_would_have_stored(client, transports):
+    transport = transports(maxlen=50)
+    bus = EventBus(transport, service_name="pub")
+    payloads = [{"n": n, "text": "ünïcode \r\n $5\r\n *3"} for n in range(120)]
+    await bus.publish_many("t.exact", payloads)
+    key = transport.stream_key("t.exact")
+    entries = await client.xrange(key)
+    assert 50 <= len(entries) < 120  # MAXLEN ~ trimmed whole nodes, as redis-py's xadd does
+    assert [decode(f[b"event"]).payload for _, f in entries] == payloads[-len(entries) :]
+    assert all(list(fields) == [b"event"] for _, fields in entries)
+
+
+async def test_max_age_trims_by_entry_id(client, transports):
+    transport = transports(max_age=1)
+    bus = EventBus(transport, service_name="pub")
+    key = transport.stream_key("t.old")
+    async with client.pipeline(transaction=False) as pipe:
+        for n in range(1, 251):
+            pipe.xadd(key, {b"event": b"from long ago"}, id=f"{n}-0")
+        await pipe.execute()
+    await bus.publish("t.old", {"n": 1})
+    # MINID ~ drops whole nodes (100 entries each) older than the age: 200 of the 250 here
+    assert await client.xlen(key) <= 51
+
+
+async def test_a_dropped_connection_is_reconnected_and_nothing_is_lost(client, transports):
+    transport = transports()
+    bus = EventBus(transport, service_name="pub")
+    await bus.publish("t.drop", {"n": 0})
+    own = await transport._commands.client_id()  # the pool's one connection, the publisher's
+    assert await client.client_kill_filter(_id=own) == 1
+    await bus.publish_many("t.drop", [{"n": n} for n in range(1, 4)])
+    payloads = await _payloads(client, transport.stream_key("t.drop"))
+    assert [p["n"] for p in payloads] == [0, 1, 2, 3]
+
+
+async def test_a_parser_of_the_users_own_is_kept_and_still_works(redis_url, redis_prefix, client):
+    from redis._parsers import _AsyncRESP3Parser
+
+    from quantum_core import RedisStreamsTransport
+
+    custom = type("Custom", (_AsyncRESP3Parser,), {})
+    user = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, parser_class=custom))
+    async with RedisStreamsTransport(user, prefix=redis_prefix) as transport:
+        bus = EventBus(transport, service_name="pub")
+        await bus.publish_many("t.custom", [{"n": 1}, {"n": 2}])
+        await client.set(transport.stream_key("not.a.stream"), "x")
+        with pytest.raises(TransportError, match="WRONGTYPE"):
+            await bus.publish("not.a.stream", {"n": 3})
+        await bus.publish("t.custom", {"n": 4})  # the connection is still in step
+        connection = await transport._commands.connection_pool.get_connection()
+        assert type(connection._parser) is custom
+        await transport._commands.connection_pool.release(connection)
+    assert [p["n"] for p in await _payloads(client, transport.stream_key("t.custom"))] == [1, 2, 4]
+    await user.aclose()
+
+
+async def test_the_bus_parses_replies_with_its_own_parser(transports):
+    from quantum_core.bus._redis_reader import WholeReplyParser
+
+    transport = transports()
+    await EventBus(transport, service_name="pub").publish("t.x", {"n": 1})
+    pool = transport._commands.connection_pool
+    connection = await pool.get_connection()
+    try:  # redis-py keeps the parser in ``_parser``: a rename there must fail here, loudly
+        assert isinstance(connection._parser, WholeReplyParser)
+    finally:
+        await pool.release(connection)

@@ -7,6 +7,11 @@ timer. A deadline is rounded up to its step: an attempt gets at least its time l
 at most 0.1% (or one millisecond) more. As with ``asyncio.timeout``, an expired attempt's
 task is cancelled, and the cancellation is taken back when the attempt ends, so a
 ``stop()`` that cancelled the task meanwhile still wins.
+
+A timer whose attempts all ended in time is left to fire on nobody rather than cancelled:
+attempts that follow within the same step join it, so a consumer handling events one after
+another schedules one timer per step instead of scheduling and cancelling one per event
+(which was a fifth of its time per event).
 """
 
 from __future__ import annotations
@@ -56,11 +61,7 @@ class Deadlines:
             return deadline.task.uncancel() <= deadline.cancelling
         entry = self._due.get(deadline.due)
         if entry is not None:
-            waiting, timer = entry
-            waiting.discard(deadline)
-            if not waiting:
-                timer.cancel()
-                del self._due[deadline.due]
+            entry[0].discard(deadline)  # the timer stays: the next attempts may share it
         return False
 
     def _expire(self, due: int) -> None:

@@ -12,6 +12,9 @@ is dropped from the queue, unsent; one cancelled while its batch is in flight ca
 it back, and the batch goes on for the others. A caller's entries are never split across
 sends, and a task's next publish starts after its previous one returned, so every task's
 events are stored in the order it published them.
+
+The XADDs are packed and their replies parsed by ``_redis_wire.py``, not by redis-py's
+pipeline, which cost more per event than everything else publishing does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from ..errors import TransportError
+from ._redis_wire import pack_xadds, round_trip, xadd_prefix
 
 __all__ = ["RedisPublisher"]
 
@@ -45,7 +49,7 @@ class RedisPublisher:
     """XADD messages to streams, coalescing concurrent callers into pipelines."""
 
     def __init__(
-        self, client: redis.Redis, field: bytes, trim_args: Callable[[], dict[str, Any]]
+        self, client: redis.Redis, field: bytes, trim_args: Callable[[], list[bytes]]
     ) -> None:
         self._client = client
         self._field = field
@@ -68,17 +72,14 @@ class RedisPublisher:
         await done  # cancelled: the future is cancelled too, and the sender skips it
 
     async def _send_own(self, key: str, messages: Sequence[bytes]) -> None:
-        trim = self._trim_args()
+        prefix = xadd_prefix(key, self._trim_args(), self._field)
         try:
-            if len(messages) == 1:
-                await self._client.xadd(key, {self._field: messages[0]}, **trim)
-                return
-            async with self._client.pipeline(transaction=False) as pipe:
-                for data in messages:
-                    pipe.xadd(key, {self._field: data}, **trim)
-                await pipe.execute()
+            replies = await round_trip(self._client, pack_xadds(prefix, messages), len(messages))
         except RedisError as exc:
             raise TransportError(f"could not publish to Redis stream {key!r}: {exc}") from exc
+        error = _first_error(replies)
+        if error is not None:
+            raise TransportError(f"could not publish to Redis stream {key!r}: {error}")
 
     def _send_queued_or_rest(self) -> None:
         if not self._queue:
@@ -118,12 +119,15 @@ class RedisPublisher:
 
     async def _send_batch(self, batch: list[_Queued]) -> None:
         trim = self._trim_args()
+        prefixes: dict[str, bytes] = {}
+        packed: list[bytes] = []
+        for queued in batch:
+            prefix = prefixes.get(queued.key)
+            if prefix is None:
+                prefix = prefixes[queued.key] = xadd_prefix(queued.key, trim, self._field)
+            packed += pack_xadds(prefix, queued.messages)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for queued in batch:
-                    for data in queued.messages:
-                        pipe.xadd(queued.key, {self._field: data}, **trim)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await round_trip(self._client, packed, sum(len(q.messages) for q in batch))
         except RedisError as exc:
             for queued in batch:
                 _fail(queued, f"could not publish to Redis stream {queued.key!r}: {exc}")
@@ -135,12 +139,16 @@ class RedisPublisher:
         start = 0
         for queued in batch:
             end = start + len(queued.messages)
-            errors = [reply for reply in replies[start:end] if isinstance(reply, Exception)]
+            error = _first_error(replies[start:end])
             start = end
-            if errors:
-                _fail(queued, f"could not publish to Redis stream {queued.key!r}: {errors[0]}")
+            if error is not None:
+                _fail(queued, f"could not publish to Redis stream {queued.key!r}: {error}")
             elif not queued.done.done():
                 queued.done.set_result(None)
+
+
+def _first_error(replies: list[Any]) -> Exception | None:
+    return next((reply for reply in replies if isinstance(reply, Exception)), None)
 
 
 def _fail(queued: _Queued, message: str) -> None:

@@ -25,7 +25,13 @@ from redis.asyncio.connection import DefaultParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 
-__all__ = ["WholeReplyParser", "fields_repr", "lean_reader", "stream_entries"]
+__all__ = [
+    "WholeReplyParser",
+    "fields_repr",
+    "lean_reader",
+    "stream_entries",
+    "use_whole_reply_parser",
+]
 
 _CLOSED = "Connection closed by server."
 _CRLF = b"\r\n"
@@ -47,7 +53,15 @@ def lean_reader(reader: redis.Redis) -> None:
     and the pure-Python parser is replaced; a hiredis or user-chosen parser stays.
     """
     reader.set_response_callback("XREADGROUP", _raw)
-    settings = reader.connection_pool.connection_kwargs
+    use_whole_reply_parser(reader.connection_pool.connection_kwargs)
+
+
+def use_whole_reply_parser(settings: dict[str, Any]) -> None:
+    """Make connections of ``settings`` parse with :class:`WholeReplyParser`.
+
+    Only in place of redis-py's pure-Python parsers: hiredis, or a parser the user chose,
+    stays.
+    """
     if settings.get("parser_class", DefaultParser) in (_AsyncRESP3Parser, _AsyncRESP2Parser):
         settings["parser_class"] = WholeReplyParser
 
@@ -120,6 +134,37 @@ class WholeReplyParser(_AsyncRESP3Parser):
         if isinstance(response, RedisConnectionError):
             raise response
         return response
+
+    async def read_replies(self, count: int) -> list[Any]:
+        """The next ``count`` replies (of a pipeline), undecoded, error replies as values.
+
+        Parses every complete reply in the buffer in one pass and keeps the rest for the
+        next read, so a batch's replies cost one slice, not one each.
+        """
+        stream = self._stream
+        if stream is None:
+            raise RedisConnectionError(_CLOSED)
+        replies: list[Any] = []
+        pushes: list[Any] = []
+        while True:
+            buf, pos = self._pending, 0
+            try:
+                while len(replies) < count:
+                    response, end = _parse(buf, pos, None, self.parse_error)
+                    (pushes if buf[pos] == _PUSH else replies).append(response)
+                    pos = end
+            except _IncompleteError:
+                pass
+            self._pending = buf[pos:]
+            for push in pushes:
+                await self.handle_push_response(push)  # type: ignore[no-untyped-call]
+            pushes.clear()
+            if len(replies) == count:
+                return replies
+            data = await stream.read(self._read_size)
+            if not data:
+                raise RedisConnectionError(_CLOSED)
+            self._pending += data
 
     async def _next_reply(self, decode: Decode) -> tuple[Any, bool]:
         """Parse the next complete reply, reading until there is one.

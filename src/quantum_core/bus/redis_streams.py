@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from .._redis import connection_settings
 from ..errors import TransportError
 from ._redis_publisher import RedisPublisher
+from ._redis_reader import use_whole_reply_parser
 from ._redis_subscription import FIELD, RedisSubscription, create_group, text
 from .transport import Subscription, Transport, register_transport
 
@@ -170,12 +171,13 @@ class RedisStreamsTransport(Transport):
         self._readers.discard(reader)
         await reader.aclose(close_connection_pool=True)
 
-    def _trim_args(self) -> dict[str, Any]:
+    def _trim_args(self) -> list[bytes]:
+        """XADD's trimming arguments, approximate (trimmed whole nodes at a time: cheap)."""
         if self._max_age_ms is not None:
-            return {"minid": f"{int(time.time() * 1000) - self._max_age_ms}-0", "approximate": True}
+            return [b"MINID", b"~", b"%d-0" % (int(time.time() * 1000) - self._max_age_ms)]
         if self._maxlen is not None:
-            return {"maxlen": self._maxlen, "approximate": True}
-        return {}
+            return [b"MAXLEN", b"~", b"%d" % self._maxlen]
+        return []
 
     def _client(self, *, blocking: bool = False) -> redis.Redis:
         kwargs = dict(self._connection_kwargs)
@@ -183,6 +185,7 @@ class RedisStreamsTransport(Transport):
         if blocking:  # a blocking read must not time out before its BLOCK does, nor retry
             kwargs["socket_timeout"] = None  # after close() cut its connection
             kwargs["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=0)
+        use_whole_reply_parser(kwargs)
         pool = self._pool_class(**kwargs)
         return redis.Redis(connection_pool=pool)
 

@@ -122,4 +122,4 @@ class RedisWatch(PolicyWatch):
                     pinged = True
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call] # redis-py leaves it bare
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore] # redis-py leaves it bare

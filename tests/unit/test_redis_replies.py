@@ -1,0 +1,54 @@
+"""WholeReplyParser.read_replies: a pipeline's replies, however the socket cuts them."""
+
+import asyncio
+
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.exceptions import ResponseError
+
+from quantum_core.bus._redis_reader import WholeReplyParser
+
+_reply = st.one_of(
+    st.binary(max_size=300).map(lambda b: ("bulk", b)),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(lambda n: ("int", n)),
+    st.sampled_from(["WRONGTYPE Operation against a key", "ERR nope"]).map(lambda e: ("err", e)),
+    st.just(("nil", None)),
+)
+
+
+def _wire(kind: str, value) -> bytes:
+    if kind == "bulk":
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if kind == "int":
+        return b":%d\r\n" % value
+    if kind == "err":
+        return b"-%b\r\n" % value.encode()
+    return b"_\r\n"
+
+
+@given(
+    replies=st.lists(_reply, min_size=1, max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=8),
+    extra=st.binary(max_size=20),
+)
+def test_replies_come_back_in_order_however_they_arrive(replies, cuts, extra):
+    data = b"".join(_wire(kind, value) for kind, value in replies)
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+
+    async def read():
+        parser = WholeReplyParser(socket_read_size=7)
+        stream = asyncio.StreamReader()
+        parser._stream = stream
+        for start, stop in zip(bounds, bounds[1:], strict=False):
+            stream.feed_data(data[start:stop])
+        stream.feed_data(b"+NEXT\r\n" + extra)  # the next reply's bytes stay for later
+        got = await parser.read_replies(len(replies))
+        return got, parser._pending + stream._buffer
+
+    got, left = asyncio.run(read())
+    for (kind, value), reply in zip(replies, got, strict=True):
+        if kind == "err":
+            assert isinstance(reply, ResponseError)  # a value: the caller decides
+        else:
+            assert reply == value
+    assert bytes(left) == b"+NEXT\r\n" + extra  # nothing of the next reply was taken
