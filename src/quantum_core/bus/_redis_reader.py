@@ -2,12 +2,11 @@
 
 redis-py's pure-Python parser awaits a coroutine per RESP element (a line, then the bytes),
 about five per stream entry: reading a batch of small entries cost a consumer more than
-everything else it did, and more than the handlers. :class:`WholeReplyParser` reads what
-the socket has and parses a complete reply from the bytes in one synchronous pass; when the
-reply is not complete yet it reads more and parses again, once the value it stopped in has
-arrived (a 100-entry reply comes in one or two reads on a LAN). It speaks RESP2 and RESP3,
-so it serves the connection's handshake and errors too. hiredis, when installed, is faster
-still and is left in place.
+everything else it did, and more than the handlers. :class:`WholeReplyParser` parses the
+bytes each read brings in one synchronous pass, and keeps what it parsed, with the
+containers still open, until the rest of the reply arrives (a 100-entry reply comes in
+several reads). It speaks RESP2 and RESP3, so it serves the connection's handshake and
+errors too. hiredis, when installed, is faster still and is left in place.
 
 The reply itself is taken raw (no ``parse_stream_list``, which builds a dict per entry
 that the bus would only look one field up in): :func:`stream_entries` flattens either
@@ -36,14 +35,6 @@ __all__ = [
 _CLOSED = "Connection closed by server."
 _CRLF = b"\r\n"
 Decode = Callable[[bytes], Any] | None
-
-
-class _IncompleteError(Exception):
-    """The buffer ends before the reply does: read at least ``need`` bytes, parse again."""
-
-    def __init__(self, need: int) -> None:
-        super().__init__(need)
-        self.need = need
 
 
 def lean_reader(reader: redis.Redis) -> None:
@@ -100,17 +91,25 @@ def fields_repr(pairs: dict[Any, Any]) -> bytes:
 
 
 class WholeReplyParser(_AsyncRESP3Parser):
-    """redis-py's RESP3 parser (RESP2 is a subset), parsing each reply in one pass."""
+    """redis-py's RESP3 parser (RESP2 is a subset), parsing each reply's bytes once.
+
+    A large reply arrives in several reads. The values parsed so far are kept, with the
+    containers still open, between reads, so each byte is parsed once however the socket
+    cuts the reply (parsing again from the start cost a consumer a fifth of its time).
+    """
 
     def __init__(self, socket_read_size: int) -> None:
         super().__init__(socket_read_size)  # type: ignore[no-untyped-call] # redis-py leaves it bare
-        self._pending = b""
-        self._need = 1  # bytes to have before parsing again: a large value is parsed once
+        self._reset()
 
     def on_connect(self, connection: Any) -> None:
         super().on_connect(connection)  # type: ignore[no-untyped-call] # redis-py leaves it bare
-        self._pending = b""
-        self._need = 1
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending = b""  # bytes read and not yet taken by a complete reply
+        self._pos = 0  # where parsing goes on in ``_pending``
+        self._open: list[list[Any]] = []  # the containers of the reply being parsed
 
     async def can_read(self) -> bool:
         return bool(self._pending) or await super().can_read()
@@ -136,55 +135,34 @@ class WholeReplyParser(_AsyncRESP3Parser):
         return response
 
     async def read_replies(self, count: int) -> list[Any]:
-        """The next ``count`` replies (of a pipeline), undecoded, error replies as values.
-
-        Parses every complete reply in the buffer in one pass and keeps the rest for the
-        next read, so a batch's replies cost one slice, not one each.
-        """
-        stream = self._stream
-        if stream is None:
-            raise RedisConnectionError(_CLOSED)
+        """The next ``count`` replies (of a pipeline), undecoded, error replies as values."""
         replies: list[Any] = []
-        pushes: list[Any] = []
-        while True:
-            buf, pos = self._pending, 0
-            try:
-                while len(replies) < count:
-                    response, end = _parse(buf, pos, None, self.parse_error)
-                    (pushes if buf[pos] == _PUSH else replies).append(response)
-                    pos = end
-            except _IncompleteError:
-                pass
-            self._pending = buf[pos:]
-            for push in pushes:
-                await self.handle_push_response(push)  # type: ignore[no-untyped-call]
-            pushes.clear()
-            if len(replies) == count:
-                return replies
-            data = await stream.read(self._read_size)
-            if not data:
-                raise RedisConnectionError(_CLOSED)
-            self._pending += data
+        while len(replies) < count:
+            response, is_push = await self._next_reply(None)
+            if is_push:
+                await self.handle_push_response(response)  # type: ignore[no-untyped-call]
+            else:
+                replies.append(response)
+        return replies
 
     async def _next_reply(self, decode: Decode) -> tuple[Any, bool]:
         """Parse the next complete reply, reading until there is one.
 
-        Bytes read stay in ``_pending`` until a reply is parsed from them, so a read cut
-        short (a cancelled task) loses nothing.
+        Bytes read stay in ``_pending`` until a reply is complete, and the parse state only
+        moves forward on bytes already read, so a read cut short (a cancelled task) loses
+        nothing.
         """
         stream = self._stream
         if stream is None:
             raise RedisConnectionError(_CLOSED)
         while True:
-            if len(self._pending) >= self._need:
-                try:
-                    response, end = _parse(self._pending, 0, decode, self.parse_error)
-                except _IncompleteError as short:
-                    self._need = short.need
-                else:
-                    is_push = self._pending[0] == _PUSH
-                    self._pending = self._pending[end:]
-                    self._need = 1
+            buf = self._pending
+            if len(buf) > self._pos:
+                response, self._pos = _resume(buf, self._pos, self._open, decode, self.parse_error)
+                if response is not _MORE:
+                    is_push = buf[0] == _PUSH
+                    self._pending = buf[self._pos :]
+                    self._pos = 0
                     return response, is_push
             data = await stream.read(self._read_size)
             if not data:
@@ -193,63 +171,87 @@ class WholeReplyParser(_AsyncRESP3Parser):
 
 
 _PUSH = ord(">")
+_MORE = object()  # the buffer ends inside the reply: read more, then resume
+_LISTS = frozenset(b"*~>")  # array, set, push
 
 
-def _parse(buf: bytes, pos: int, decode: Decode, error: Callable[[str], Any]) -> tuple[Any, int]:
-    """Parse one RESP2/RESP3 value at ``pos``; return it and the position after it."""
-    end = buf.find(_CRLF, pos)
-    if end < 0:
-        raise _IncompleteError(len(buf) + 1)
-    kind = buf[pos]
-    if kind == 36:  # $ bulk string
-        length = int(buf[pos + 1 : end])
-        if length < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + length
-        if len(buf) < stop + 2:
-            raise _IncompleteError(stop + 2)
-        value: Any = buf[start:stop]
-        return (decode(value) if decode else value), stop + 2
-    if kind in (42, 126, 62):  # * array, ~ set, > push: lists
-        count = int(buf[pos + 1 : end])
-        if count < 0:
-            return None, end + 2
-        pos = end + 2
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos, decode, error)
-            items.append(item)
-        return items, pos
-    if kind == 37:  # % map
-        count = int(buf[pos + 1 : end])
-        pos = end + 2
-        mapping = {}
-        for _ in range(count):
-            key, pos = _parse(buf, pos, decode, error)
-            mapping[key], pos = _parse(buf, pos, decode, error)
-        return mapping, pos
-    line = buf[pos + 1 : end]
-    after = end + 2
-    if kind == 43:  # + simple string
-        return (decode(line) if decode else line), after
-    if kind == 58 or kind == 40:  # : integer, ( big number
-        return int(line), after
-    if kind == 45:  # - error
-        return error(line.decode("utf-8", errors="replace")), after
-    if kind == 95:  # _ null
-        return None, after
-    if kind == 44:  # , double
-        return float(line), after
-    if kind == 35:  # # boolean
-        return line == b"t", after
-    if kind in (33, 61):  # ! blob error, = verbatim string
-        length = int(line)
-        if len(buf) < after + length + 2:
-            raise _IncompleteError(after + length + 2)
-        blob = buf[after : after + length]
-        if kind == 33:
-            return error(blob.decode("utf-8", errors="replace")), after + length + 2
-        text = blob[4:]
-        return (decode(text) if decode else text), after + length + 2
-    raise InvalidResponse(f"Protocol Error: {buf[pos:end]!r}")
+def _resume(
+    buf: bytes, pos: int, open_: list[list[Any]], decode: Decode, error: Callable[[str], Any]
+) -> tuple[Any, int]:
+    """Parse RESP2/RESP3 from ``pos``, inside the containers ``open_`` holds.
+
+    Returns the reply and the position after it once the reply is complete; else
+    ``_MORE`` and the position of the first value not complete yet, with ``open_``
+    holding the containers still being filled (``[container, values left, map key]``).
+    """
+    size = len(buf)
+    while True:
+        end = buf.find(_CRLF, pos)
+        if end < 0:
+            return _MORE, pos
+        kind = buf[pos]
+        after = end + 2
+        if kind == 36:  # $ bulk string
+            length = int(buf[pos + 1 : end])
+            if length < 0:
+                value: Any = None
+            else:
+                after += length + 2
+                if size < after:
+                    return _MORE, pos
+                value = buf[end + 2 : after - 2]
+                if decode:
+                    value = decode(value)
+        elif kind in _LISTS or kind == 37:  # a container: open it, fill it
+            count = int(buf[pos + 1 : end])
+            pos = after
+            if count > 0:
+                if kind == 37:  # % map: keys and values
+                    open_.append([{}, 2 * count, _MORE])
+                else:
+                    open_.append([[], count, None])
+                continue
+            value = None if count < 0 else {} if kind == 37 else []
+        else:
+            line = buf[pos + 1 : end]
+            if kind == 43:  # + simple string
+                value = decode(line) if decode else line
+            elif kind == 58 or kind == 40:  # : integer, ( big number
+                value = int(line)
+            elif kind == 45:  # - error
+                value = error(line.decode("utf-8", errors="replace"))
+            elif kind == 95:  # _ null
+                value = None
+            elif kind == 44:  # , double
+                value = float(line)
+            elif kind == 35:  # # boolean
+                value = line == b"t"
+            elif kind == 33 or kind == 61:  # ! blob error, = verbatim string
+                after += int(line) + 2
+                if size < after:
+                    return _MORE, pos
+                blob = buf[end + 2 : after - 2]
+                if kind == 33:
+                    value = error(blob.decode("utf-8", errors="replace"))
+                else:
+                    value = decode(blob[4:]) if decode else blob[4:]
+            else:
+                raise InvalidResponse(f"Protocol Error: {buf[pos:end]!r}")
+        pos = after
+        while open_:  # put the value in its container; close the containers now full
+            frame = open_[-1]
+            container = frame[0]
+            if type(container) is list:
+                container.append(value)
+            elif frame[2] is _MORE:
+                frame[2] = value  # a map's key: its value comes next
+            else:
+                container[frame[2]] = value
+                frame[2] = _MORE
+            frame[1] -= 1
+            if frame[1]:
+                break
+            open_.pop()
+            value = container
+        else:
+            return value, pos
