@@ -47,6 +47,11 @@ def validate_trace_id(trace_id: object) -> str:
     raise ValueError(f"invalid trace id {shown}: expected {_ACCEPTED}")
 
 
+def adopt_trace_id(trace_id: str) -> None:
+    """Make an already validated id current (an event's, checked when it was decoded)."""
+    _current.set(trace_id)
+
+
 class TraceContext:
     """Read and change the current trace id; use the shared instance :data:`trace_context`.
 

@@ -39,11 +39,14 @@ class Deadlines:
 
     def __init__(self) -> None:
         self._due: dict[int, tuple[set[Deadline], asyncio.TimerHandle]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, timeout: float) -> Deadline:
         """Cancel the current task in ``timeout`` seconds, unless :meth:`end` comes first."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() call on Python 3.11
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a handler time limit needs to run in a task")
         step_ms = max(1, int(timeout))  # a thousandth of the limit, at least a millisecond

@@ -17,6 +17,7 @@ from ..errors import TransportError
 from ..logs import get_logger
 from ._coalesce import Coalescer
 from ._redis_reader import fields_repr, lean_reader, stream_entries
+from ._redis_wire import pack_command, round_trip
 from .transport import Backlog, Delivery, Subscription
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class RedisSubscription(Subscription):
         self._topic = topic
         self._key = key
         self._group = group
+        self._key_bytes, self._group_bytes = key.encode(), group.encode()
         self._consumer = consumer
         self._in_flight: set[bytes] = set()
         self._recovered = False
@@ -112,10 +114,13 @@ class RedisSubscription(Subscription):
         await self._acks.submit([d.receipt for d in deliveries])
 
     async def _xack(self, ids: list[Any]) -> None:
+        command = pack_command(b"XACK", self._key_bytes, self._group_bytes, *map(_as_bytes, ids))
         try:
-            await self._commands.xack(self._key, self._group, *ids)
+            (reply,) = await round_trip(self._commands, [command], 1)
         except RedisError as exc:
             raise TransportError(f"acknowledging on {self._key!r} failed: {exc}") from exc
+        if isinstance(reply, Exception):
+            raise TransportError(f"acknowledging on {self._key!r} failed: {reply}")
         self._in_flight.difference_update(ids)
 
     async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
@@ -321,3 +326,7 @@ def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:
 
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _as_bytes(entry_id: bytes | str) -> bytes:
+    return entry_id if type(entry_id) is bytes else str(entry_id).encode()

@@ -22,7 +22,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._redis_reader import WholeReplyParser
 
-__all__ = ["pack_xadds", "round_trip", "xadd_prefix"]
+__all__ = ["pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
+
+
+def pack_command(*args: bytes) -> bytes:
+    """The RESP bytes of one command of byte-string arguments (an XACK of many ids, say)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
 def xadd_prefix(key: str, trim: Sequence[bytes], field: bytes) -> bytes:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..logs import get_logger
-from ..tracing import trace_context
+from ..tracing import adopt_trace_id
 from ._acks import AckBatcher
 from ._deadlines import Deadlines
 from ._outage import Outage
@@ -345,7 +345,7 @@ class Consumer:
         policy = self.route.retry
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
-        trace_context.set(envelope.trace_id)
+        adopt_trace_id(envelope.trace_id)  # validated by decode()
         checked = self.route.idempotency_ttl is None
         while True:
             error: BaseException | None = None
@@ -367,7 +367,8 @@ class Consumer:
                     )
             if error is None:
                 self.counters.handled += 1
-                await self._record_handled(envelope)
+                if self.route.idempotency_ttl is not None:
+                    await self._record_handled(envelope)
                 self._acks.add(delivery)
                 return True
             self.counters.failed += 1
