@@ -37,6 +37,7 @@ from ..logs import get_logger
 from ..tracing import adopt_trace_id
 from ._acks import AckBatcher
 from ._deadlines import Deadlines
+from ._limit import Limit
 from ._outage import Outage
 from ._retry import RetryPolicy, call_handler
 from .context import set_current_event
@@ -99,7 +100,7 @@ class Consumer:
         self._service_name = service_name
         self._read_count = read_count
         self._poll_seconds = poll_seconds
-        self._slots = asyncio.Semaphore(route.concurrency)
+        self._slots = Limit(route.concurrency)
         self._buffer_limit = route.concurrency * (_BUFFER_PER_SLOT if route.ordering_key else 1)
         # Once full, wait until half a read's worth is free: one large read, not many small.
         self._fetch_min = max(1, min(read_count, self._buffer_limit) // 2)
@@ -360,11 +361,15 @@ class Consumer:
                         return True
                     checked = True
             if error is None:
-                async with self._slots:
+                if not self._slots.take_now():
+                    await self._slots.take()
+                try:
                     set_current_event(envelope, attempt, self.route.name)
                     error = await call_handler(
                         self.route.handler, envelope.payload, policy.timeout, self._deadlines
                     )
+                finally:
+                    self._slots.give()
             if error is None:
                 self.counters.handled += 1
                 if self.route.idempotency_ttl is not None:
