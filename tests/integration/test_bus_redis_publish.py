@@ -149,7 +149,8 @@ async def test_a_parser_of_the_users_own_is_kept_and_still_works(redis_url, redi
     from quantum_core import RedisStreamsTransport
 
     custom = type("Custom", (_AsyncRESP3Parser,), {})
-    user = redis.Redis(connection_pool=redis.ConnectionPool.from_url(redis_url, parser_class=custom))
+    pool = redis.ConnectionPool.from_url(redis_url, parser_class=custom)
+    user = redis.Redis(connection_pool=pool)
     async with RedisStreamsTransport(user, prefix=redis_prefix) as transport:
         bus = EventBus(transport, service_name="pub")
         await bus.publish_many("t.custom", [{"n": 1}, {"n": 2}])

@@ -1,6 +1,7 @@
 """WholeReplyParser.read_replies: a pipeline's replies, however the socket cuts them."""
 
 import asyncio
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,7 +40,7 @@ def test_replies_come_back_in_order_however_they_arrive(replies, cuts, extra):
         parser = WholeReplyParser(socket_read_size=7)
         stream = asyncio.StreamReader()
         parser._stream = stream
-        for start, stop in zip(bounds, bounds[1:], strict=False):
+        for start, stop in itertools.pairwise(bounds):
             stream.feed_data(data[start:stop])
         stream.feed_data(b"+NEXT\r\n" + extra)  # the next reply's bytes stay for later
         got = await parser.read_replies(len(replies))
