@@ -279,3 +279,39 @@ async def test_a_deleted_group_queue_is_recreated_from_the_history(
         await publisher.stop()
         await bus.transport.close()
         await publisher.transport.close()
+
+
+# -- acknowledgements ---------------------------------------------------------------------
+
+
+async def _fetch_all(subscription, count: int) -> list:
+    got: list = []
+    while len(got) < count:
+        got += await subscription.fetch(count - len(got), 2.0)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("acked", "back"),
+    [
+        ([0, 1, 2], [3, 4]),  # every message up to the highest: one multiple ack
+        ([1, 2], [0, 3, 4]),  # an older one still being handled: it must not be acked
+        ([0, 2], [1, 3, 4]),  # a gap in the middle
+        ([4], [0, 1, 2, 3]),
+    ],
+)
+async def test_an_ack_never_covers_a_message_still_being_handled(
+    rabbitmq_transports, acked, back
+):
+    transport = rabbitmq_transports()
+    subscription = await transport.subscribe("t.acks", group="g", consumer="c1")
+    await transport.publish("t.acks", [b"%d" % n for n in range(5)])
+    deliveries = await _fetch_all(subscription, 5)
+    assert [d.data for d in deliveries] == [b"%d" % n for n in range(5)]
+    await subscription.ack([deliveries[n] for n in acked])
+    await subscription.close()  # what is not acknowledged goes back to the queue
+    again = await transport.subscribe("t.acks", group="g", consumer="c2")
+    returned = await _fetch_all(again, len(back))
+    assert sorted(int(d.data) for d in returned) == back
+    assert await again.fetch(10, 0.5) == []  # and nothing acked came back
+    await again.close()
