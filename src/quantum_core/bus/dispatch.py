@@ -361,7 +361,7 @@ class Consumer:
                         return True
                     checked = True
             if error is None:
-                if not self._slots.take_now():
+                if not self._slots.take_now():  # a free slot costs no coroutine
                     await self._slots.take()
                 try:
                     set_current_event(envelope, attempt, self.route.name)
