@@ -166,6 +166,9 @@ async def test_a_parser_of_the_users_own_is_kept_and_still_works(redis_url, redi
 
 
 async def test_the_bus_parses_replies_with_its_own_parser(transports):
+    from redis.asyncio.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
     from quantum_core.bus._redis_reader import WholeReplyParser
 
     transport = transports()
@@ -173,6 +176,9 @@ async def test_the_bus_parses_replies_with_its_own_parser(transports):
     pool = transport._commands.connection_pool
     connection = await pool.get_connection()
     try:  # redis-py keeps the parser in ``_parser``: a rename there must fail here, loudly
-        assert isinstance(connection._parser, WholeReplyParser)
+        chosen = pool.connection_kwargs.get("parser_class", DefaultParser)
+        assert isinstance(connection._parser, chosen)
+        if not HIREDIS_AVAILABLE:  # hiredis, when installed, is left in place
+            assert isinstance(connection._parser, WholeReplyParser)
     finally:
         await pool.release(connection)

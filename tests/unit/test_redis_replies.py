@@ -1,10 +1,12 @@
-"""WholeReplyParser.read_replies: a pipeline's replies, however the socket cuts them."""
+"""A pipeline's replies read one after another, however the socket cuts them."""
 
 import asyncio
 import itertools
+from types import SimpleNamespace
 
 from hypothesis import given
 from hypothesis import strategies as st
+from redis._parsers.encoders import Encoder
 from redis.exceptions import ResponseError
 
 from quantum_core.bus._redis_reader import WholeReplyParser
@@ -39,11 +41,12 @@ def test_replies_come_back_in_order_however_they_arrive(replies, cuts, extra):
     async def read():
         parser = WholeReplyParser(socket_read_size=7)
         stream = asyncio.StreamReader()
-        parser._stream = stream
+        encoder = Encoder("utf-8", "strict", False)
+        parser.on_connect(SimpleNamespace(_reader=stream, encoder=encoder))
         for start, stop in itertools.pairwise(bounds):
             stream.feed_data(data[start:stop])
         stream.feed_data(b"+NEXT\r\n" + extra)  # the next reply's bytes stay for later
-        got = await parser.read_replies(len(replies))
+        got = [await parser.read_response(disable_decoding=True) for _ in replies]
         return got, parser._pending + stream._buffer
 
     got, left = asyncio.run(read())

@@ -134,17 +134,6 @@ class WholeReplyParser(_AsyncRESP3Parser):
             raise response
         return response
 
-    async def read_replies(self, count: int) -> list[Any]:
-        """The next ``count`` replies (of a pipeline), undecoded, error replies as values."""
-        replies: list[Any] = []
-        while len(replies) < count:
-            response, is_push = await self._next_reply(None)
-            if is_push:
-                await self.handle_push_response(response)  # type: ignore[no-untyped-call]
-            else:
-                replies.append(response)
-        return replies
-
     async def _next_reply(self, decode: Decode) -> tuple[Any, bool]:
         """Parse the next complete reply, reading until there is one.
 

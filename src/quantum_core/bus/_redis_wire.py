@@ -4,9 +4,9 @@ redis-py's pipeline builds each command from keyword arguments, encodes it argum
 argument and reads each reply through its own timed ``read_response`` (an event-loop timer
 per reply): for a batch of small XADDs that cost more than everything else publishing did.
 Here every XADD of a batch shares one packed prefix (key, trim, field), only the message
-differs, and :class:`~._redis_reader.WholeReplyParser` parses all the replies in one pass,
-under one timeout for the batch. The connection, its handshake, retries and reconnects
-stay redis-py's.
+differs, and the replies are read straight from the connection's parser (ours, see
+``_redis_reader.py``, or hiredis), under one timeout for the batch. The connection, its
+handshake, retries and reconnects stay redis-py's.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from ._redis_reader import WholeReplyParser
 
 __all__ = ["pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
 
@@ -66,22 +63,15 @@ async def round_trip(client: redis.Redis, packed: list[bytes], count: int) -> li
 
 async def _send_and_read(connection: AbstractConnection, packed: list[bytes], count: int) -> Any:
     await connection.send_packed_command(packed)
-    parser = connection._parser  # redis-py keeps it private; tests/unit guard the name
+    # The parser itself, not connection.read_response, which arms a timer per reply and
+    # raises error replies; every redis-py parser returns them as values and handles pushes.
+    parser: Any = connection._parser  # private in redis-py (typed as the sync base); tested
     try:
         async with asyncio.timeout(connection.socket_timeout):
-            if isinstance(parser, WholeReplyParser):
-                return await parser.read_replies(count)
-            return [await _read_one(connection) for _ in range(count)]  # hiredis
+            return [await parser.read_response(disable_decoding=True) for _ in range(count)]
     except TimeoutError:
         await connection.disconnect(nowait=True)
         raise RedisTimeoutError(f"Timeout reading {count} replies from Redis") from None
     except BaseException:
         await connection.disconnect(nowait=True)
         raise
-
-
-async def _read_one(connection: AbstractConnection) -> Any:
-    try:
-        return await connection.read_response(disable_decoding=True)
-    except ResponseError as error:
-        return error
