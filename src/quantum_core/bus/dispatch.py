@@ -372,8 +372,9 @@ class Consumer:
                     self._slots.give()
             if error is None:
                 self.counters.handled += 1
-                if self.route.idempotency_ttl is not None:
-                    await self._record_handled(envelope)
+                ttl = self.route.idempotency_ttl
+                if ttl is not None:  # only idempotent routes keep records; others skip the call
+                    await self._record_handled(envelope, ttl)
                 self._acks.add(delivery)
                 return True
             self.counters.failed += 1
@@ -419,11 +420,8 @@ class Consumer:
             self._unpark(1 + (len(lane.queue) if lane else 0))
         return not self._stopping
 
-    async def _record_handled(self, envelope: Envelope) -> None:
+    async def _record_handled(self, envelope: Envelope, ttl: float) -> None:
         """For an idempotent route: remember the handler completed, before acknowledging."""
-        ttl = self.route.idempotency_ttl
-        if ttl is None:
-            return
         try:
             await self.subscription.mark_handled((envelope.id,), ttl)
         except Exception:  # acknowledged anyway: only a crash before the ack would rerun it
