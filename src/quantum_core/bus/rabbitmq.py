@@ -64,6 +64,10 @@ __all__ = ["RabbitMQTransport"]
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, ValueError)
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+_CHANNEL_GONE: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+)
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
@@ -163,34 +167,51 @@ class RabbitMQTransport(Transport):
         return self._history_max_bytes > 0
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
-        """Publish every message, concurrently, and return once the broker confirmed all."""
+        """Publish every message, concurrently, and return once the broker confirmed all.
+
+        RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes
+        to a stream declared an instant before); what the closed channel left unconfirmed
+        goes again, once, on a new channel (with the same message ids).
+        """
         check_topic(topic)
+        base = self._id_base
+        ids = self._ids
+        outgoing = [(data, f"{base}-{next(ids)}") for data in messages]
         try:
-            _, exchange = await self._publisher()
-            if self.keeps_history and topic not in self._histories:
-                await self._declare_history(topic)
-            base = self._id_base
-            ids = self._ids
-            if len(messages) == 1:
-                message = aio_pika.Message(
-                    messages[0], delivery_mode=_PERSISTENT, message_id=f"{base}-{next(ids)}"
-                )
-                await exchange.publish(message, topic, mandatory=False)
-                return
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            data, delivery_mode=_PERSISTENT, message_id=f"{base}-{next(ids)}"
-                        ),
-                        topic,
-                        mandatory=False,
-                    )
-                    for data in messages
-                )
-            )
+            left = await self._publish(topic, outgoing)
+            if left:
+                left = await self._publish(topic, left)
         except AMQP_ERRORS as exc:
             raise self._error(f"could not publish to {topic!r}", exc) from exc
+        if left:
+            raise self._error(
+                f"could not publish to {topic!r}", TransportError("the channel closed twice")
+            )
+
+    async def _publish(
+        self, topic: str, outgoing: list[tuple[bytes, str]]
+    ) -> list[tuple[bytes, str]]:
+        """Publish on the current channel; return what its closing left unconfirmed."""
+        _, exchange = await self._publisher()
+        if self.keeps_history and topic not in self._histories:
+            await self._declare_history(topic)
+        if len(outgoing) == 1:
+            try:
+                await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
+            except _CHANNEL_GONE:
+                return outgoing
+            return []
+        results = await asyncio.gather(
+            *(exchange.publish(_message(*item), topic, mandatory=False) for item in outgoing),
+            return_exceptions=True,
+        )
+        left = []
+        for item, result in zip(outgoing, results, strict=True):
+            if isinstance(result, _CHANNEL_GONE):
+                left.append(item)
+            elif isinstance(result, BaseException):
+                raise result
+        return left
 
     async def subscribe(
         self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
@@ -362,11 +383,20 @@ class RabbitMQTransport(Transport):
             return connection
 
     async def _publisher(self) -> tuple[AbstractChannel, AbstractExchange]:
-        """The publishing channel (with confirms) and the exchange, declared on first use."""
-        if self._channel is not None and self._exchange is not None:
-            return self._channel, self._exchange
+        """The publishing channel (with confirms) and the exchange, declared on first use.
+
+        A channel the broker closed is replaced here: aio-pika's robust channel does not
+        always come back from a channel-level close (seen with aio-pika 10.2).
+        """
+        channel, exchange = self._channel, self._exchange
+        if channel is not None and exchange is not None and not channel.is_closed:
+            return channel, exchange
         connection = await self._connection("publish")
         async with self._connecting:
+            if self._channel is not None and self._channel.is_closed:
+                closed, self._channel, self._exchange = self._channel, None, None
+                with contextlib.suppress(*AMQP_ERRORS):
+                    await closed.close()
             if self._channel is None or self._exchange is None:
                 channel = await connection.channel(publisher_confirms=True)
                 self._exchange = await channel.declare_exchange(
@@ -405,6 +435,10 @@ class RabbitMQTransport(Transport):
         if self._url is not None:
             reason = reason.replace(self._url, self._shown)
         return TransportError(f"{what} (RabbitMQ at {self._shown}): {reason}")
+
+
+def _message(data: bytes, message_id: str) -> aio_pika.Message:
+    return aio_pika.Message(data, delivery_mode=_PERSISTENT, message_id=message_id)
 
 
 def _at_least(name: str, value: object, minimum: int) -> int:
