@@ -285,6 +285,15 @@ class FlowMonitor:
         )
 
 
+def without_password(url: str) -> str:
+    """The URL as it may be shown: a password in it becomes ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+
+
 def summary(bus_url: str, monitor: FlowMonitor) -> str:
     """The readable summary printed after the log lines."""
     counts = monitor.counts
@@ -294,7 +303,7 @@ def summary(bus_url: str, monitor: FlowMonitor) -> str:
     filtered = sum(outcome == "filtered" for outcome in monitor.outcomes.values())
     lines = [
         "quantum_core trading demo: summary",
-        f"  transport       {bus_url}",
+        f"  transport       {without_password(bus_url)}",
         f"  market ticks    {counts['market.data.update']}",
         f"  signals         {counts['ai.signal.generated']} ({modes or 'none'}); "
         f"{filtered} filtered below the mode's min confidence",
