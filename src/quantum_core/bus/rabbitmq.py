@@ -392,6 +392,8 @@ class RabbitMQTransport(Transport):
         if channel is not None and exchange is not None and not channel.is_closed:
             return channel, exchange
         connection = await self._connection("publish")
+        if connection.transport is None:  # aio-pika reconnects it, then restores the channel
+            raise ConnectionError("the connection to RabbitMQ is down; reconnecting")
         async with self._connecting:
             if self._channel is not None and self._channel.is_closed:
                 closed, self._channel, self._exchange = self._channel, None, None
