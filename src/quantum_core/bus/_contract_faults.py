@@ -323,6 +323,39 @@ async def _stop_leaves_retrying_unacknowledged(h: Harness, features: Features) -
     _expect(await survivor.dead_letters(topic) == [], "a retrying event was dead-lettered")
 
 
+async def _backlog_follows_the_queue(h: Harness, features: Features) -> None:
+    """Lag counts what waits for the group, and falls back to zero once it is handled."""
+    if not features.reports_backlog:
+        return
+    topic = h.topic("backlog")
+    key = f"{topic} -> handle"
+    gate = asyncio.Event()
+    handled = 0
+
+    async def handle(payload: dict[str, Any]) -> None:
+        nonlocal handled
+        await gate.wait()
+        handled += 1
+
+    bus = h.bus("behind", concurrency=1, read_count=1)
+    bus.subscribe(topic, handle, name="handle")
+    await bus.start()
+    await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(200)])
+
+    async def behind() -> bool:
+        lag = (await bus.stats())[key].lag
+        return lag is not None and lag > 0
+
+    await _eventually(behind, "a lag while the handler is held")
+    gate.set()
+
+    async def caught_up() -> bool:
+        stats = (await bus.stats())[key]
+        return handled == 200 and (stats.pending, stats.lag) == (0, 0)
+
+    await _eventually(caught_up, "pending and lag back to 0 once all 200 were handled")
+
+
 FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
     "retry_then_succeed": _retry_then_succeed,
     "dead_letter_replay_purge": _dead_letter_replay_purge,
@@ -330,5 +363,6 @@ FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
     "handler_timeout": _handler_timeout,
     "retry_holds_only_its_key": _retry_holds_only_its_key,
     "stop_leaves_retrying_unacknowledged": _stop_leaves_retrying_unacknowledged,
+    "backlog_follows_the_queue": _backlog_follows_the_queue,
 }
 """Fault-tolerance checks by name, merged into ``quantum_core.testing.CHECKS``."""

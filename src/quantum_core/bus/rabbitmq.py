@@ -344,19 +344,23 @@ class RabbitMQTransport(Transport):
         return queue
 
     async def _ready_count(self, queue: str) -> int | None:
-        """The queue's ready messages, from a passive declare (None if it is gone)."""
+        """The queue's ready messages, from a passive declare (None if it is gone).
+
+        The declare goes to aiormq's channel: aio-pika's robust channel answers a passive
+        declare of a queue it saw before from its cache, with the count of that first time.
+        """
         try:
             channel = self._admin
             if channel is None or channel.is_closed:
                 connection = await self._connection("consume")
                 channel = self._admin = await connection.channel(publisher_confirms=False)
-            declared = await channel.declare_queue(queue, passive=True)
+            underlay = await channel.get_underlay_channel()
+            declared = await underlay.queue_declare(queue, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return None
         except AMQP_ERRORS as exc:
             raise self._error(f"could not read the backlog of {queue!r}", exc) from exc
-        result = declared.declaration_result
-        return int(result.message_count or 0)
+        return int(declared.message_count or 0) if declared is not None else None
 
     # -- connections -------------------------------------------------------------------
 
