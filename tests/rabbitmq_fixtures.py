@@ -91,18 +91,28 @@ def rabbitmq_declared(rabbitmq_prefix: str) -> set[str]:
 
 
 @pytest.fixture
-def rabbitmq_transports(amqp_url: str, rabbitmq_prefix: str) -> Callable[..., Transport]:
-    """Make transports under the test's prefix, remembering what they declare."""
+async def rabbitmq_transports(
+    amqp_url: str, rabbitmq_prefix: str
+) -> AsyncIterator[Callable[..., Transport]]:
+    """Make transports under the test's prefix, remembering what they declare.
+
+    Each is closed after the test (again, if the test did): a connection left open would
+    be closed with the test's event loop, and aio-pika's close callbacks with it.
+    """
     from quantum_core.bus.rabbitmq import RabbitMQTransport
 
     declared = _DECLARED[rabbitmq_prefix]
+    made: list[RabbitMQTransport] = []
 
     def make(**options: object) -> RabbitMQTransport:
         transport = RabbitMQTransport(amqp_url, prefix=rabbitmq_prefix, **options)  # type: ignore[arg-type]
         transport._declared = declared  # shared: one set for the whole test
+        made.append(transport)
         return transport
 
-    return make
+    yield make
+    for transport in made:
+        await transport.close()
 
 
 @pytest.fixture

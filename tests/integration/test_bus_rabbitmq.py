@@ -362,3 +362,43 @@ async def test_a_batch_the_channel_closed_under_goes_again(rabbitmq_transports):
     finally:
         await subscription.close()
         await transport.close()
+
+
+async def test_renewing_a_full_window_returns_no_message(rabbitmq_transports):
+    # Every other message is held, as the bus holds events waiting for a retry, so the
+    # consumer's window fills and is renewed again and again while the rest are acked. An
+    # ack the broker took during a renewal would make it return a message, counted as a
+    # second delivery (an attempt no handler saw).
+    transport = rabbitmq_transports(history_max_bytes=0)
+    subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
+    sent = 2000
+    deliveries: dict[int, list[int]] = {}
+    held: list[Any] = []
+    to_ack: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def ack_as_they_come() -> None:
+        while True:
+            batch = [await to_ack.get()]
+            while not to_ack.empty():
+                batch.append(to_ack.get_nowait())
+            await subscription.ack(batch)
+
+    acking = asyncio.create_task(ack_as_they_come())
+    try:
+        await transport.publish("orders", [b"%d" % n for n in range(sent)])
+        async with asyncio.timeout(60):
+            while len(deliveries) < sent:
+                for delivery in await subscription.fetch(8, 0.5):
+                    n = int(delivery.data)
+                    deliveries.setdefault(n, []).append(delivery.delivery_count)
+                    if n % 2:
+                        to_ack.put_nowait(delivery)
+                    else:
+                        held.append(delivery)
+        await subscription.ack(held)
+        assert {n: counts for n, counts in deliveries.items() if counts != [1]} == {}
+        assert len(held) == sent // 2
+    finally:
+        acking.cancel()
+        await subscription.close()
+        await transport.close()

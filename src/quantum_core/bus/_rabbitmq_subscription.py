@@ -11,6 +11,11 @@ consumer would get nothing else. RabbitMQ applies basic.qos only to consumers st
 it, so instead of growing the window, the subscription then starts a fresh consumer on the
 same channel (the old one cancelled, its messages still acknowledgeable): a new window for
 new events, while the bus bounds how many it keeps waiting (see ``dispatch.py``).
+
+Acks wait while the old consumer is cancelled. An ack the broker took during the cancel
+would free a place in the old window; the quorum queue would deliver into it, find the
+consumer gone and return the message, counting in ``x-delivery-count`` a delivery that no
+handler saw (an event with retries left could then be dead-lettered one attempt early).
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class RabbitMQSubscription(Subscription):
         self._consumer_tag: str | None = None
         self._outstanding: dict[str, int] = {}  # consumer tag -> delivered, not acknowledged
         self._prefetch = 0
+        self._settling = asyncio.Lock()  # acks, and the cancel of a consumer with a full window
         self._closed = False
 
     async def _consume(self, max_count: int) -> None:
@@ -113,9 +119,7 @@ class RabbitMQSubscription(Subscription):
                 if self._consumer_tag is None:
                     await self._consume(max_count)
                 elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
-                    # The window is full of events the bus holds: a fresh consumer, a new one.
-                    await self._queue.cancel(self._consumer_tag)
-                    await self._consume(max_count)
+                    await self._renew_consumer(max_count)
             except AMQP_ERRORS as exc:
                 raise TransportError(f"consuming for {self._group!r} failed: {exc}") from exc
             self._readable.clear()
@@ -135,6 +139,20 @@ class RabbitMQSubscription(Subscription):
                 continue
             deliveries.append(Delivery(message.body, message, delivery_count(message)))
         return deliveries
+
+    async def _renew_consumer(self, max_count: int) -> None:
+        """Replace the consumer whose window is full of events the bus holds.
+
+        With no ack under way and the window still full, the broker has no place to deliver
+        into: nothing is on its way to the consumer being cancelled, so nothing is returned.
+        """
+        async with self._settling:
+            tag = self._consumer_tag
+            if tag is None or self._outstanding.get(tag, 0) < self._prefetch:
+                return  # an ack freed a place: a delivery is on its way to this consumer
+            await self._queue.cancel(tag)
+            self._consumer_tag = None  # a fetch cancelled here starts a consumer next time
+            await self._consume(max_count)
 
     async def _cancelled_by_broker(self) -> bool:
         """Whether the broker cancelled our consumer (the queue was deleted under it)."""
@@ -164,13 +182,14 @@ class RabbitMQSubscription(Subscription):
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """basic.ack each message on the channel that delivered it."""
         failed = 0
-        for delivery in deliveries:
-            message: AbstractIncomingMessage = delivery.receipt
-            try:
-                await message.ack()
-            except _ACK_ERRORS:
-                failed += 1
-            self._settled(message)
+        async with self._settling:
+            for delivery in deliveries:
+                message: AbstractIncomingMessage = delivery.receipt
+                try:
+                    await message.ack()
+                except _ACK_ERRORS:
+                    failed += 1
+                self._settled(message)
         if failed:
             raise TransportError(
                 f"could not acknowledge {failed} message(s) of {self._group!r}: their channel "
