@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -402,3 +403,65 @@ async def test_renewing_a_full_window_returns_no_message(rabbitmq_transports):
         acking.cancel()
         await subscription.close()
         await transport.close()
+
+
+async def _close_connection_by_broker(name: str) -> None:
+    """Have the broker close the client connection of this name (as after a channel crash)."""
+    ctl = ("rabbitmqctl", "--quiet")
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        [*ctl, "list_connections", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pids = [line.split("\t")[0] for line in listing.stdout.splitlines() if f'"{name}"' in line]
+    assert pids, f"no connection named {name!r}"
+    for pid in pids:
+        await asyncio.to_thread(
+            subprocess.run, [*ctl, "close_connection", pid, "test"], capture_output=True, check=True
+        )
+
+
+async def test_publishing_goes_on_after_the_broker_closes_the_connection(rabbitmq_transports):
+    # RabbitMQ 3.10 closes the whole connection (INTERNAL_ERROR) when some channel crashes:
+    # the next publish waits for aio-pika's reconnect instead of failing.
+    transport = rabbitmq_transports(history_max_bytes=0)
+    subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
+    await transport.publish("orders", [b"before"])
+    await _close_connection_by_broker(transport._connection_name("publish"))
+    sent = [f"after-{n}".encode() for n in range(50)]
+    await transport.publish("orders", sent)
+    assert await _receive(subscription, 1 + len(sent)) == [b"before", *sent]
+
+
+async def test_a_stream_of_batches_outlives_the_broker_closing_the_connection(
+    rabbitmq_transports,
+):
+    transport = rabbitmq_transports(history_max_bytes=0)
+    subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
+    await transport.publish("orders", [b"first"])  # the publishing connection is open
+    closed = asyncio.Event()
+    sent: list[bytes] = [b"first"]
+
+    async def publish_until_after_the_close() -> None:
+        batch = 0
+        while not closed.is_set() or batch < 3:
+            messages = [f"b{batch}-{n}".encode() for n in range(100)]
+            await transport.publish("orders", messages)  # none may fail, none may be lost
+            sent.extend(messages)
+            batch = batch + 1 if closed.is_set() else 0
+
+    async def close() -> None:
+        await _close_connection_by_broker(transport._connection_name("publish"))
+        closed.set()
+
+    await asyncio.gather(publish_until_after_the_close(), close())
+    received: set[bytes] = set()
+    with contextlib.suppress(TimeoutError):  # some may come twice: unconfirmed, then again
+        async with asyncio.timeout(10):
+            while len(received) < len(sent):
+                deliveries = await subscription.fetch(100, 0.5)
+                received.update(delivery.data for delivery in deliveries)
+                await subscription.ack(deliveries)
+    assert received == set(sent)

@@ -29,6 +29,7 @@ import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 try:
     import aio_pika
@@ -67,7 +68,12 @@ _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 _CHANNEL_GONE: tuple[type[BaseException], ...] = (
     aiormq.exceptions.ChannelInvalidStateError,
     aiormq.exceptions.ChannelClosed,
+    aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
 )
+_RECONNECT_WAIT = 5.0
+"""Seconds a publish waits for the publishing connection to come back (as NATS's does)."""
+_RECONNECT_INTERVAL = 1.0
+"""aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
@@ -170,8 +176,9 @@ class RabbitMQTransport(Transport):
         """Publish every message, concurrently, and return once the broker confirmed all.
 
         RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes
-        to a stream declared an instant before); what the closed channel left unconfirmed
-        goes again, once, on a new channel (with the same message ids).
+        to a stream declared an instant before, at times closing the whole connection); what
+        the closed channel left unconfirmed goes again, once, on a new channel (with the same
+        message ids), after waiting up to ``_RECONNECT_WAIT`` for a lost connection.
         """
         check_topic(topic)
         base = self._id_base
@@ -376,15 +383,23 @@ class RabbitMQTransport(Transport):
         async with self._connecting:
             connection = self._connections.get(role)
             if connection is None:
+                url = self._url or ""
+                query = parse_qs(urlsplit(url).query)
+                interval = None if "reconnect_interval" in query else _RECONNECT_INTERVAL
                 try:
                     connection = await aio_pika.connect_robust(
-                        self._url or "",
-                        client_properties={"connection_name": f"quantum_core {role}"},
+                        url,
+                        client_properties={"connection_name": self._connection_name(role)},
+                        reconnect_interval=interval,  # None: the URL's
                     )
                 except _CONNECT_ERRORS as exc:
                     raise self._error("could not connect", exc) from exc
                 self._connections[role] = connection
             return connection
+
+    def _connection_name(self, role: str) -> str:
+        """How the broker lists the connection (management UI, ``rabbitmqctl``)."""
+        return f"quantum_core {role} {self.prefix}"
 
     async def _publisher(self) -> tuple[AbstractChannel, AbstractExchange]:
         """The publishing channel (with confirms) and the exchange, declared on first use.
@@ -396,15 +411,13 @@ class RabbitMQTransport(Transport):
         if channel is not None and exchange is not None and not channel.is_closed:
             return channel, exchange
         connection = await self._connection("publish")
-        if connection.transport is None:  # aio-pika reconnects it, then restores the channel
-            raise ConnectionError("the connection to RabbitMQ is down; reconnecting")
         async with self._connecting:
             if self._channel is not None and self._channel.is_closed:
                 closed, self._channel, self._exchange = self._channel, None, None
                 with contextlib.suppress(*AMQP_ERRORS):
                     await closed.close()
             if self._channel is None or self._exchange is None:
-                channel = await connection.channel(publisher_confirms=True)
+                channel = await _open_channel(connection)
                 self._exchange = await channel.declare_exchange(
                     self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
                 )
@@ -441,6 +454,27 @@ class RabbitMQTransport(Transport):
         if self._url is not None:
             reason = reason.replace(self._url, self._shown)
         return TransportError(f"{what} (RabbitMQ at {self._shown}): {reason}")
+
+
+async def _open_channel(connection: AbstractConnection) -> AbstractChannel:
+    """A confirming channel, once the connection is up (aio-pika reconnects a lost one)."""
+    try:
+        async with asyncio.timeout(_RECONNECT_WAIT):
+            while True:
+                await connection.ready()
+                try:
+                    return await connection.channel(publisher_confirms=True)
+                except RuntimeError:  # it closed under us and is not marked down yet
+                    if connection.is_closed:  # closed by its owner: it never comes back
+                        raise
+                    await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise ConnectionError(
+            f"the connection to RabbitMQ is down and did not come back within "
+            f"{_RECONNECT_WAIT:g} s"
+        ) from None
+    except RuntimeError:
+        raise ConnectionError("the connection to RabbitMQ is closed") from None
 
 
 def _message(data: bytes, message_id: str) -> aio_pika.Message:
