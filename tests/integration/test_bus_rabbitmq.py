@@ -267,6 +267,7 @@ async def test_a_deleted_group_queue_is_recreated_from_the_history(
         await bus.start()
         await publisher.publish("orders", {"n": 1})
         await recorder.wait_for(1)
+        await asyncio.sleep(6)  # SCRATCH
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             channel = await connection.channel()

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from ._rabbitmq_channels import open_channel
+
 __all__ = ["ORIGIN", "browse_dead_letters", "check_id", "delete_by_id", "new_id"]
 
 ORIGIN = "x-quantum-origin"
@@ -45,7 +47,7 @@ async def browse_dead_letters(
     connection: AbstractConnection, queue: str, limit: int, start: str | None
 ) -> list[tuple[str, bytes]]:
     """Up to ``limit`` (id, record) from the queue, from ``start`` (or the first after it) on."""
-    channel = await connection.channel(publisher_confirms=False)
+    channel = await open_channel(connection, confirms=False)
     try:
         found: list[tuple[str, bytes]] = []
         origins: set[str] = set()
@@ -74,7 +76,7 @@ async def browse_dead_letters(
 async def delete_by_id(connection: AbstractConnection, queue: str, ids: Sequence[str]) -> int:
     """Acknowledge the records with these ids (and their duplicates); return how many ids."""
     wanted = set(ids)
-    channel = await connection.channel(publisher_confirms=False)
+    channel = await open_channel(connection, confirms=False)
     try:
         dead = await channel.get_queue(queue, ensure=False)
         taken: list[AbstractIncomingMessage] = []

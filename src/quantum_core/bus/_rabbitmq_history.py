@@ -22,6 +22,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from ._rabbitmq_channels import open_channel
+
 __all__ = ["MARKER", "copy_history", "stream_arguments"]
 
 MARKER = "x-quantum-history-marker"
@@ -48,7 +50,7 @@ async def copy_history(
 ) -> int:
     """Copy ``stream`` into ``queue`` up to a marker published now; return how many."""
     marker = os.urandom(8).hex()
-    channel = await connection.channel(publisher_confirms=True)
+    channel = await open_channel(connection, confirms=True)
     try:
         await channel.default_exchange.publish(
             aio_pika.Message(b"", headers={MARKER: marker}), routing_key=stream

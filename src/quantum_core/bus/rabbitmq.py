@@ -42,6 +42,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 
 from .._redaction import redact_text
 from ..errors import TransportError
+from ._rabbitmq_channels import open_channel
 from ._rabbitmq_dead_letters import (
     browse_dead_letters,
     check_id,
@@ -70,8 +71,6 @@ _CHANNEL_GONE: tuple[type[BaseException], ...] = (
     aiormq.exceptions.ChannelClosed,
     aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
 )
-_RECONNECT_WAIT = 5.0
-"""Seconds a publish waits for the publishing connection to come back (as NATS's does)."""
 _RECONNECT_INTERVAL = 1.0
 """aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
 _DEFAULTS: dict[str, Any] = {
@@ -178,7 +177,7 @@ class RabbitMQTransport(Transport):
         RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes
         to a stream declared an instant before, at times closing the whole connection); what
         the closed channel left unconfirmed goes again, once, on a new channel (with the same
-        message ids), after waiting up to ``_RECONNECT_WAIT`` for a lost connection.
+        message ids), after waiting up to ``RECONNECT_WAIT`` for a lost connection.
         """
         check_topic(topic)
         base = self._id_base
@@ -235,7 +234,7 @@ class RabbitMQTransport(Transport):
         try:
             connection = await self._connection("consume")
             fill = from_beginning and not await self._queue_exists(name)
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await open_channel(connection, confirms=False)
             try:
                 queue = await self._declare_group(channel, topic, name, fill=fill)
                 subscription = RabbitMQSubscription(self, topic, group, channel, queue)
@@ -271,7 +270,7 @@ class RabbitMQTransport(Transport):
             connection = await self._connection("consume")
             if wanted is not None:
                 return await delete_by_id(connection, name, wanted)
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await open_channel(connection, confirms=False)
             try:
                 queue = await channel.get_queue(name, ensure=False)
                 result = await queue.purge()
@@ -360,7 +359,7 @@ class RabbitMQTransport(Transport):
             channel = self._admin
             if channel is None or channel.is_closed:
                 connection = await self._connection("consume")
-                channel = self._admin = await connection.channel(publisher_confirms=False)
+                channel = self._admin = await open_channel(connection, confirms=False)
             underlay = await channel.get_underlay_channel()
             declared = await underlay.queue_declare(queue, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
@@ -385,7 +384,8 @@ class RabbitMQTransport(Transport):
             if connection is None:
                 url = self._url or ""
                 query = parse_qs(urlsplit(url).query)
-                interval = None if "reconnect_interval" in query else _RECONNECT_INTERVAL
+                own = role == "publish" and "reconnect_interval" not in query
+                interval = _RECONNECT_INTERVAL if own else None
                 try:
                     connection = await aio_pika.connect_robust(
                         url,
@@ -417,7 +417,7 @@ class RabbitMQTransport(Transport):
                 with contextlib.suppress(*AMQP_ERRORS):
                     await closed.close()
             if self._channel is None or self._exchange is None:
-                channel = await _open_channel(connection)
+                channel = await open_channel(connection, confirms=True)
                 self._exchange = await channel.declare_exchange(
                     self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
                 )
@@ -439,7 +439,7 @@ class RabbitMQTransport(Transport):
 
     async def _queue_exists(self, name: str) -> bool:
         connection = await self._connection("consume")
-        channel = await connection.channel(publisher_confirms=False)
+        channel = await open_channel(connection, confirms=False)
         try:
             await channel.declare_queue(name, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
@@ -454,27 +454,6 @@ class RabbitMQTransport(Transport):
         if self._url is not None:
             reason = reason.replace(self._url, self._shown)
         return TransportError(f"{what} (RabbitMQ at {self._shown}): {reason}")
-
-
-async def _open_channel(connection: AbstractConnection) -> AbstractChannel:
-    """A confirming channel, once the connection is up (aio-pika reconnects a lost one)."""
-    try:
-        async with asyncio.timeout(_RECONNECT_WAIT):
-            while True:
-                await connection.ready()
-                try:
-                    return await connection.channel(publisher_confirms=True)
-                except RuntimeError:  # it closed under us and is not marked down yet
-                    if connection.is_closed:  # closed by its owner: it never comes back
-                        raise
-                    await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise ConnectionError(
-            f"the connection to RabbitMQ is down and did not come back within "
-            f"{_RECONNECT_WAIT:g} s"
-        ) from None
-    except RuntimeError:
-        raise ConnectionError("the connection to RabbitMQ is closed") from None
 
 
 def _message(data: bytes, message_id: str) -> aio_pika.Message:

@@ -1,0 +1,38 @@
+"""Opening a channel on an aio-pika robust connection that may be reconnecting.
+
+While a robust connection is down, ``connection.channel()`` raises a bare ``RuntimeError``
+(or, just after the broker closed it, before aio-pika marked it down). Every channel the
+transport opens goes through here: it waits for the reconnect, briefly, and otherwise fails
+as a ``ConnectionError``, which the transport reports as a ``TransportError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aio_pika.abc import AbstractChannel, AbstractConnection
+
+__all__ = ["RECONNECT_WAIT", "open_channel"]
+
+RECONNECT_WAIT = 5.0
+"""Seconds to wait for a lost connection to come back (as a NATS publish waits)."""
+
+
+async def open_channel(connection: AbstractConnection, *, confirms: bool) -> AbstractChannel:
+    """A new channel (with publisher confirms if ``confirms``), once the connection is up."""
+    try:
+        async with asyncio.timeout(RECONNECT_WAIT):
+            while True:
+                await connection.ready()
+                try:
+                    return await connection.channel(publisher_confirms=confirms)
+                except RuntimeError:  # it closed under us and is not marked down yet
+                    if connection.is_closed:  # closed by its owner: it never comes back
+                        raise
+                    await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise ConnectionError(
+            f"the connection to RabbitMQ is down and did not come back within {RECONNECT_WAIT:g} s"
+        ) from None
+    except RuntimeError:
+        raise ConnectionError("the connection to RabbitMQ is closed") from None
