@@ -255,19 +255,24 @@ def test_missing_extra_names_it():
 
 
 async def test_a_deleted_group_queue_is_recreated_from_the_history(
-    amqp_url, rabbitmq_transports, rabbitmq_prefix
+    amqp_url, rabbitmq_transports, rabbitmq_prefix, rabbitmq_declared
 ):
     from quantum_core.bus._rabbitmq_names import group_queue
 
     recorder = EventRecorder()
-    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    # aio-pika acts on a consumer the broker cancelled at once when its connection's
+    # reconnect loop is idle, which is after reconnect_interval (5 s by default): the
+    # state of any consumer running for a while, reached here in 0.1 s.
+    consuming = RabbitMQTransport(f"{amqp_url}?reconnect_interval=0.1", prefix=rabbitmq_prefix)
+    consuming._declared = rabbitmq_declared
+    bus = EventBus(consuming, service_name="svc")
     bus.subscribe("orders", recorder, name="h")
     publisher = EventBus(rabbitmq_transports(), service_name="pub")
     try:
         await bus.start()
         await publisher.publish("orders", {"n": 1})
         await recorder.wait_for(1)
-        await asyncio.sleep(6)  # SCRATCH
+        await asyncio.sleep(0.2)
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             channel = await connection.channel()

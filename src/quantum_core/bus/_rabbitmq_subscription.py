@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustQueue,
+)
 
 from ..errors import TransportError
 from ..logs import get_logger
@@ -90,7 +95,14 @@ class RabbitMQSubscription(Subscription):
         timeout = self._transport._consumer_timeout_ms
         if timeout is not None:
             arguments["x-consumer-timeout"] = timeout
-        tag = await self._queue.consume(self._on_message, no_ack=False, arguments=arguments or None)
+        if isinstance(self._queue, AbstractRobustQueue):  # recovery is ours: see _resume
+            tag = await self._queue.consume(
+                self._on_message, no_ack=False, arguments=arguments or None, robust=False
+            )
+        else:
+            tag = await self._queue.consume(
+                self._on_message, no_ack=False, arguments=arguments or None
+            )
         self._outstanding.setdefault(tag, 0)
         self._consumer_tag = tag
 
@@ -126,8 +138,8 @@ class RabbitMQSubscription(Subscription):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._readable.wait()
-            if not self._buffer and not self._closed and await self._cancelled_by_broker():
-                await self._recreate()
+            if not self._buffer and not self._closed and await self._consumer_lost():
+                await self._resume()
         # No await from here on: a cancelled fetch takes nothing from the buffer.
         deliveries: list[Delivery] = []
         while self._buffer and len(deliveries) < max_count and not self._closed:
@@ -154,8 +166,8 @@ class RabbitMQSubscription(Subscription):
             self._consumer_tag = None  # a fetch cancelled here starts a consumer next time
             await self._consume(max_count)
 
-    async def _cancelled_by_broker(self) -> bool:
-        """Whether the broker cancelled our consumer (the queue was deleted under it)."""
+    async def _consumer_lost(self) -> bool:
+        """Whether our consumer is gone: cancelled by the broker, or its channel reconnected."""
         if self._consumer_tag is None or self._channel.is_closed:
             return False
         try:
@@ -165,16 +177,19 @@ class RabbitMQSubscription(Subscription):
         consumers = getattr(underlay, "consumers", None)  # aiormq drops a cancelled tag
         return isinstance(consumers, dict) and self._consumer_tag not in consumers
 
-    async def _recreate(self) -> None:
-        """The group's queue was lost: declare it again, filled from the topic's history.
+    async def _resume(self) -> None:
+        """Consume again (next fetch); if the group's queue is gone, declare it again first.
 
-        As on Redis, a lost group restarts from the oldest event kept, never the newest:
-        what was published while it was missing is not skipped (some may come twice).
+        A queue deleted on the server comes back filled from the topic's history: as on
+        Redis, a lost group restarts from the oldest event kept, never the newest, so what
+        was published while it was missing is not skipped (some may come twice).
         """
-        _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
         self._outstanding.pop(self._consumer_tag or "", None)
         self._consumer_tag = None
         try:
+            if await self._transport._queue_exists(self._queue.name):
+                return  # the connection came back: the queue kept what it held
+            _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
             await self._transport._declare_group(self._channel, self._topic, self._queue.name)
         except AMQP_ERRORS as exc:
             raise TransportError(f"recreating the queue of {self._group!r} failed: {exc}") from exc

@@ -13,8 +13,9 @@ When a consumer's channel or connection closes, RabbitMQ requeues what it left
 unacknowledged, and the quorum queue counts the return in ``x-delivery-count``.
 
 The connections are aio-pika robust connections (one to publish, one to consume, so flow
-control on publishers never holds back acks): after a broker restart they reconnect and
-consumers resume on their durable queues.
+control on publishers never holds back acks): after a broker restart they reconnect, and
+each subscription consumes again from its durable queue. Queues and consumers of groups
+are not robust: the subscription restores them itself (``_rabbitmq_subscription.py``).
 
 Not here: handled-records for ``idempotent=True`` (RabbitMQ keeps no keys; use Redis), and
 a group-wide pending count (AMQP 0-9-1 tells a queue's ready messages, not what other
@@ -38,7 +39,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "the RabbitMQ transport (amqp:// URLs) needs aio-pika: pip install 'quantum-core[rabbitmq]'"
     ) from exc
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustChannel,
+)
 
 from .._redaction import redact_text
 from ..errors import TransportError
@@ -339,7 +346,13 @@ class RabbitMQTransport(Transport):
         exchange = await channel.declare_exchange(
             self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM)
+        # Not robust: aio-pika would declare a deleted queue again, empty, behind our back
+        # (the subscription refills it from the history) and restore its consumer.
+        queue: AbstractQueue
+        if isinstance(channel, AbstractRobustChannel):
+            queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM, robust=False)
+        else:
+            queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM)
         self._declared.add(name)
         await queue.bind(exchange, routing_key=topic)
         if fill and self.keeps_history:
@@ -384,8 +397,7 @@ class RabbitMQTransport(Transport):
             if connection is None:
                 url = self._url or ""
                 query = parse_qs(urlsplit(url).query)
-                own = role == "publish" and "reconnect_interval" not in query
-                interval = _RECONNECT_INTERVAL if own else None
+                interval = None if "reconnect_interval" in query else _RECONNECT_INTERVAL
                 try:
                     connection = await aio_pika.connect_robust(
                         url,
