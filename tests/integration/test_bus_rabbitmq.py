@@ -471,3 +471,27 @@ async def test_a_stream_of_batches_outlives_the_broker_closing_the_connection(
                 received.update(delivery.data for delivery in deliveries)
                 await subscription.ack(deliveries)
     assert received == set(sent)
+
+
+@pytest.mark.parametrize("closed_by", ["channel error", "broker closing the connection"])
+async def test_a_consumer_goes_on_after_losing_its_channel(rabbitmq_transports, closed_by):
+    transport = rabbitmq_transports(history_max_bytes=0)
+    subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
+    await transport.publish("orders", [b"before"])
+    assert await _receive(subscription, 1) == [b"before"]
+    if closed_by == "channel error":
+        await _close_by_channel_error(subscription._channel)
+    else:
+        await _close_connection_by_broker(transport._connection_name("consume"))
+    await transport.publish("orders", [b"after"])
+    received: list[bytes] = []
+    async with asyncio.timeout(15):
+        while not received:
+            try:
+                deliveries = await subscription.fetch(10, 0.5)
+            except TransportError:  # "reconnecting": the bus backs off and fetches again
+                await asyncio.sleep(0.1)
+                continue
+            received += [delivery.data for delivery in deliveries]
+            await subscription.ack(deliveries)
+    assert received == [b"after"]
