@@ -339,36 +339,39 @@ async def _receive(subscription, count):
     return received
 
 
+async def _receive_each(subscription, sent: list[bytes]) -> set[bytes]:
+    """What arrives until each sent message did (or 10 s): some may come twice."""
+    received: set[bytes] = set()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while not received.issuperset(sent):
+                deliveries = await subscription.fetch(100, 0.5)
+                received.update(delivery.data for delivery in deliveries)
+                await subscription.ack(deliveries)
+    return received
+
+
 @pytest.mark.parametrize("count", [1, 50])
 async def test_publishing_goes_on_after_the_broker_closes_the_channel(rabbitmq_transports, count):
     # RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes to
     # a stream declared an instant before): the next publish must not fail for it.
     transport = rabbitmq_transports(history_max_bytes=0)
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
-    try:
-        await transport.publish("orders", [b"before"])
-        await _close_by_channel_error((await transport._publisher())[0])
-        sent = [f"after-{n}".encode() for n in range(count)]
-        await transport.publish("orders", sent)
-        assert await _receive(subscription, 1 + count) == [b"before", *sent]
-    finally:
-        await subscription.close()
-        await transport.close()
+    await transport.publish("orders", [b"before"])
+    await _close_by_channel_error((await transport._publisher())[0])
+    sent = [f"after-{n}".encode() for n in range(count)]
+    await transport.publish("orders", sent)
+    assert await _receive(subscription, 1 + count) == [b"before", *sent]
 
 
 async def test_a_batch_the_channel_closed_under_goes_again(rabbitmq_transports):
     transport = rabbitmq_transports(history_max_bytes=0)
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
-    try:
-        channel, _ = await transport._publisher()
-        sent = [f"m-{n}".encode() for n in range(500)]
-        await asyncio.gather(transport.publish("orders", sent), _close_by_channel_error(channel))
-        assert channel.is_closed
-        received = await _receive(subscription, len(sent))
-        assert set(received) == set(sent)  # some may come twice: unconfirmed, then sent again
-    finally:
-        await subscription.close()
-        await transport.close()
+    channel, _ = await transport._publisher()
+    sent = [f"m-{n}".encode() for n in range(500)]
+    await asyncio.gather(transport.publish("orders", sent), _close_by_channel_error(channel))
+    assert channel.is_closed
+    assert await _receive_each(subscription, sent) == set(sent)
 
 
 async def test_renewing_a_full_window_returns_no_message(rabbitmq_transports):
@@ -407,8 +410,6 @@ async def test_renewing_a_full_window_returns_no_message(rabbitmq_transports):
         assert len(held) == sent // 2
     finally:
         acking.cancel()
-        await subscription.close()
-        await transport.close()
 
 
 async def _close_connection_by_broker(name: str) -> None:
@@ -463,14 +464,7 @@ async def test_a_stream_of_batches_outlives_the_broker_closing_the_connection(
         closed.set()
 
     await asyncio.gather(publish_until_after_the_close(), close())
-    received: set[bytes] = set()
-    with contextlib.suppress(TimeoutError):  # some may come twice: unconfirmed, then again
-        async with asyncio.timeout(10):
-            while len(received) < len(sent):
-                deliveries = await subscription.fetch(100, 0.5)
-                received.update(delivery.data for delivery in deliveries)
-                await subscription.ack(deliveries)
-    assert received == set(sent)
+    assert await _receive_each(subscription, sent) == set(sent)
 
 
 @pytest.mark.parametrize("closed_by", ["channel error", "broker closing the connection"])
