@@ -198,7 +198,8 @@ class RabbitMQTransport(Transport):
             raise self._error(f"could not publish to {topic!r}", exc) from exc
         if left:
             raise self._error(
-                f"could not publish to {topic!r}", TransportError("the channel closed twice")
+                f"could not publish to {topic!r}",
+                TransportError("the channel (or its connection) closed twice"),
             )
 
     async def _publish(
