@@ -206,7 +206,9 @@ class EventBus:
                 event_type=event_type,
                 handler=handler,
                 name=route_name,
-                concurrency=check_positive_int("concurrency", concurrency or self._concurrency),
+                concurrency=check_positive_int(
+                    "concurrency", self._concurrency if concurrency is None else concurrency
+                ),
                 retry=self._retry.override(max_attempts, retry_backoff, timeout),
                 ordering_key=key_function(ordering_key),
                 from_beginning=bool(from_beginning),
