@@ -68,3 +68,26 @@ async def test_a_frozen_connection_delays_a_switch_by_a_few_intervals_at_most(
     closing = time.monotonic() - started
     assert closing < 2.0, f"close() took {closing:.1f} s"
     print(f"seen after {waited:.2f} s, closed in {closing:.2f} s")
+
+
+async def test_close_returns_at_once_while_every_connection_is_frozen(
+    redis_url, redis_prefix, proxy
+):
+    follower = PolicyStore(
+        RedisPolicyBackend(
+            f"redis://127.0.0.1:{proxy.port}/0",
+            key_prefix=f"{redis_prefix}:policy",
+            poll_interval=POLL,
+            timeout=TIMEOUT,
+        )
+    )
+    await follower.initialize()
+    await follower.refresh()  # both connections open: the listener's and the commands'
+    proxy.freeze()
+    check = asyncio.ensure_future(follower.refresh())  # a GET stuck on the frozen connection
+    await asyncio.sleep(POLL)
+    started = time.monotonic()
+    await follower.close()
+    closing = time.monotonic() - started
+    await check  # bounded by the timeout, and never raises
+    assert closing < TIMEOUT, f"close() took {closing:.2f} s"
