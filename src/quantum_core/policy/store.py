@@ -59,7 +59,8 @@ class PolicyStore(Follower):
             :class:`RedisPolicyBackend` for several processes.
         event_bus: Where changes are announced; :func:`initialize_event_bus` attaches the
             process-wide bus automatically.
-        default: The policy stored when the backend holds none yet (NORMAL by default).
+        default: The policy stored (as a seed) when the backend holds none yet, and the one
+            :meth:`reset` writes (NORMAL and the default limits by default).
         snapshot_path: A JSON file the store rewrites in the background after each change
             it confirms, and reads at a start without its backend, if the file is private to
             this user and belongs to the same deployment (``backend.deployment``); none by
