@@ -38,6 +38,7 @@ __all__ = ["NatsSubscription"]
 _log = get_logger("quantum_core.bus.nats")
 _NO_ANSWER_GRACE = 2.0  # seconds past a pull request's expiry before we stop waiting for it
 _CONSUMER_GONE = "Consumer Deleted"
+_GOODBYE_WAIT = 2  # seconds a closing subscription waits for each round trip to the server
 
 
 class NatsSubscription(Subscription):
@@ -330,10 +331,23 @@ class NatsSubscription(Subscription):
             await _quietly(msg.nak(delay=delay))
         subscription, self._inbox_subscription = self._inbox_subscription, None
         if subscription is not None and not self._client.is_closed:
-            # drain: what reached the client meanwhile still goes through _on_message (NAK)
-            await _quietly(subscription.drain())
-            await _quietly(self._client.flush(timeout=2))
+            await self._say_goodbye(subscription)
         self._transport._release(self)
+
+    async def _say_goodbye(self, subscription: Any) -> None:
+        """Unsubscribe the inbox, the NAKs sent first; never longer than ``_GOODBYE_WAIT``.
+
+        On a connection that answers, drain: what reached the client meanwhile still goes
+        through ``_on_message`` (NAK). On one that does not (the network froze, the server
+        is gone), waiting is pointless: what we held comes back to others after ack_wait.
+        """
+        try:
+            await self._client.flush(timeout=_GOODBYE_WAIT)
+        except (nats.errors.Error, TimeoutError, OSError):
+            await _quietly(subscription.unsubscribe())
+            return
+        await _quietly(asyncio.wait_for(subscription.drain(), _GOODBYE_WAIT))
+        await _quietly(self._client.flush(timeout=_GOODBYE_WAIT))
 
 
 async def _acked_once(step: Any) -> None:
