@@ -128,10 +128,11 @@ class RabbitMQSubscription(Subscription):
                     f"the RabbitMQ channel of {self._group!r} is closed; reconnecting"
                 )
             try:
-                if self._consumer_tag is None:
-                    await self._consume(max_count)
-                elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
-                    await self._renew_consumer(max_count)
+                async with asyncio.timeout(self._transport.publish_timeout):
+                    if self._consumer_tag is None:
+                        await self._consume(max_count)
+                    elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
+                        await self._renew_consumer(max_count)
             except AMQP_ERRORS as exc:
                 raise TransportError(f"consuming for {self._group!r} failed: {exc}") from exc
             self._readable.clear()
@@ -187,8 +188,9 @@ class RabbitMQSubscription(Subscription):
         self._outstanding.pop(self._consumer_tag or "", None)
         self._consumer_tag = None
         try:
-            if await self._transport._queue_exists(self._queue.name):
-                return  # the connection came back: the queue kept what it held
+            async with asyncio.timeout(self._transport.publish_timeout):
+                if await self._transport._queue_exists(self._queue.name):
+                    return  # the connection came back: the queue kept what it held
             _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
             await self._transport._declare_group(self._channel, self._topic, self._queue.name)
         except AMQP_ERRORS as exc:
@@ -235,16 +237,21 @@ class RabbitMQSubscription(Subscription):
         return Backlog(pending=sum(self._outstanding.values()), lag=ready)
 
     async def close(self) -> None:
-        """Cancel the consumer and close its channel: what is unacknowledged is requeued."""
+        """Cancel the consumer and close its channel: what is unacknowledged is requeued.
+
+        Both wait for the broker's answer, at most ``publish_timeout`` together: on a
+        connection that went silent the broker requeues what it held once it notices
+        (missed heartbeats), whether or not we waited.
+        """
         if self._closed:
             return
         self._closed = True
         self._buffer.clear()
         with contextlib.suppress(*AMQP_ERRORS, asyncio.CancelledError):
-            if self._consumer_tag is not None and not self._channel.is_closed:
-                await self._queue.cancel(self._consumer_tag)
-        with contextlib.suppress(*AMQP_ERRORS):
-            await self._channel.close()
+            async with asyncio.timeout(self._transport.publish_timeout):
+                if self._consumer_tag is not None and not self._channel.is_closed:
+                    await self._queue.cancel(self._consumer_tag)
+                await self._channel.close()
         self._transport._forget(self)
 
 
