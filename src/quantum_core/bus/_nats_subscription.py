@@ -221,12 +221,18 @@ class NatsSubscription(Subscription):
     # -- settling -------------------------------------------------------------------------
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Acknowledge each message (a PUB each: JetStream has no batch ack for these)."""
+        """Acknowledge each message (a PUB each: JetStream has no batch ack for these).
+
+        None of them is kept alive from here on, even if sending fails part-way: what was
+        not acknowledged comes back after ``ack_wait`` (to any replica), and a later call
+        for the same deliveries sends what is still owed (an ack sent twice is harmless).
+        """
+        messages: list[Msg] = [
+            delivery.receipt for delivery in deliveries if self._settle(delivery.receipt)
+        ]
         try:
-            for delivery in deliveries:
-                msg: Msg = delivery.receipt
-                if self._settle(msg):
-                    await _acked_once(msg.ack())
+            for msg in messages:
+                await _acked_once(msg.ack())
         except nats.errors.Error as exc:
             raise TransportError(f"acknowledging on {self._durable!r} failed: {exc!r}") from exc
 
@@ -237,8 +243,19 @@ class NatsSubscription(Subscription):
         sequence and its store time: if we die between the two steps, the message comes
         back after ``ack_wait``, and its next dead letter is dropped by JetStream as a
         duplicate (within the dead-letter stream's duplicate window, one hour), then acked.
+
+        If either step fails, the message is no longer kept alive: it comes back after
+        ``ack_wait``, to any replica (one whose connection works, maybe). Meanwhile the
+        call may be made again for the same delivery; the record is not stored twice.
         """
         msg: Msg = delivery.receipt
+        try:
+            await self._store_and_ack(msg, record)
+        except Exception:
+            self._settle(msg)  # no more in-progress acks: back after ack_wait, to any replica
+            raise
+
+    async def _store_and_ack(self, msg: Msg, record: bytes) -> None:
         meta = msg.metadata
         stored_at = int(meta.timestamp.timestamp() * 1_000_000)
         dedup_id = f"{self._durable}:{meta.sequence.stream}:{stored_at}"
