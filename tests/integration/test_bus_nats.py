@@ -253,10 +253,12 @@ async def test_a_lost_consumer_is_recreated_from_the_stream_start(make, js, nats
 
 
 async def test_a_lost_stream_is_recreated(make, js, nats_prefix):
+    # In memory: nats-server 2.9 removes a deleted file stream's files after the delete has
+    # returned, and at times after the stream was created again (with an event stored).
     recorder = EventRecorder()
-    bus = EventBus(make(), service_name="exec")
+    bus = EventBus(make(storage="memory"), service_name="exec")
     bus.subscribe("orders", recorder, name="handle")
-    publisher = EventBus(make(), service_name="pub")
+    publisher = EventBus(make(storage="memory"), service_name="pub")
     async with bus:
         await publisher.publish("orders", {"n": 1})
         await recorder.wait_for(1)

@@ -377,16 +377,17 @@ class AckedPublisher:
         tokens: list[str] = []
         futures: list[asyncio.Future[dict[str, Any]]] = []
         try:
-            for data in messages:
-                token = str(next(self._tokens))
-                future: asyncio.Future[dict[str, Any]] = loop.create_future()
-                self._waiting[token] = future
-                tokens.append(token)
-                futures.append(future)
-                await self._client.publish(
-                    subject, data, reply=f"{self._inbox}.{token}", headers=headers
-                )
+            # The writes too: with nats-py's buffer full, a publish waits for the socket.
             async with asyncio.timeout(self._timeout):
+                for data in messages:
+                    token = str(next(self._tokens))
+                    future: asyncio.Future[dict[str, Any]] = loop.create_future()
+                    self._waiting[token] = future
+                    tokens.append(token)
+                    futures.append(future)
+                    await self._client.publish(
+                        subject, data, reply=f"{self._inbox}.{token}", headers=headers
+                    )
                 return await asyncio.gather(*futures)
         finally:
             for token in tokens:

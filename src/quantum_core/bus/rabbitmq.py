@@ -476,9 +476,10 @@ class RabbitMQTransport(Transport):
                     await closed.close()
             if self._channel is None or self._exchange is None:
                 channel = await open_channel(connection, confirms=True)
-                self._exchange = await channel.declare_exchange(
-                    self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
-                )
+                async with asyncio.timeout(self.publish_timeout):
+                    self._exchange = await channel.declare_exchange(
+                        self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
                 self._channel = channel
             return self._channel, self._exchange
 
