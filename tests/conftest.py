@@ -27,6 +27,14 @@ from rabbitmq_fixtures import *  # noqa: F403
 from service_helpers import REDIS_URL, service_missing
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_outside_the_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep what quantum_core saves per user (policy snapshots) out of the real home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 async def _clean_runtime() -> AsyncIterator[None]:
     trace_context.clear()

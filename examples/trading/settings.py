@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     bus_url: str | None = None
     policy_key_prefix: str = Field("quantum_core:policy", min_length=1)
     policy_snapshot: str = Field(
-        "auto", description="'auto' (a file per key prefix in the temp dir), 'off', or a path"
+        "auto", description="'auto' (a private file per Redis and prefix, state dir), 'off', a path"
     )
 
     binance_testnet: bool = True

@@ -4,7 +4,7 @@ Why a module of its own: this is how a line is made (the fixed keys in order, re
 exceptions, JSON), and it is the hot path. :mod:`quantum_core.logs` only decides which
 configuration is active and hands out loggers; everything here is internal.
 
-Our loggers' lines are made by one closure per logger and level (:meth:`_Config.assemble`);
+Our loggers' lines are made by one closure per logger and level (:meth:`StreamConfig.assemble`);
 standard-library records by structlog's ``ProcessorFormatter`` with the same steps as
 processors. Both share the timestamp, exception, redaction and rendering code below.
 """
@@ -15,7 +15,6 @@ import codecs
 import contextlib
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +31,12 @@ from .tracing import trace_context
 _current_trace_id: Final = trace_context.get
 _PACKAGE: Final = __name__.rpartition(".")[0]
 # A logging call passes through these modules; a ``stack`` starts at the caller's frame.
-_OUR_MODULES: Final = [f"{_PACKAGE}.logs", __name__, f"{_PACKAGE}._trading_log"]
+OUR_MODULES: Final = [
+    f"{_PACKAGE}.logs",
+    __name__,
+    f"{_PACKAGE}._log_stdlib",
+    f"{_PACKAGE}._trading_log",
+]
 
 # --- processors ---------------------------------------------------------------------------
 
@@ -89,7 +93,7 @@ def _redact(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) ->
     return redact_mapping(event_dict)
 
 
-def _unknown_to_text(value: Any) -> str:
+def unknown_to_text(value: Any) -> str:
     """Serialise what JSON does not know as its (redacted) ``str``; never raise."""
     try:
         return redact_text(str(value))
@@ -100,9 +104,9 @@ def _unknown_to_text(value: Any) -> str:
 def _render_json(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> bytes:
     # fallback= does what serialize_unknown=True does (str of odd objects), plus redaction.
     try:
-        return to_json(event_dict, fallback=_unknown_to_text, inf_nan_mode="strings")
+        return to_json(event_dict, fallback=unknown_to_text, inf_nan_mode="strings")
     except Exception:  # e.g. invalid UTF-8 inside a model: degrade to text values
-        safe = {str(key): _unknown_to_text(value) for key, value in event_dict.items()}
+        safe = {str(key): unknown_to_text(value) for key, value in event_dict.items()}
         return json.dumps(safe).encode()
 
 
@@ -113,22 +117,9 @@ def _render_json_text(logger: WrappedLogger, method_name: str, event_dict: Event
 _EXCEPTION_AS_DICT: Final = structlog.processors.ExceptionRenderer(
     ExceptionDictTransformer(show_locals=False)  # locals can hold secrets
 )
-_STACK_INFO: Final = structlog.processors.StackInfoRenderer(additional_ignores=_OUR_MODULES)
+_STACK_INFO: Final = structlog.processors.StackInfoRenderer(additional_ignores=OUR_MODULES)
 
 # --- configuration ------------------------------------------------------------------------
-
-
-class _CurrentStdout:
-    """Write to whatever ``sys.stdout`` is now: test runners and daemons swap it."""
-
-    def write(self, text: str) -> int:
-        stream = sys.stdout
-        return 0 if stream is None else stream.write(text)
-
-    def flush(self) -> None:
-        stream = sys.stdout
-        if stream is not None:
-            stream.flush()
 
 
 def _utf8_buffer(stream: TextIO) -> Any:
@@ -156,14 +147,14 @@ def _nop(_event: Any, _args: tuple[Any, ...], _fields: dict[str, Any]) -> None:
     """A level below the configured one: the call costs a bare return."""
 
 
-def _interpolate(event: Any, args: tuple[Any, ...]) -> Any:
+def interpolate(event: Any, args: tuple[Any, ...]) -> Any:
     """``%``-format like structlog and stdlib: one non-empty mapping is used by key."""
     if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
         return event % args[0]
     return event % args
 
 
-class _Emitters:
+class Emitters:
     """One logger's level methods under one configuration; ``config`` tells it is stale."""
 
     __slots__ = ("config", "critical", "debug", "error", "exception", "info", "warning")
@@ -185,11 +176,11 @@ class _Emitters:
 
 
 # What a Logger holds before its first call: its config is never the active one.
-_NOT_BUILT: Final = _Emitters(
+NOT_BUILT: Final = Emitters(
     object(), dict.fromkeys(("debug", "info", "warning", "error", "critical"), _nop)
 )
 
-_LEVEL_NAMES: Final = {
+LEVEL_NAMES: Final = {
     logging.DEBUG: "debug",
     logging.INFO: "info",
     logging.WARNING: "warning",
@@ -198,7 +189,7 @@ _LEVEL_NAMES: Final = {
 }
 
 
-class _Config:
+class StreamConfig:
     """One configuration; :class:`Logger` proxies compare its identity to see it is stale.
 
     A line of our loggers is made by one closure per logger and level (:meth:`_emitter`),
@@ -244,7 +235,7 @@ class _Config:
             ],
         )
 
-    def assemble(self, name: str, domain: str | None, context: Mapping[str, Any]) -> _Emitters:
+    def assemble(self, name: str, domain: str | None, context: Mapping[str, Any]) -> Emitters:
         """Return the level methods of logger ``name`` with bound fields ``context``."""
         fixed: dict[str, Any] = {"service": self.service, "logger": name}
         if domain is not None:
@@ -253,9 +244,9 @@ class _Config:
         bound = {key: value for key, value in context.items() if key != "event"}
         methods = {
             level_name: self._emitter(level_name, fixed, bound) if level >= self.level else _nop
-            for level, level_name in _LEVEL_NAMES.items()
+            for level, level_name in LEVEL_NAMES.items()
         }
-        return _Emitters(self, methods)
+        return Emitters(self, methods)
 
     def _emitter(self, level_name: str, fixed: dict[str, Any], context: dict[str, Any]) -> Emit:
         """Make the method that writes one line at ``level_name``; everything is bound once.
@@ -274,7 +265,7 @@ class _Config:
 
         def emit(event: Any, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
             if args:
-                event = _interpolate(event, args)
+                event = interpolate(event, args)
             if context:
                 fields = {**context, **fields}
             if "exc_info" in fields:
@@ -301,5 +292,5 @@ class _Config:
         return emit
 
 
-class _RootHandler(logging.StreamHandler[TextIO]):
+class RootHandler(logging.StreamHandler[TextIO]):
     """Our handler on the root logger; its class tells a reconfigure which one to replace."""

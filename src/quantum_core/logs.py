@@ -15,6 +15,9 @@ How it is built:
 * Standard-library records (uvicorn, asyncpg, aiohttp...) reach the same steps through
   structlog's ``ProcessorFormatter`` on one handler on the root logger, so both kinds of
   lines look the same and interleave in order (both are flushed per line).
+* Before :func:`configure_logging`, nothing is printed: a logger hands each call to the
+  standard-library logger of its name (:mod:`quantum_core._log_stdlib`), so a library's
+  lines follow the application's ``logging`` setup, as a library's should.
 * :func:`configure_logging` may run again at any time, and services make their loggers at
   import time, so a :class:`Logger` is a small proxy that caches its level functions
   together with the configuration they were built from and rebuilds them when that is no
@@ -22,7 +25,8 @@ How it is built:
 
 This module is the public face: the active configuration, :func:`configure_logging`,
 :func:`get_logger` and :class:`Logger`. How a line is made lives in
-:mod:`quantum_core._log_pipeline`, the trading events in :mod:`quantum_core._trading_log`.
+:mod:`quantum_core._log_pipeline` (before configuring, :mod:`quantum_core._log_stdlib`), the
+trading events in :mod:`quantum_core._trading_log`.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ import contextlib
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any, Final, TextIO, cast
+from typing import Any, Final, TextIO
 
-from ._log_pipeline import _NOT_BUILT, _Config, _CurrentStdout, _Emitters, _RootHandler
+from ._log_pipeline import NOT_BUILT, Emitters, StreamConfig
+from ._log_pipeline import RootHandler as _RootHandler
+from ._log_stdlib import StdlibConfig
 from ._redaction import redact_text
 from ._trading_log import Quantity as Quantity
 from ._trading_log import TradingLogger
@@ -48,18 +54,21 @@ _LEVELS: Final = {
     "ERROR": logging.ERROR,
     "CRITICAL": logging.CRITICAL,
 }
-_DEFAULT_SERVICE: Final = "quantum_core"
 
 # --- configuration ------------------------------------------------------------------------
 
-_active: _Config | None = None
+_active: StreamConfig | StdlibConfig | None = None
 
 
-def _default_config() -> _Config:
-    """The configuration used before :func:`configure_logging`; leaves stdlib alone."""
+def _default_config() -> StreamConfig | StdlibConfig:
+    """The configuration before :func:`configure_logging`: lines go to stdlib ``logging``.
+
+    A library must not print on its own; until the application chose our lines, they
+    follow its standard-library setup (see :mod:`quantum_core._log_stdlib`).
+    """
     global _active
     if _active is None:
-        _active = _Config(_DEFAULT_SERVICE, logging.INFO, True, cast(TextIO, _CurrentStdout()))
+        _active = StdlibConfig()
     return _active
 
 
@@ -104,7 +113,7 @@ def configure_logging(
     out = sys.stdout if stream is None else stream
     if out is None:
         raise ValueError("sys.stdout is None (no console); pass stream= to configure_logging")
-    config = _Config(service_name.strip(), level, bool(json_output), out)
+    config = StreamConfig(service_name.strip(), level, bool(json_output), out)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _RootHandler)]:
@@ -146,7 +155,7 @@ class Logger:
         self._domain = domain
         self._context: Mapping[str, Any] = dict(context or {})
         # The level methods built from one configuration; each knows which one.
-        self._built: _Emitters = _NOT_BUILT
+        self._built: Emitters = NOT_BUILT
 
     @property
     def name(self) -> str:
@@ -162,7 +171,7 @@ class Logger:
         """Return a logger that adds ``fields`` to every line; this one is unchanged."""
         return Logger(self._name, self._domain, {**self._context, **fields})
 
-    def _current(self) -> _Emitters:
+    def _current(self) -> Emitters:
         """The level methods for the active configuration, built when that changed."""
         config = _active or _default_config()
         built = self._built

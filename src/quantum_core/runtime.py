@@ -103,7 +103,8 @@ async def initialize_policy_store(
         key_prefix: With Redis, the namespace of the policy's keys; processes that share it
             share one policy. Defaults to ``quantum_core:policy``.
         snapshot_path: The JSON file read at a start without Redis. ``"auto"``: with Redis,
-            one file per prefix in the temporary directory; in memory, none. None: none.
+            one file per server and prefix in this user's state directory (see
+            :func:`~quantum_core.policy.default_snapshot_path`); in memory, none. None: none.
         **options: Passed to :class:`PolicyStore` (``default``, ``event_bus``).
 
     Raises:
@@ -118,7 +119,7 @@ async def initialize_policy_store(
     resolved = _policy_backend(backend, key_prefix)
     if snapshot_path == "auto":
         snapshot_path = (
-            default_snapshot_path(resolved.key_prefix)
+            default_snapshot_path(resolved.key_prefix, resolved.address)
             if isinstance(resolved, RedisPolicyBackend)
             else None
         )

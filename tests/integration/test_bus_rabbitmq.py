@@ -26,12 +26,14 @@ SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never s
 def test_url_options_reach_the_transport():
     transport = transport_from_url(
         "amqp://guest:guest@127.0.0.1:5672/?prefix=trading&history_max_bytes=0"
-        "&dead_letter_max=10&heartbeat=30"
+        "&dead_letter_max=10&heartbeat=30&publish_timeout=2.5"
     )
     assert isinstance(transport, RabbitMQTransport)
     assert transport.prefix == "trading"
     assert not transport.keeps_history
     assert transport._dead_letter_max == 10
+    assert transport.publish_timeout == 2.5
+    assert RabbitMQTransport("amqp://localhost/").publish_timeout == 5.0
     assert transport._url == "amqp://guest:guest@127.0.0.1:5672/?heartbeat=30"
 
 
@@ -428,6 +430,35 @@ async def _close_connection_by_broker(name: str) -> None:
         await asyncio.to_thread(
             subprocess.run, [*ctl, "close_connection", pid, "test"], capture_output=True, check=True
         )
+
+
+async def _heartbeat_seen_by_broker(name: str) -> int:
+    """The heartbeat (seconds) the broker agreed with the client connection of this name."""
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "--quiet", "list_connections", "--no-table-headers", "timeout",
+         "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    [timeout] = [line.split("\t")[0] for line in listing.stdout.splitlines() if f'"{name}"' in line]
+    return int(timeout)
+
+
+@pytest.mark.parametrize(("query", "heartbeat"), [("", 5), ("&heartbeat=7", 7)])
+async def test_a_silent_connection_is_noticed_within_seconds(
+    amqp_url, rabbitmq_prefix, rabbitmq_declared, query, heartbeat
+):
+    # aiormq's default is 60 s, given up after (60 + 1) x 3 s: three minutes of a consumer
+    # behind a frozen network path that hears nothing (tests/faults/*network_freeze*).
+    transport = RabbitMQTransport(f"{amqp_url}?prefix={rabbitmq_prefix}{query}")
+    transport._declared = rabbitmq_declared
+    try:
+        await transport.publish("orders", [b"opens the publishing connection"])
+        assert await _heartbeat_seen_by_broker(transport._connection_name("publish")) == heartbeat
+    finally:
+        await transport.close()
 
 
 async def test_publishing_goes_on_after_the_broker_closes_the_connection(rabbitmq_transports):

@@ -11,18 +11,13 @@ from datetime import UTC
 
 import pytest
 import redis.asyncio as redis
-from _services import free_port, require_shared_redis
+from _services import require_shared_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantum_core import initialize_policy_store, shutdown_policy_store
 from quantum_core.models import RiskConfig, RiskMode, RiskPolicy
-from quantum_core.policy import (
-    PolicyStore,
-    PolicyValidationError,
-    RedisPolicyBackend,
-    default_snapshot_path,
-)
+from quantum_core.policy import PolicyStore, PolicyValidationError, RedisPolicyBackend
 from quantum_core.policy.codec import encode_policy
 
 CHILD = r"""
@@ -87,7 +82,6 @@ async def shared():
     if keys:
         await client.delete(*keys)
     await client.aclose()
-    default_snapshot_path(prefix).unlink(missing_ok=True)
 
 
 class Child:
@@ -293,19 +287,6 @@ async def test_a_corrupt_value_is_reported_once_and_the_last_good_policy_kept(
         policy = await store.switch_mode("NORMAL", updated_by="risk_manager")
         assert policy.version == next_version
         assert await shared.client.get(key) == encode_policy(policy)
-
-
-async def test_a_start_without_redis_uses_the_snapshot_of_the_last_run(shared, tmp_path, log_lines):
-    snapshot = tmp_path / "policy.json"
-    async with PolicyStore(shared.backend(), snapshot_path=snapshot) as store:
-        switched = await store.switch_mode("DEFENSIVE", updated_by="risk_manager")
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    store = await initialize_policy_store(nowhere, key_prefix=shared.prefix, snapshot_path=snapshot)
-    assert store.policy == switched
-    (line,) = events(log_lines, "policy_started_without_backend")
-    assert (line["source"], line["active_mode"]) == ("snapshot", "DEFENSIVE")
-    assert "Connect" in line["reason"] or "connect" in line["reason"]
-    await shutdown_policy_store()
 
 
 finite = {"allow_nan": False, "allow_infinity": False}

@@ -21,7 +21,8 @@ from quantum_core.policy import (
     PolicyUnavailableError,
     PolicyValidationError,
 )
-from quantum_core.policy.codec import decode_policy, encode_policy
+from quantum_core.policy.codec import decode_policy
+from quantum_core.policy.snapshot import PolicySnapshot
 
 
 class FlakyBackend(PolicyBackend):
@@ -36,12 +37,16 @@ class FlakyBackend(PolicyBackend):
         self.loads = 0
 
     async def load(self):
+        stored = await self.load_stored()
+        return None if stored is None else stored.policy
+
+    async def load_stored(self):
         self.loads += 1
         if self.down:
             raise PolicyUnavailableError("the test backend is down")
         if self.bad is not None:
             raise self.bad
-        return await self.inner.load()
+        return await self.inner.load_stored()
 
     async def save(self, policy, *, expected_version, change=None, replace_unreadable=False):
         if self.down:
@@ -50,14 +55,14 @@ class FlakyBackend(PolicyBackend):
             if expected_version is not None or not replace_unreadable:
                 return False
             self.bad = None
-            self.inner._policy = None
+            self.inner._stored = None
         return await self.inner.save(policy, expected_version=expected_version, change=change)
 
     async def history(self, limit):
         return await self.inner.history(limit)
 
     def wipe(self):
-        self.inner._policy = None
+        self.inner._stored = None
 
 
 async def eventually(predicate, timeout=2.0):
@@ -457,7 +462,7 @@ async def test_an_emptied_backend_gets_the_last_good_policy_back(log_lines):
     async with PolicyStore(backend) as store:
         switched = await store.switch_mode("DEFENSIVE", updated_by="risk_manager")
         backend.wipe()
-        await eventually(lambda: backend.inner._policy is not None)
+        await eventually(lambda: backend.inner._stored is not None)
         assert await backend.load() == switched
         assert events(log_lines, "policy_restored")[0]["version"] == 1
         assert (await store.history())[0].action == "restore"
@@ -468,8 +473,10 @@ async def test_a_start_without_backend_uses_the_snapshot_then_adopts_the_backend
 ):
     path = tmp_path / "policy.json"
     saved = RiskPolicy(active_mode=RiskMode.DEFENSIVE, version=9, updated_by="risk_manager")
-    path.write_bytes(encode_policy(saved))
     backend = FlakyBackend(MemoryPolicyBackend(saved.model_copy(update={"version": 10})))
+    snapshot = PolicySnapshot(path, backend.deployment)  # as the last run wrote it
+    snapshot.save_soon(saved)
+    await snapshot.close()
     backend.down = True
     async with PolicyStore(backend, snapshot_path=path) as store:
         assert store.policy == saved
@@ -479,7 +486,7 @@ async def test_a_start_without_backend_uses_the_snapshot_then_adopts_the_backend
         backend.down = False
         await eventually(lambda: store.policy.version == 10)
         assert store.source == "backend"
-    assert decode_policy(path.read_bytes(), where="test").version == 10
+    assert json.loads(path.read_bytes())["policy"]["version"] == 10
 
 
 @pytest.mark.parametrize("content", [None, b"{not json", b'{"active_mode": "PANIC"}'])
@@ -487,9 +494,11 @@ async def test_a_start_without_backend_or_good_snapshot_uses_the_defaults(
     tmp_path, log_lines, content
 ):
     path = tmp_path / "policy.json"
-    if content is not None:
-        path.write_bytes(content)
     backend = FlakyBackend()
+    if content is not None:  # with the right deployment: unreadable, not foreign
+        deployment = json.dumps(backend.deployment).encode()
+        path.write_bytes(b'{"deployment": ' + deployment + b', "policy": ' + content + b"}")
+        path.chmod(0o600)
     backend.down = True
     async with PolicyStore(backend, snapshot_path=path) as store:
         assert store.policy.active_mode is RiskMode.NORMAL
@@ -497,7 +506,7 @@ async def test_a_start_without_backend_or_good_snapshot_uses_the_defaults(
         assert events(log_lines, "policy_started_without_backend")[0]["source"] == "defaults"
         assert bool(events(log_lines, "policy_snapshot_unreadable")) is (content is not None)
         backend.down = False  # an empty backend then gets the defaults stored once
-        await eventually(lambda: backend.inner._policy is not None)
+        await eventually(lambda: backend.inner._stored is not None)
         assert (await store.history())[0].action == "initial"
 
 
@@ -506,7 +515,7 @@ async def test_the_snapshot_is_written_after_each_change(tmp_path):
     async with PolicyStore(snapshot_path=path) as store:
         await store.switch_mode("DEFENSIVE", updated_by="desk")
         await store.update_config("DEFENSIVE", updated_by="desk", max_leverage=2.0)
-    stored = json.loads(path.read_text())
+    stored = json.loads(path.read_text())["policy"]
     assert (stored["active_mode"], stored["version"]) == ("DEFENSIVE", 2)
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
 

@@ -38,6 +38,7 @@ __all__ = ["NatsSubscription"]
 _log = get_logger("quantum_core.bus.nats")
 _NO_ANSWER_GRACE = 2.0  # seconds past a pull request's expiry before we stop waiting for it
 _CONSUMER_GONE = "Consumer Deleted"
+_GOODBYE_WAIT = 2  # seconds a closing subscription waits for each round trip to the server
 
 
 class NatsSubscription(Subscription):
@@ -220,12 +221,18 @@ class NatsSubscription(Subscription):
     # -- settling -------------------------------------------------------------------------
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Acknowledge each message (a PUB each: JetStream has no batch ack for these)."""
+        """Acknowledge each message (a PUB each: JetStream has no batch ack for these).
+
+        None of them is kept alive from here on, even if sending fails part-way: what was
+        not acknowledged comes back after ``ack_wait`` (to any replica), and a later call
+        for the same deliveries sends what is still owed (an ack sent twice is harmless).
+        """
+        messages: list[Msg] = [
+            delivery.receipt for delivery in deliveries if self._settle(delivery.receipt)
+        ]
         try:
-            for delivery in deliveries:
-                msg: Msg = delivery.receipt
-                if self._settle(msg):
-                    await _acked_once(msg.ack())
+            for msg in messages:
+                await _acked_once(msg.ack())
         except nats.errors.Error as exc:
             raise TransportError(f"acknowledging on {self._durable!r} failed: {exc!r}") from exc
 
@@ -236,8 +243,19 @@ class NatsSubscription(Subscription):
         sequence and its store time: if we die between the two steps, the message comes
         back after ``ack_wait``, and its next dead letter is dropped by JetStream as a
         duplicate (within the dead-letter stream's duplicate window, one hour), then acked.
+
+        If either step fails, the message is no longer kept alive: it comes back after
+        ``ack_wait``, to any replica (one whose connection works, maybe). Meanwhile the
+        call may be made again for the same delivery; the record is not stored twice.
         """
         msg: Msg = delivery.receipt
+        try:
+            await self._store_and_ack(msg, record)
+        except Exception:
+            self._settle(msg)  # no more in-progress acks: back after ack_wait, to any replica
+            raise
+
+    async def _store_and_ack(self, msg: Msg, record: bytes) -> None:
         meta = msg.metadata
         stored_at = int(meta.timestamp.timestamp() * 1_000_000)
         dedup_id = f"{self._durable}:{meta.sequence.stream}:{stored_at}"
@@ -330,10 +348,23 @@ class NatsSubscription(Subscription):
             await _quietly(msg.nak(delay=delay))
         subscription, self._inbox_subscription = self._inbox_subscription, None
         if subscription is not None and not self._client.is_closed:
-            # drain: what reached the client meanwhile still goes through _on_message (NAK)
-            await _quietly(subscription.drain())
-            await _quietly(self._client.flush(timeout=2))
+            await self._say_goodbye(subscription)
         self._transport._release(self)
+
+    async def _say_goodbye(self, subscription: Any) -> None:
+        """Unsubscribe the inbox, the NAKs sent first; never longer than ``_GOODBYE_WAIT``.
+
+        On a connection that answers, drain: what reached the client meanwhile still goes
+        through ``_on_message`` (NAK). On one that does not (the network froze, the server
+        is gone), waiting is pointless: what we held comes back to others after ack_wait.
+        """
+        try:
+            await self._client.flush(timeout=_GOODBYE_WAIT)
+        except (nats.errors.Error, TimeoutError, OSError):
+            await _quietly(subscription.unsubscribe())
+            return
+        await _quietly(asyncio.wait_for(subscription.drain(), _GOODBYE_WAIT))
+        await _quietly(self._client.flush(timeout=_GOODBYE_WAIT))
 
 
 async def _acked_once(step: Any) -> None:

@@ -83,6 +83,9 @@ class RabbitMQSubscription(Subscription):
         self._outstanding: dict[str, int] = {}  # consumer tag -> delivered, not acknowledged
         self._prefetch = 0
         self._settling = asyncio.Lock()  # acks, and the cancel of a consumer with a full window
+        # Messages the broker took back (their channel closed) that a call already reported:
+        # a later call for one has nothing left to do.
+        self._reported_lost: set[AbstractIncomingMessage] = set()
         self._closed = False
 
     async def _consume(self, max_count: int) -> None:
@@ -128,10 +131,11 @@ class RabbitMQSubscription(Subscription):
                     f"the RabbitMQ channel of {self._group!r} is closed; reconnecting"
                 )
             try:
-                if self._consumer_tag is None:
-                    await self._consume(max_count)
-                elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
-                    await self._renew_consumer(max_count)
+                async with asyncio.timeout(self._transport.publish_timeout):
+                    if self._consumer_tag is None:
+                        await self._consume(max_count)
+                    elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
+                        await self._renew_consumer(max_count)
             except AMQP_ERRORS as exc:
                 raise TransportError(f"consuming for {self._group!r} failed: {exc}") from exc
             self._readable.clear()
@@ -187,23 +191,34 @@ class RabbitMQSubscription(Subscription):
         self._outstanding.pop(self._consumer_tag or "", None)
         self._consumer_tag = None
         try:
-            if await self._transport._queue_exists(self._queue.name):
-                return  # the connection came back: the queue kept what it held
+            async with asyncio.timeout(self._transport.publish_timeout):
+                if await self._transport._queue_exists(self._queue.name):
+                    return  # the connection came back: the queue kept what it held
             _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
             await self._transport._declare_group(self._channel, self._topic, self._queue.name)
         except AMQP_ERRORS as exc:
             raise TransportError(f"recreating the queue of {self._group!r} failed: {exc}") from exc
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """basic.ack each message on the channel that delivered it."""
+        """basic.ack each message on the channel that delivered it.
+
+        An ack fails only when that channel is gone, and then RabbitMQ has put the message
+        back in the queue already, for any consumer: the first call that meets it says so
+        (``TransportError``); a later call for it (the bus tries again) has nothing left to
+        do, and neither has one for a message acknowledged or handed back before.
+        """
         failed = 0
         async with self._settling:
             for delivery in deliveries:
                 message: AbstractIncomingMessage = delivery.receipt
+                if message.processed or message in self._reported_lost:
+                    self._reported_lost.discard(message)
+                    continue
                 try:
                     await message.ack()
                 except _ACK_ERRORS:
                     failed += 1
+                    self._reported_lost.add(message)
                 self._settled(message)
         if failed:
             raise TransportError(
@@ -216,18 +231,40 @@ class RabbitMQSubscription(Subscription):
 
         A crash between the two leaves the message pending: it comes back, and a second
         record for it carries the same origin, which ``read_dead_letters`` shows once.
+
+        A record that could not be stored hands the message back at once (basic.reject
+        with requeue): held here, it would wait for this channel to close, while another
+        consumer (one whose connection works, maybe) can set it aside now; the quorum
+        queue counts the return, so it comes with its attempts used up. A later call for
+        the same delivery then has nothing left to do, as after a lost channel.
         """
         message: AbstractIncomingMessage = delivery.receipt
+        if message.processed or message in self._reported_lost:
+            self._reported_lost.discard(message)
+            return  # handed back (or lost) earlier: it comes again, and is set aside then
         try:
             message.channel  # noqa: B018 - a dead channel: the message comes back anyway
         except aio_pika.exceptions.ChannelInvalidStateError:
             self._settled(message)
+            self._reported_lost.add(message)
             raise TransportError(
-                f"cannot dead-letter a message of {self._group!r}: its channel closed"
+                f"cannot dead-letter a message of {self._group!r}: its channel closed; "
+                "RabbitMQ delivers it again"
             ) from None
         origin = f"{self._group}|{message.message_id}" if message.message_id else None
-        await self._transport._store_dead_letter(self._topic, record, origin)
+        try:
+            await self._transport._store_dead_letter(self._topic, record, origin)
+        except TransportError:
+            await self._hand_back(message)
+            raise
         await self.ack((delivery,))
+
+    async def _hand_back(self, message: AbstractIncomingMessage) -> None:
+        """Return ``message`` to the queue now (a lost channel returns it anyway)."""
+        async with self._settling:  # like an ack: never while a full window is renewed
+            with contextlib.suppress(*_ACK_ERRORS):
+                await message.reject(requeue=True)
+            self._settled(message)
 
     async def backlog(self) -> Backlog:
         """Pending: what this consumer holds. Lag: the queue's ready messages."""
@@ -235,16 +272,22 @@ class RabbitMQSubscription(Subscription):
         return Backlog(pending=sum(self._outstanding.values()), lag=ready)
 
     async def close(self) -> None:
-        """Cancel the consumer and close its channel: what is unacknowledged is requeued."""
+        """Cancel the consumer and close its channel: what is unacknowledged is requeued.
+
+        Both wait for the broker's answer, at most ``publish_timeout`` together: on a
+        connection that went silent the broker requeues what it held once it notices
+        (missed heartbeats), whether or not we waited.
+        """
         if self._closed:
             return
         self._closed = True
         self._buffer.clear()
+        self._reported_lost.clear()
         with contextlib.suppress(*AMQP_ERRORS, asyncio.CancelledError):
-            if self._consumer_tag is not None and not self._channel.is_closed:
-                await self._queue.cancel(self._consumer_tag)
-        with contextlib.suppress(*AMQP_ERRORS):
-            await self._channel.close()
+            async with asyncio.timeout(self._transport.publish_timeout):
+                if self._consumer_tag is not None and not self._channel.is_closed:
+                    await self._queue.cancel(self._consumer_tag)
+                await self._channel.close()
         self._transport._forget(self)
 
 

@@ -19,6 +19,7 @@ TRANSPORT_OPTIONS: dict[str, Callable[[str], Any]] = {
     "history_max_age": float,
     "dead_letter_max": int,
     "consumer_timeout": float,
+    "publish_timeout": float,
 }
 """Options of RabbitMQTransport, by name, with the type each value must parse as."""
 

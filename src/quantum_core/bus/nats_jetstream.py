@@ -53,6 +53,7 @@ try:
     from ._nats_support import (
         PREFIX_PATTERN,
         AckedPublisher,
+        Liveness,
         Names,
         connect,
         is_not_found,
@@ -98,7 +99,13 @@ class NatsJetStreamTransport(Transport):
         dead_letter_maxlen: Dead letters kept per event type.
         storage: ``"file"`` (survives a server restart) or ``"memory"``.
         replicas: Copies of each stream in a JetStream cluster.
-        publish_timeout: Seconds ``publish`` waits for JetStream to store a batch.
+        publish_timeout: Seconds ``publish`` waits for JetStream to store a batch; also the
+            bound of every other request to JetStream (``stats()``, dead letters...).
+        ping_interval: Seconds between the pings that prove the connection is alive.
+        max_outstanding_pings: Pings in a row left unanswered before the connection is given
+            up and a new one made: a network path that froze silently is left within
+            ``ping_interval * (max_outstanding_pings + 1)`` seconds (15 by default). Both
+            apply to a connection the transport opens, not to a client it was given.
 
     An existing stream keeps the configuration it has: the options above apply when the
     transport creates it (change a stream with ``nats stream edit``).
@@ -117,6 +124,8 @@ class NatsJetStreamTransport(Transport):
         storage: str = "file",
         replicas: int = 1,
         publish_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        max_outstanding_pings: int = 2,
     ) -> None:
         if _NATS_MISSING is not None:
             raise ImportError(_MISSING_EXTRA) from _NATS_MISSING
@@ -127,12 +136,14 @@ class NatsJetStreamTransport(Transport):
             )
         _check_positive("ack_wait", ack_wait)
         _check_positive("publish_timeout", publish_timeout)
+        _check_positive("ping_interval", ping_interval)
         if max_age is not None:
             _check_positive("max_age", max_age)
         for name, value in (
             ("max_ack_pending", max_ack_pending),
             ("dead_letter_maxlen", dead_letter_maxlen),
             ("replicas", replicas),
+            ("max_outstanding_pings", max_outstanding_pings),
             ("maxlen", 1 if maxlen is None else maxlen),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -149,6 +160,7 @@ class NatsJetStreamTransport(Transport):
         self._storage = api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY
         self._replicas = replicas
         self.publish_timeout = float(publish_timeout)
+        self.liveness = Liveness(float(ping_interval), max_outstanding_pings)
         if isinstance(client, str):
             self._servers: list[str] | None = parse_nats_url(client).servers
             self._client: Client | None = None
@@ -384,13 +396,17 @@ class NatsJetStreamTransport(Transport):
                 raise TransportError("this NatsJetStreamTransport is closed")
             client = self._client
             if client is None:
-                self._client = client = await connect(self._servers or [], lambda: self._closed)
+                self._client = client = await connect(
+                    self._servers or [], lambda: self._closed, self.liveness
+                )
             elif client.is_closed:
                 if not self._owns_client:
                     raise TransportError("the NATS client given to the transport is closed")
                 self._publisher = None
                 self._js = None
-                self._client = client = await connect(self._servers or [], lambda: self._closed)
+                self._client = client = await connect(
+                    self._servers or [], lambda: self._closed, self.liveness
+                )
             return client
 
     async def _ready_js(self) -> JetStreamContext:
@@ -417,7 +433,8 @@ def transport_from_nats_url(url: str) -> NatsJetStreamTransport:
     """Build a transport from ``nats://[user:password@]host:4222[,host2:4222]?option=...``.
 
     Options in the query: ``prefix``, ``ack_wait`` (or ``claim_idle``), ``max_ack_pending``,
-    ``maxlen``, ``max_age``, ``dead_letter_maxlen``, ``storage`` and ``replicas``.
+    ``maxlen``, ``max_age``, ``dead_letter_maxlen``, ``storage``, ``replicas``,
+    ``ping_interval`` and ``max_outstanding_pings``.
     """
     if _NATS_MISSING is not None:
         raise ImportError(_MISSING_EXTRA) from _NATS_MISSING

@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -80,12 +81,20 @@ _CHANNEL_GONE: tuple[type[BaseException], ...] = (
 )
 _RECONNECT_INTERVAL = 1.0
 """aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
+_HEARTBEAT = 5
+"""Seconds between AMQP heartbeats, unless the URL sets its own (aiormq's default is 60).
+
+A connection that heard nothing for ``(heartbeat + 1) x 3`` seconds is given up by aiormq
+(it looks every ``heartbeat / 2``), and aio-pika makes a new one: a network path that froze
+silently (no RST) is left within 20 s instead of three minutes. The broker gives up its end
+after two missed heartbeats (10 s) and requeues what the consumer held."""
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
     "history_max_age": None,
     "dead_letter_max": 100_000,
     "consumer_timeout": None,
+    "publish_timeout": 5.0,
 }
 
 
@@ -105,6 +114,11 @@ class RabbitMQTransport(Transport):
         consumer_timeout: Seconds a consumer may hold a message unacknowledged before the
             broker closes its channel (``x-consumer-timeout``, RabbitMQ 3.12+; older
             brokers use their ``consumer_timeout`` setting, 30 minutes by default).
+        publish_timeout: Seconds ``publish`` waits for the broker's confirms; also the bound
+            of every other request to the broker (``stats()``, a consumer's start and
+            cancel, a dead letter's store...), so a connection that went silent never holds
+            a caller for longer. The URL's ``heartbeat`` (5 s unless given) decides how soon
+            such a connection is given up and a new one made.
     """
 
     def __init__(
@@ -116,6 +130,7 @@ class RabbitMQTransport(Transport):
         history_max_age: float | None = None,
         dead_letter_max: int | None = None,
         consumer_timeout: float | None = None,
+        publish_timeout: float | None = None,
     ) -> None:
         given: dict[str, Any] = {
             "prefix": prefix,
@@ -123,6 +138,7 @@ class RabbitMQTransport(Transport):
             "history_max_age": history_max_age,
             "dead_letter_max": dead_letter_max,
             "consumer_timeout": consumer_timeout,
+            "publish_timeout": publish_timeout,
         }
         from_url: dict[str, Any] = {}
         if isinstance(connection, str):
@@ -158,6 +174,15 @@ class RabbitMQTransport(Transport):
                 f"consumer_timeout must be a positive number of seconds, got {timeout!r}"
             )
         self._consumer_timeout_ms = None if timeout is None else int(timeout * 1000)
+        self.publish_timeout = options["publish_timeout"]
+        if (
+            not isinstance(self.publish_timeout, int | float)
+            or not 0 < self.publish_timeout < math.inf
+        ):
+            raise ValueError(
+                "publish_timeout must be a positive number of seconds, got "
+                f"{self.publish_timeout!r}"
+            )
         self._connections: dict[str, AbstractConnection] = {}
         self._connecting = asyncio.Lock()
         self._channel: AbstractChannel | None = None
@@ -194,6 +219,14 @@ class RabbitMQTransport(Transport):
             left = await self._publish(topic, outgoing)
             if left:
                 left = await self._publish(topic, left)
+        except TimeoutError:
+            raise self._error(
+                f"could not publish to {topic!r}",
+                TransportError(
+                    f"RabbitMQ did not confirm {len(outgoing)} message(s) within "
+                    f"{self.publish_timeout:g} s"
+                ),
+            ) from None
         except AMQP_ERRORS as exc:
             raise self._error(f"could not publish to {topic!r}", exc) from exc
         if left:
@@ -205,20 +238,24 @@ class RabbitMQTransport(Transport):
     async def _publish(
         self, topic: str, outgoing: list[tuple[bytes, str]]
     ) -> list[tuple[bytes, str]]:
-        """Publish on the current channel; return what its closing left unconfirmed."""
+        """Publish on the current channel; return what its closing left unconfirmed.
+
+        Raises ``TimeoutError`` when the broker did not confirm within ``publish_timeout``.
+        """
         _, exchange = await self._publisher()
-        if self.keeps_history and topic not in self._histories:
-            await self._declare_history(topic)
-        if len(outgoing) == 1:
-            try:
-                await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
-            except _CHANNEL_GONE:
-                return outgoing
-            return []
-        results = await asyncio.gather(
-            *(exchange.publish(_message(*item), topic, mandatory=False) for item in outgoing),
-            return_exceptions=True,
-        )
+        async with asyncio.timeout(self.publish_timeout):
+            if self.keeps_history and topic not in self._histories:
+                await self._declare_history(topic)
+            if len(outgoing) == 1:
+                try:
+                    await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
+                except _CHANNEL_GONE:
+                    return outgoing
+                return []
+            results = await asyncio.gather(
+                *(exchange.publish(_message(*item), topic, mandatory=False) for item in outgoing),
+                return_exceptions=True,
+            )
         left = []
         for item, result in zip(outgoing, results, strict=True):
             if isinstance(result, _CHANNEL_GONE):
@@ -291,7 +328,7 @@ class RabbitMQTransport(Transport):
     async def ping(self) -> None:
         """Declare the exchange again: a round trip that proves the broker answers."""
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(self.publish_timeout):
                 channel, _ = await self._publisher()
                 await channel.declare_exchange(
                     self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
@@ -300,21 +337,25 @@ class RabbitMQTransport(Transport):
             raise self._error("RabbitMQ did not answer", exc) from exc
 
     async def close(self) -> None:
-        """Close the subscriptions and channels, and the connections this transport opened."""
+        """Close the subscriptions, then the connections this transport opened.
+
+        Each step runs for all at once and is bounded on a connection that went silent: a
+        subscription's goodbye by ``publish_timeout``, a connection's close by aiormq's wait
+        for the broker's answer (2 s). A connection takes its channels with it; those of a
+        connection we were given are closed one by one.
+        """
         self._closed = True
-        for subscription in list(self._subscriptions):
-            await subscription.close()
-        for channel in (self._channel, self._admin):
-            if channel is not None:
-                with contextlib.suppress(*AMQP_ERRORS):
-                    await channel.close()
+        await asyncio.gather(*(subscription.close() for subscription in list(self._subscriptions)))
+        channels = [channel for channel in (self._channel, self._admin) if channel is not None]
         self._channel = self._exchange = self._admin = None
         connections = list(self._connections.values())
         self._connections.clear()
         if self._given is None:
-            for connection in connections:
-                with contextlib.suppress(*AMQP_ERRORS):
-                    await connection.close()
+            await asyncio.gather(*(_quietly(connection.close()) for connection in connections))
+        else:
+            await asyncio.gather(
+                *(_quietly(channel.close(), self.publish_timeout) for channel in channels)
+            )
 
     # -- for the subscriptions ---------------------------------------------------------
 
@@ -326,15 +367,16 @@ class RabbitMQTransport(Transport):
         name = dead_letter_queue(self.prefix, topic)
         try:
             channel, _ = await self._publisher()
-            await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={"x-max-length": self._dead_letter_max, "x-overflow": "drop-head"},
-            )
-            self._declared.add(name)
-            result = await channel.default_exchange.publish(
-                dead_letter_message(record, origin), name, mandatory=True
-            )
+            async with asyncio.timeout(self.publish_timeout):
+                await channel.declare_queue(
+                    name,
+                    durable=True,
+                    arguments={"x-max-length": self._dead_letter_max, "x-overflow": "drop-head"},
+                )
+                self._declared.add(name)
+                result = await channel.default_exchange.publish(
+                    dead_letter_message(record, origin), name, mandatory=True
+                )
         except AMQP_ERRORS as exc:
             raise self._error(f"could not store a dead letter of {topic!r}", exc) from exc
         if not isinstance(result, aiormq.spec.Basic.Ack):  # returned: the queue is gone
@@ -370,12 +412,13 @@ class RabbitMQTransport(Transport):
         declare of a queue it saw before from its cache, with the count of that first time.
         """
         try:
-            channel = self._admin
-            if channel is None or channel.is_closed:
-                connection = await self._connection("consume")
-                channel = self._admin = await open_channel(connection, confirms=False)
-            underlay = await channel.get_underlay_channel()
-            declared = await underlay.queue_declare(queue, passive=True)
+            async with asyncio.timeout(self.publish_timeout):
+                channel = self._admin
+                if channel is None or channel.is_closed:
+                    connection = await self._connection("consume")
+                    channel = self._admin = await open_channel(connection, confirms=False)
+                underlay = await channel.get_underlay_channel()
+                declared = await underlay.queue_declare(queue, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return None
         except AMQP_ERRORS as exc:
@@ -399,11 +442,13 @@ class RabbitMQTransport(Transport):
                 url = self._url or ""
                 query = parse_qs(urlsplit(url).query)
                 interval = None if "reconnect_interval" in query else _RECONNECT_INTERVAL
+                heartbeat = None if "heartbeat" in query else _HEARTBEAT
                 try:
                     connection = await aio_pika.connect_robust(
                         url,
                         client_properties={"connection_name": self._connection_name(role)},
                         reconnect_interval=interval,  # None: the URL's
+                        heartbeat=heartbeat,
                     )
                 except _CONNECT_ERRORS as exc:
                     raise self._error("could not connect", exc) from exc
@@ -431,9 +476,10 @@ class RabbitMQTransport(Transport):
                     await closed.close()
             if self._channel is None or self._exchange is None:
                 channel = await open_channel(connection, confirms=True)
-                self._exchange = await channel.declare_exchange(
-                    self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
-                )
+                async with asyncio.timeout(self.publish_timeout):
+                    self._exchange = await channel.declare_exchange(
+                        self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
                 self._channel = channel
             return self._channel, self._exchange
 
@@ -463,10 +509,20 @@ class RabbitMQTransport(Transport):
         return True
 
     def _error(self, what: str, exc: BaseException) -> TransportError:
-        reason = redact_text(str(exc) or type(exc).__name__)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            reason = f"no answer within {self.publish_timeout:g} s (is the broker reachable?)"
+        else:
+            reason = redact_text(str(exc) or type(exc).__name__)
         if self._url is not None:
             reason = reason.replace(self._url, self._shown)
         return TransportError(f"{what} (RabbitMQ at {self._shown}): {reason}")
+
+
+async def _quietly(step: Awaitable[object], timeout: float | None = None) -> None:
+    """Await a step of closing: what is gone already, or does not answer, is no error here."""
+    with contextlib.suppress(*AMQP_ERRORS):
+        async with asyncio.timeout(timeout):
+            await step
 
 
 def _message(data: bytes, message_id: str) -> aio_pika.Message:

@@ -1,11 +1,13 @@
-"""``quantum-core policy``: show the risk policy, switch its mode, read its audit history.
+"""``quantum-core policy``: show the risk policy, switch its mode or reset it, read its history.
 
 Reads go straight to :class:`~quantum_core.RedisPolicyBackend` and never write: showing a
-policy must not seed one. A switch goes through :class:`~quantum_core.PolicyStore`, as a
-service's would: compare-and-set, an audit entry naming ``--by``, every process told at once,
-and ``policy.mode.changed`` announced on the bus under ``--prefix``. It is refused where no
-policy is stored yet, because that is almost always the wrong ``--policy-prefix``: a switch
-there would create a policy no service reads.
+policy must not seed one. A switch or a reset goes through :class:`~quantum_core.PolicyStore`,
+as a service's would: compare-and-set, an audit entry naming ``--by``, every process told at
+once, and the change announced on the bus under ``--prefix``. Both are refused where no
+policy is stored yet, because that is almost always the wrong ``--policy-prefix``: a write
+there would create a policy no service reads. A switch is refused over an unreadable value
+too: the CLI holds no valid policy to build on, and building on the library's defaults would
+reset every limit a service had set; a reset writes those defaults on purpose.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    """Add ``policy show|switch|history``."""
+    """Add ``policy show|switch|reset|history``."""
     policy = commands.add_parser(
         "policy",
         parents=[common],
-        help="show the risk policy, switch its mode, read its history",
+        help="show the risk policy, switch its mode or reset it, read its history",
         description="The risk policy shared by every service under --policy-prefix.",
     )
     actions = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -51,6 +53,18 @@ def register(
     )
     switch.add_argument("--reason", type=_reason, help="why (kept in the audit history)")
     switch.set_defaults(handler=switch_mode)
+    reset = actions.add_parser(
+        "reset",
+        parents=[common],
+        help="write the default policy (NORMAL, default limits) as a new version",
+        description="Write the library's default policy (NORMAL and the default limits of "
+        "every mode) as a new version, which every service follows.",
+    )
+    reset.add_argument(
+        "--by", required=True, type=_who, help="who resets (kept in the audit history)"
+    )
+    reset.add_argument("--reason", type=_reason, help="why (kept in the audit history)")
+    reset.set_defaults(handler=reset_policy)
     history = actions.add_parser(
         "history", parents=[common], help="list the newest policy changes: who, when, what, why"
     )
@@ -96,6 +110,15 @@ async def _backend(context: Context) -> RedisPolicyBackend:
     )
 
 
+def _unreadable(error: PolicyDataError) -> CliError:
+    return CliError(
+        f"the policy at {error.where} is unreadable: {error.reason}; nothing was written: the "
+        "CLI holds no valid policy to build on, and switching from the library's defaults "
+        "would reset every limit. Services that loaded the policy before keep serving it; "
+        "`quantum-core policy reset --by NAME` writes the defaults on purpose"
+    )
+
+
 def _missing(context: Context, backend: RedisPolicyBackend) -> CliError:
     return CliError(
         f"no risk policy at Redis key {backend.key!r} on {context.target.address}; is "
@@ -107,19 +130,20 @@ async def show_policy(args: argparse.Namespace, context: Context, output: Output
     """Print the active mode, the version and every mode's limits."""
     backend = await _backend(context)
     try:
-        policy = await backend.load()
+        stored = await backend.load_stored()
     finally:
         await backend.close()
-    if policy is None:
+    if stored is None:
         raise _missing(context, backend)
     if output.json_mode:
-        output.json(policy.model_dump(mode="json"))
+        output.json({**stored.policy.model_dump(mode="json"), "seed": stored.seed})
         return 0
-    _print_policy(policy, output)
+    _print_policy(stored.policy, stored.seed, output)
     return 0
 
 
-def _print_policy(policy: RiskPolicy, output: Output) -> None:
+def _print_policy(policy: RiskPolicy, seed: bool, output: Output) -> None:
+    origin = "a seed (a store's defaults or snapshot; no write since)" if seed else "confirmed"
     output.table(
         ["FIELD", "VALUE"],
         [
@@ -127,6 +151,7 @@ def _print_policy(policy: RiskPolicy, output: Output) -> None:
             ["version", policy.version],
             ["updated by", policy.updated_by],
             ["updated at", policy.updated_at.isoformat()],
+            ["origin", origin],
         ],
     )
     output.line()
@@ -148,15 +173,38 @@ async def switch_mode(args: argparse.Namespace, context: Context, output: Output
         try:
             stored = await backend.load()
         except PolicyDataError as error:
-            output.note(f"warning: {error}")  # the switch replaces the unreadable value
-        else:
-            if stored is None:
-                raise _missing(context, backend)
+            raise _unreadable(error) from error
+        if stored is None:
+            raise _missing(context, backend)
         await store.initialize()
         previous = store.policy
         policy = await store.switch_mode(args.mode, updated_by=args.by, reason=args.reason)
     finally:
         await store.close()
+    _print_outcome(previous, policy, "switched", output)
+    return 0
+
+
+async def reset_policy(args: argparse.Namespace, context: Context, output: Output) -> int:
+    """Write the library's default policy as a new version, through a PolicyStore."""
+    backend = await _backend(context)
+    store = PolicyStore(backend, event_bus=await context.bus())
+    try:  # closing the store closes the backend
+        try:
+            if await backend.load() is None:
+                raise _missing(context, backend)
+        except PolicyDataError as error:  # a reset replaces it, above its version
+            output.note(f"warning: {error.where} is unreadable ({error.reason}); replacing it")
+        await store.initialize()
+        previous = store.policy
+        policy = await store.reset(updated_by=args.by, reason=args.reason)
+    finally:
+        await store.close()
+    _print_outcome(previous, policy, "reset", output)
+    return 0
+
+
+def _print_outcome(previous: RiskPolicy, policy: RiskPolicy, what: str, output: Output) -> None:
     changed = policy is not previous
     if output.json_mode:
         output.json(
@@ -167,17 +215,25 @@ async def switch_mode(args: argparse.Namespace, context: Context, output: Output
                 "changed": changed,
             }
         )
-    elif changed:
+    elif changed and what == "switched":
         output.line(
             f"risk mode switched {previous.active_mode.value} -> {policy.active_mode.value} "
             f"(version {policy.version}, by {policy.updated_by})"
         )
-    else:
+    elif changed:
+        output.line(
+            f"risk policy reset to the defaults: {policy.active_mode.value} and the default "
+            f"limits (version {policy.version}, by {policy.updated_by})"
+        )
+    elif what == "switched":
         output.line(
             f"risk mode is already {policy.active_mode.value} (version {policy.version}); "
             "nothing changed"
         )
-    return 0
+    else:
+        output.line(
+            f"risk policy already is the default (version {policy.version}); nothing changed"
+        )
 
 
 async def show_history(args: argparse.Namespace, context: Context, output: Output) -> int:

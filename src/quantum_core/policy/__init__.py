@@ -1,7 +1,7 @@
 """Risk policy: the active mode and its limits, cached in-process, versioned, shared."""
 
 from .backends import ChangeCallback, MemoryPolicyBackend, PolicyBackend, PolicyWatch
-from .codec import PolicyChange
+from .codec import PolicyChange, StoredPolicy
 from .errors import (
     PolicyConflictError,
     PolicyDataError,
@@ -31,5 +31,6 @@ __all__ = [
     "PolicyViolation",
     "PolicyWatch",
     "RedisPolicyBackend",
+    "StoredPolicy",
     "default_snapshot_path",
 ]

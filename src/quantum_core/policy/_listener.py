@@ -1,12 +1,16 @@
 """How a process hears about policy changes made by the others: pub/sub plus a periodic check.
 
 The listener holds a connection of its own, subscribed to the changes channel. Each message
-means "reload". A connection can fail loudly (the server went away) or silently (a dropped
-route); the listener PINGs when the channel has been quiet for ``poll_interval`` and treats
-three quiet intervals without an answer as a failure. After any failure it reconnects with
-backoff and, once subscribed again, asks for one reload, since messages published while it
-was away are lost. Independently, a periodic call every ``poll_interval`` catches whatever a
-notification could still miss.
+means "reload". A connection can fail loudly (the server went away) or silently (a network
+path that drops every packet: no RST, nothing to read, nothing that ever fails). Nothing the
+listener waits for is unbounded: when the channel has been quiet for the heartbeat interval
+(``poll_interval``, at most 5 s) it PINGs, and an answer that does not come within the
+backend's ``timeout`` fails the connection; subscribing, the PING itself and closing are
+bounded by ``timeout`` too, and TCP keepalive (see ``redis_backend.py``) makes the kernel
+fail a dead idle socket as well. After any failure it reconnects with backoff (on a new
+connection, which a frozen path lets through) and, once subscribed again, asks for one
+reload, since messages published while it was away are lost. Independently, a periodic call
+every ``poll_interval`` catches whatever a notification could still miss.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ __all__ = ["RedisWatch"]
 _log = get_logger("quantum_core.policy")
 _FIRST_RETRY: Final = 0.05
 _MAX_RETRY: Final = 2.0
-_QUIET_INTERVALS: Final = 3
+_HEARTBEAT_MAX: Final = 5.0  # seconds of silence before a PING, whatever the poll interval
 
 
 class RedisWatch(PolicyWatch):
@@ -91,10 +95,11 @@ class RedisWatch(PolicyWatch):
     async def _session(self, client: redis.Redis) -> None:
         """Subscribe, ask for one reload, then turn every message into a reload."""
         backend = self._backend
-        interval = backend.poll_interval
+        timeout = backend.timeout
+        heartbeat = min(backend.poll_interval, _HEARTBEAT_MAX)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            async with asyncio.timeout(backend.timeout):
+            async with asyncio.timeout(timeout):
                 await pubsub.subscribe(backend.channel)
             self._subscribed = True
             if self._interrupted:
@@ -103,23 +108,27 @@ class RedisWatch(PolicyWatch):
             self._on_change()  # whatever was published while we were not subscribed
             loop = asyncio.get_running_loop()
             last_heard = loop.time()
-            pinged = False
+            answer_due: float | None = None  # when the answer to our PING must have come
             while True:
-                message = await pubsub.get_message(timeout=interval)
+                wait = heartbeat if answer_due is None else max(0.0, answer_due - loop.time())
+                async with asyncio.timeout(wait + timeout):  # get_message may write a PING
+                    message = await pubsub.get_message(timeout=wait)
                 now = loop.time()
                 if message is not None:
-                    last_heard, pinged = now, False
+                    last_heard, answer_due = now, None
                     if message.get("type") == "message":
                         self._on_change()
                     continue
-                quiet = now - last_heard
-                if quiet >= _QUIET_INTERVALS * interval:
+                if answer_due is not None and now >= answer_due:
                     raise TimeoutError(
-                        f"the pub/sub connection answered nothing for {quiet:.1f} s, not even PING"
+                        f"the pub/sub connection answered no PING within {timeout:g} s "
+                        f"(quiet for {now - last_heard:.1f} s)"
                     )
-                if quiet >= interval and not pinged:
-                    await pubsub.ping()
-                    pinged = True
+                if answer_due is None and now - last_heard >= heartbeat:
+                    async with asyncio.timeout(timeout):
+                        await pubsub.ping()
+                    answer_due = loop.time() + timeout
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore] # redis-py leaves it bare
+                async with asyncio.timeout(timeout):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore] # redis-py leaves it bare

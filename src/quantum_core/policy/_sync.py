@@ -1,13 +1,18 @@
 """The half of the PolicyStore that keeps its cache in step with the backend.
 
-* First load: the stored policy; an empty backend gets the default (or the snapshot) with a
-  compare-and-set, so processes starting together store it once; an unreachable or
-  unreadable backend leaves the store on its snapshot file, else the defaults.
+* First load: the stored policy; an empty backend gets the default (or the snapshot) as a
+  *seed*, with a compare-and-set, so processes starting together store it once; an
+  unreachable or unreadable backend leaves the store on its snapshot file, else the defaults.
+* A policy is *confirmed* once the backend stored it as a write (or a store restored such a
+  write); a seed is not. Only a confirmed policy is snapshotted.
 * Then each notice from the backend's watch triggers one reload (notices that arrive during
-  a reload are folded into one more). The backend is the truth: whatever valid policy it
-  holds is adopted. An unreadable value is reported once and the last good policy kept; a
-  backend found empty (a Redis restarted without persistence) gets the last good policy
-  back, so a DEFENSIVE switch is not lost with the server's memory.
+  a reload are folded into one more), and the store adopts what the backend holds, except
+  where its own confirmed policy outranks it: a store holding a confirmed policy puts it
+  back over an emptied backend (a Redis restarted without persistence), over any seed (a
+  store that started on its defaults during the outage and seeded them first), and over
+  an older confirmed version. So a DEFENSIVE switch is not lost with the server's memory,
+  whichever store checks first, and versions never go back. An unreadable value is
+  reported once and the last good policy kept.
 * Reloads and writes take one lock, so an older read never overwrites a newer write.
 """
 
@@ -20,7 +25,7 @@ from typing import Final, Literal
 from ..logs import get_logger
 from ..models import RiskPolicy
 from .backends import PolicyBackend, PolicyWatch
-from .codec import PolicyChange
+from .codec import PolicyChange, StoredPolicy
 from .errors import PolicyConflictError, PolicyDataError, PolicyUnavailableError
 from .snapshot import PolicySnapshot
 
@@ -28,6 +33,14 @@ __all__ = ["Follower", "PolicySource"]
 
 PolicySource = Literal["none", "backend", "snapshot", "defaults"]
 _SEED_ATTEMPTS: Final = 5
+_RETRY_FIRST: Final = 0.1  # seconds before a reload the backend did not answer is retried
+_RETRY_MAX: Final = 5.0
+_ORIGINS: Final[dict[PolicySource, str]] = {
+    "none": "nothing",
+    "defaults": "this store's defaults",
+    "snapshot": "this store's snapshot file",
+    "backend": "the seed this store followed",
+}
 
 _log = get_logger("quantum_core.policy")
 
@@ -49,6 +62,7 @@ class Follower:
         self._actor = actor
         self._policy: RiskPolicy | None = None
         self._source: PolicySource = "none"
+        self._confirmed = False  # the cached policy is one the backend confirmed (not a seed)
         self._lock = asyncio.Lock()
         self._watch: PolicyWatch | None = None
         self._refresh_task: asyncio.Task[None] | None = None
@@ -79,8 +93,8 @@ class Follower:
                 raise RuntimeError("this PolicyStore is closed; create a new one")
             policy = self._policy
             if policy is None:
-                policy, source = await self._first_policy()
-                self._adopt(policy, source, quiet=True)
+                policy, source, confirmed = await self._first_policy()
+                self._adopt(policy, source, confirmed=confirmed, quiet=True)
             if self._watch is None:
                 self._watch = await self._backend.watch(self._on_backend_change)
             return policy
@@ -135,11 +149,22 @@ class Follower:
         )
 
     async def _refresh_until_settled(self) -> None:
+        """Reload until no notice is left; a reload the backend did not answer is retried.
+
+        A notice that finds the backend unreachable (a frozen connection, a restart) would
+        otherwise wait for the next periodic check, which may be minutes away: retry after
+        0.1 s, doubling, at most ``poll_interval`` (and 5 s), until the backend answers.
+        """
         self._refresh_again = True
+        delay = _RETRY_FIRST
         while self._refresh_again:
             self._refresh_again = False
             async with self._lock:
                 await self._check_backend()
+            if self._unreachable and not self._closed:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backend.poll_interval, _RETRY_MAX)
+                self._refresh_again = True
 
     async def _check_backend(self) -> None:
         """Adopt what the backend holds; the caller holds the lock. Never raises."""
@@ -151,7 +176,7 @@ class Follower:
     async def _follow_backend(self) -> None:
         for _ in range(_SEED_ATTEMPTS):
             try:
-                stored = await self._backend.load()
+                stored = await self._backend.load_stored()
             except PolicyUnavailableError as error:
                 self._report_unreachable(error)
                 return
@@ -160,26 +185,40 @@ class Follower:
                 self._report_unreadable(error)
                 return
             self._report_reachable()
-            if stored is not None:
-                self._adopt(stored)
+            if stored is not None and not self._outranks(stored):
+                self._adopt(stored.policy, confirmed=not stored.seed)
                 return
-            if await self._restore(raise_unavailable=False):
+            if await self._put_back(stored, raise_unavailable=False):
                 return
 
-    async def _first_policy(self) -> tuple[RiskPolicy, PolicySource]:
+    def _outranks(self, stored: StoredPolicy) -> bool:
+        """Whether this store's policy must replace the stored one.
+
+        Only a confirmed policy outranks anything: every seed (the defaults or a snapshot
+        never undo a write), and a confirmed policy with a lower version (the backend lost
+        data, or was set back by hand: versions never go back; ``reset()`` is the way back).
+        """
+        policy = self._policy
+        if policy is None or not self._confirmed:
+            return False
+        return stored.seed or stored.policy.version < policy.version
+
+    async def _first_policy(self) -> tuple[RiskPolicy, PolicySource, bool]:
+        """The policy to start on, where it came from, and whether the backend confirmed it."""
         try:
             for _ in range(_SEED_ATTEMPTS):
-                stored = await self._backend.load()
+                stored = await self._backend.load_stored()
                 if stored is not None:
                     _log.info(
                         "policy_loaded",
                         source="backend",
-                        active_mode=stored.active_mode.value,
-                        version=stored.version,
+                        active_mode=stored.policy.active_mode.value,
+                        version=stored.policy.version,
+                        seed=stored.seed,
                     )
-                    return stored, "backend"
+                    return stored.policy, "backend", not stored.seed
                 seed, origin = await self._fallback()
-                change = self._entry("initial", seed, f"first start: the {origin}")
+                change = self._entry("initial", seed, f"first start: the {origin}, as a seed")
                 if await self._backend.save(seed, expected_version=None, change=change):
                     _log.info(
                         "policy_initialized",
@@ -187,7 +226,7 @@ class Follower:
                         active_mode=seed.active_mode.value,
                         version=seed.version,
                     )
-                    return seed, "backend"
+                    return seed, "backend", False
             raise PolicyConflictError("the backend was emptied again after every first write")
         except (PolicyUnavailableError, PolicyDataError, PolicyConflictError) as error:
             if isinstance(error, PolicyDataError):
@@ -207,7 +246,7 @@ class Follower:
             reason=reason,
             then="the stored policy is adopted as soon as the backend answers",
         )
-        return policy, origin
+        return policy, origin, False
 
     async def _fallback(self) -> tuple[RiskPolicy, Literal["snapshot", "defaults"]]:
         """The snapshot file's policy if there is a good one, else the default policy."""
@@ -221,19 +260,48 @@ class Follower:
                     return policy, "snapshot"
         return self._default, "defaults"
 
-    async def _restore(self, *, raise_unavailable: bool) -> bool:
-        """Store the last good policy in an empty backend; False if another process did first."""
+    async def _put_back(self, stored: StoredPolicy | None, *, raise_unavailable: bool) -> bool:
+        """Store this store's policy over nothing, a seed or an older confirmed version.
+
+        A confirmed policy goes back as it was (``restore``); an unconfirmed one only into
+        an empty backend, as a seed (``initial``). Compare-and-set on what was read: False
+        when another process moved first, and the caller reads again.
+        """
         policy = self._policy
         if policy is None:  # pragma: no cover - only called once loaded
             return False
-        action: Literal["initial", "restore"]
-        if self._source == "backend":
-            action, reason = "restore", "the backend held no policy; the last good one was put back"
+        action: Literal["initial", "restore"] = "restore" if self._confirmed else "initial"
+        if stored is None:
+            replaced = "nothing"
+            reason = (
+                "the backend held no policy; this store's confirmed policy was put back"
+                if self._confirmed
+                else f"the backend held no policy; {_ORIGINS[self._source]}, as a seed"
+            )
+        elif stored.seed:
+            replaced = "seed"
+            reason = (
+                f"the backend held a seed (version {stored.policy.version}, from a store's "
+                "defaults or snapshot); a confirmed policy wins over it"
+            )
         else:
-            action, reason = "initial", f"first answer of the backend: the {self._source}"
+            replaced = "older version"
+            reason = (
+                f"the backend held version {stored.policy.version}, older than this store's "
+                f"confirmed version {policy.version}; versions never go back"
+            )
+            _log.error(
+                "policy_version_went_back",
+                stored_version=stored.policy.version,
+                version=policy.version,
+                then="this store puts its confirmed policy back; to go back on purpose, "
+                "use reset() or write a higher version",
+            )
         try:
             saved = await self._backend.save(
-                policy, expected_version=None, change=self._entry(action, policy, reason)
+                policy,
+                expected_version=None if stored is None else stored.policy.version,
+                change=self._entry(action, policy, reason),
             )
         except PolicyUnavailableError as error:
             self._report_unreachable(error)
@@ -246,8 +314,10 @@ class Follower:
                 source=self._source,
                 active_mode=policy.active_mode.value,
                 version=policy.version,
+                replaced=replaced,
+                replaced_version=None if stored is None else stored.policy.version,
             )
-            self._adopt(policy, quiet=True)
+            self._adopt(policy, confirmed=self._confirmed, quiet=True)
         return saved
 
     def _entry(
@@ -263,14 +333,20 @@ class Follower:
         )
 
     def _adopt(
-        self, policy: RiskPolicy, source: PolicySource = "backend", *, quiet: bool = False
+        self,
+        policy: RiskPolicy,
+        source: PolicySource = "backend",
+        *,
+        confirmed: bool,
+        quiet: bool = False,
     ) -> None:
         """Make ``policy`` the cached one; only a policy the backend confirmed is snapshotted."""
-        previous, previous_source = self._policy, self._source
+        previous, previous_confirmed = self._policy, self._confirmed
         if source == "backend" and self._bad_value is not None:
             self._bad_value = None
             _log.info("policy_value_readable_again", version=policy.version)
         self._source = source
+        self._confirmed = confirmed
         changed = policy is not previous and policy != previous
         if changed:
             self._policy = policy
@@ -282,19 +358,16 @@ class Follower:
                 previous_version=previous.version,
                 version=policy.version,
                 updated_by=policy.updated_by,
+                seed=not confirmed,
             )
-            if previous_source == "backend" and policy.version <= previous.version:
-                _log.error(
-                    "policy_version_went_back",
-                    previous_version=previous.version,
+            if previous_confirmed and policy.version <= previous.version:
+                _log.warning(
+                    "policy_version_reused",
                     version=policy.version,
-                    hint="the backend lost data or was edited by hand; it is followed anyway",
+                    hint="the backend holds another policy under this version (edited by hand, "
+                    "or a history from before a data loss); it is followed",
                 )
-        if (
-            source == "backend"
-            and self._snapshot is not None
-            and (changed or previous_source != "backend")
-        ):
+        if confirmed and self._snapshot is not None and (changed or not previous_confirmed):
             self._snapshot.save_soon(policy)
 
     # -- saying so once -------------------------------------------------------------------

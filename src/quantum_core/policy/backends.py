@@ -1,9 +1,11 @@
 """Where the policy is kept: a small interface, and the in-memory backend.
 
 A backend stores one policy document, writes it compare-and-set together with its audit
-entry, and tells the stores that use it when the document may have changed. Everything else
-(the cache, retries, restoring an emptied backend, the snapshot file, the event-bus
-announcement) lives in :class:`~quantum_core.policy.PolicyStore`, the same for every backend.
+entry, keeps the mark of a *seed* (a policy from a store's defaults or snapshot, see
+:class:`StoredPolicy`), and tells the stores that use it when the document may have changed.
+Everything else (the cache, retries, which policy wins after a data loss, the snapshot file,
+the event-bus announcement) lives in :class:`~quantum_core.policy.PolicyStore`, the same for
+every backend.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from itertools import islice
 
 from ..logs import get_logger
 from ..models import RiskPolicy
-from .codec import PolicyChange
+from .codec import PolicyChange, StoredPolicy, is_seed
 
 __all__ = ["ChangeCallback", "MemoryPolicyBackend", "PolicyBackend", "PolicyWatch"]
 
@@ -39,7 +41,8 @@ class PolicyBackend(ABC):
 
     Implement :meth:`load` and :meth:`save`; a backend without change notifications still
     propagates changes, because the default :meth:`watch` polls every ``poll_interval``
-    seconds.
+    seconds. Implement :meth:`load_stored` too if the storage can keep the seed mark (see
+    :meth:`save`), and :attr:`deployment` to name what a snapshot file belongs to.
     """
 
     poll_interval: float = 1.0
@@ -53,6 +56,29 @@ class PolicyBackend(ABC):
             PolicyDataError: when the stored value is not a valid policy.
             PolicyUnavailableError: when the storage cannot be reached.
         """
+
+    async def load_stored(self) -> StoredPolicy | None:
+        """Return the stored policy and whether it is a seed, or None when nothing is stored.
+
+        This default knows no seeds: every stored policy counts as confirmed, and stores
+        then settle on the highest version after a data loss.
+
+        Raises:
+            PolicyDataError: when the stored value is not a valid policy.
+            PolicyUnavailableError: when the storage cannot be reached.
+        """
+        policy = await self.load()
+        return None if policy is None else StoredPolicy(policy)
+
+    @property
+    def deployment(self) -> dict[str, str | int]:
+        """What this backend's policy belongs to, without secrets (JSON-safe values).
+
+        A snapshot file records it and is adopted only by a store whose backend says the
+        same. This default names the backend's class; override it to name the server and
+        namespace.
+        """
+        return {"backend": f"{type(self).__module__}.{type(self).__qualname__}"}
 
     @abstractmethod
     async def save(
@@ -68,7 +94,8 @@ class PolicyBackend(ABC):
         The write happens only if the stored policy's version is ``expected_version``, or,
         with ``expected_version=None``, if nothing is stored (or, with
         ``replace_unreadable``, the stored value is unreadable). Every store watching is
-        then told.
+        then told. A ``change`` whose action is ``initial`` stores a seed: keep that mark
+        with the policy and return it from :meth:`load_stored`.
 
         Returns:
             False, storing nothing, when another writer got there first.
@@ -130,13 +157,17 @@ class MemoryPolicyBackend(PolicyBackend):
     def __init__(self, initial: RiskPolicy | None = None, *, history_size: int = 1000) -> None:
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
-        self._policy = initial
+        self._stored = None if initial is None else StoredPolicy(initial)
         self._history: deque[PolicyChange] = deque(maxlen=history_size)
         self._watchers: list[ChangeCallback] = []
 
     async def load(self) -> RiskPolicy | None:
         """Return the stored policy."""
-        return self._policy
+        return None if self._stored is None else self._stored.policy
+
+    async def load_stored(self) -> StoredPolicy | None:
+        """Return the stored policy and whether it is a seed."""
+        return self._stored
 
     async def save(
         self,
@@ -147,10 +178,10 @@ class MemoryPolicyBackend(PolicyBackend):
         replace_unreadable: bool = False,
     ) -> bool:
         """Store ``policy`` when the version still matches; nothing here is ever unreadable."""
-        current = None if self._policy is None else self._policy.version
+        current = None if self._stored is None else self._stored.policy.version
         if current != expected_version:
             return False
-        self._policy = policy  # no await since the check: atomic within the event loop
+        self._stored = StoredPolicy(policy, is_seed(change))  # no await since the check
         if change is not None:
             self._history.appendleft(change)
         for on_change in tuple(self._watchers):

@@ -37,13 +37,24 @@ class PolicyDataError(PolicyError):
             write that replaces the value goes above it, so versions never repeat.
     """
 
-    def __init__(self, where: str, reason: str, *, stored_version: int | None = None) -> None:
+    def __init__(
+        self,
+        where: str,
+        reason: str,
+        *,
+        stored_version: int | None = None,
+        then: str | None = None,
+    ) -> None:
         self.where = where
         self.reason = reason
         self.stored_version = stored_version
         super().__init__(
-            f"the policy stored at {where} is unreadable: {reason}. The last good policy stays "
-            "in force; the next switch_mode()/update_config() replaces the bad value"
+            f"the policy stored at {where} is unreadable: {reason}. "
+            + (
+                then
+                or "The last good policy stays in force; the next switch_mode()/update_config() "
+                "of a store that loaded it replaces the bad value"
+            )
         )
 
 

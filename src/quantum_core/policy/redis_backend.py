@@ -2,21 +2,22 @@
 
 Layout (``prefix`` defaults to ``quantum_core:policy``):
 
-* ``{prefix}:current``: the policy, one JSON document (see ``codec.py``);
+* ``{prefix}:current``: the policy, one JSON document (see ``codec.py``; a seed is marked);
 * ``{prefix}:history``: the audit history, newest first, trimmed to ``history_size``;
 * ``{prefix}:changes``: the pub/sub channel every write publishes its new version on.
 
 A write is WATCH / GET / MULTI: SET, LPUSH + LTRIM, PUBLISH / EXEC, so the policy, its audit
 entry and the notification are one atomic step, and a write that raced another one is
 refused and retried above. The client passed in is never closed or changed: the backend
-opens its own connections with the same settings (reading bytes, bounded retries), one of
-them for the pub/sub listener (see ``_listener.py``).
+opens its own connections with the same settings (reading bytes, bounded retries, TCP
+keepalive), one of them for the pub/sub listener (see ``_listener.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -29,13 +30,24 @@ from .._redis import connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
 from .backends import ChangeCallback, PolicyBackend, PolicyWatch
-from .codec import PolicyChange, decode_change, decode_policy, encode_change, encode_policy
+from .codec import (
+    PolicyChange,
+    StoredPolicy,
+    decode_change,
+    decode_stored,
+    encode_change,
+    encode_policy,
+    is_seed,
+)
 from .errors import PolicyDataError, PolicyUnavailableError
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisPolicyBackend"]
 
 DEFAULT_KEY_PREFIX: Final = "quantum_core:policy"
 _UNREADABLE: Final = object()
+# A connection idle for 10 s is probed every 5 s, and given up after 3 probes unanswered: the
+# kernel then fails its reads, even where no PING of ours is waiting for an answer.
+_KEEPALIVE: Final = {"TCP_KEEPIDLE": 10, "TCP_KEEPALIVE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 _T = TypeVar("_T")
 
 
@@ -85,7 +97,7 @@ class RedisPolicyBackend(PolicyBackend):
         self._watches: set[PolicyWatch] = set()
         # The last document read and what it decoded to: a periodic check that finds the
         # same bytes costs one GET and one comparison.
-        self._parsed: tuple[bytes | str, RiskPolicy] | None = None
+        self._parsed: tuple[bytes | str, StoredPolicy] | None = None
 
     @property
     def address(self) -> str:
@@ -96,14 +108,35 @@ class RedisPolicyBackend(PolicyBackend):
         host, port = settings.get("host", "localhost"), settings.get("port", 6379)
         return f"{host}:{port}/{settings.get('db', 0)}"
 
+    @property
+    def deployment(self) -> dict[str, str | int]:
+        """The server (host, port and db, or socket path and db) and the key prefix.
+
+        Never the user name or the password: a snapshot file records this, in clear.
+        """
+        settings = self._settings
+        where: dict[str, str | int]
+        if "path" in settings:
+            where = {"path": str(settings["path"])}
+        else:
+            where = {
+                "host": str(settings.get("host", "localhost")),
+                "port": int(settings.get("port", 6379)),
+            }
+        return {**where, "db": int(settings.get("db", 0)), "key_prefix": self.key_prefix}
+
     def new_client(self, *, listener: bool = False) -> redis.Redis:
         """Open a client with the caller's settings, reading bytes.
 
         Commands retry twice, quickly (a pooled connection may be stale after a server
         restart). The listener's client never retries by itself: the listener must see a
-        broken connection to ask for a reload once it has subscribed again.
+        broken connection to ask for a reload once it has subscribed again. TCP connections
+        get keepalive probes unless the caller chose their own.
         """
         settings = dict(self._settings)
+        if "path" not in settings and not settings.get("socket_keepalive"):
+            settings["socket_keepalive"] = True
+            settings["socket_keepalive_options"] = _keepalive_options()
         if listener:
             settings["retry"] = Retry(NoBackoff(), retries=0)
             settings["socket_timeout"] = None  # get_message(timeout=) bounds each wait
@@ -114,6 +147,11 @@ class RedisPolicyBackend(PolicyBackend):
 
     async def load(self) -> RiskPolicy | None:
         """GET the policy; the same bytes as last time are not decoded again."""
+        stored = await self.load_stored()
+        return None if stored is None else stored.policy
+
+    async def load_stored(self) -> StoredPolicy | None:
+        """GET the policy and its seed mark; the same bytes are not decoded again."""
         raw = await self._run("read the policy", self._get_current)
         return None if raw is None else self._decode(raw)
 
@@ -126,7 +164,7 @@ class RedisPolicyBackend(PolicyBackend):
         replace_unreadable: bool = False,
     ) -> bool:
         """Write ``policy`` (with its audit entry and notification) if nothing moved."""
-        data = encode_policy(policy)
+        data = encode_policy(policy, seed=is_seed(change))
         notice = json.dumps({"version": policy.version}).encode()
         entry = None if change is None else encode_change(change)
 
@@ -186,19 +224,19 @@ class RedisPolicyBackend(PolicyBackend):
             raise _wrong_type(self.key, error) from error
         return raw
 
-    def _decode(self, raw: bytes | str) -> RiskPolicy:
+    def _decode(self, raw: bytes | str) -> StoredPolicy:
         parsed = self._parsed
         if parsed is not None and parsed[0] == raw:
             return parsed[1]
-        policy = decode_policy(raw, where=f"Redis key {self.key!r}")
-        self._parsed = (raw, policy)
-        return policy
+        stored = decode_stored(raw, where=f"Redis key {self.key!r}")
+        self._parsed = (raw, stored)
+        return stored
 
     async def _stored_version(self, pipe: Any) -> int | object | None:
         """The version stored under WATCH: an int, None (nothing), or ``_UNREADABLE``."""
         try:
             raw = await pipe.get(self.key)
-            return None if raw is None else self._decode(raw).version
+            return None if raw is None else self._decode(raw).policy.version
         except ResponseError as error:
             _wrong_type(self.key, error)  # re-raises anything but WRONGTYPE
             return _UNREADABLE
@@ -212,13 +250,21 @@ class RedisPolicyBackend(PolicyBackend):
                 return await operation()
         except (RedisError, OSError) as error:
             raise PolicyUnavailableError(
-                f"could not {what}: Redis at {self.address} failed: {error}"
+                f"could not {what}: Redis at {self.address} failed: "
+                f"{str(error) or type(error).__name__}"
             ) from error
         except TimeoutError as error:
             raise PolicyUnavailableError(
                 f"could not {what}: Redis at {self.address} did not answer within "
                 f"{self.timeout:g} s"
             ) from error
+
+
+def _keepalive_options() -> dict[int, int]:
+    """The keepalive timings this platform lets a socket set (Linux and macOS differ)."""
+    return {
+        getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)
+    }
 
 
 def _wrong_type(key: str, error: ResponseError) -> PolicyDataError:

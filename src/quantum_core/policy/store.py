@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ..logs import get_logger
 from ..models import RiskConfig, RiskMode, RiskPolicy
 from ..tracing import new_trace_id, trace_context
+from ._changes import check_mode, check_who_and_why, config_updated, differences, mode_changed
 from ._sync import Follower
 from .backends import MemoryPolicyBackend, PolicyBackend
 from .codec import ChangeAction, PolicyChange
@@ -58,9 +59,12 @@ class PolicyStore(Follower):
             :class:`RedisPolicyBackend` for several processes.
         event_bus: Where changes are announced; :func:`initialize_event_bus` attaches the
             process-wide bus automatically.
-        default: The policy stored when the backend holds none yet (NORMAL by default).
+        default: The policy stored (as a seed) when the backend holds none yet, and the one
+            :meth:`reset` writes (NORMAL and the default limits by default).
         snapshot_path: A JSON file the store rewrites in the background after each change
-            and reads at a start without its backend; none by default.
+            it confirms, and reads at a start without its backend, if the file is private to
+            this user and belongs to the same deployment (``backend.deployment``); none by
+            default.
     """
 
     def __init__(
@@ -77,10 +81,13 @@ class PolicyStore(Follower):
                 f"RedisPolicyBackend(redis_client)), got {type(backend).__name__}; "
                 "initialize_policy_store() also takes a Redis client or URL"
             )
+        backend = backend or MemoryPolicyBackend()
         super().__init__(
-            backend or MemoryPolicyBackend(),
+            backend,
             default=check_policy(default or RiskPolicy()),
-            snapshot=None if snapshot_path is None else PolicySnapshot(snapshot_path),
+            snapshot=(
+                None if snapshot_path is None else PolicySnapshot(snapshot_path, backend.deployment)
+            ),
             actor=f"quantum_core@{socket.gethostname()}:{os.getpid()}",
         )
         self.event_bus = event_bus
@@ -116,9 +123,11 @@ class PolicyStore(Follower):
 
         Raises:
             PolicyUnavailableError: when the backend cannot be reached; nothing switched.
+            PolicyDataError: when the stored value is unreadable and this store never
+                loaded a valid policy to build on; nothing switched.
         """
-        new_mode = _check_mode(mode)
-        _check_who_and_why(updated_by, reason)
+        new_mode = check_mode(mode)
+        check_who_and_why(updated_by, reason)
 
         def change(policy: RiskPolicy) -> _Change | None:
             if policy.active_mode is new_mode:
@@ -142,19 +151,7 @@ class PolicyStore(Follower):
             reason=reason,
             trace_id=trace_id,
         )
-        await self._announce(
-            MODE_CHANGED,
-            {
-                "previous_mode": previous.active_mode.value,
-                "active_mode": policy.active_mode.value,
-                "version": policy.version,
-                "updated_by": policy.updated_by,
-                "updated_at": policy.updated_at.isoformat(),
-                "reason": reason,
-                "trace_id": trace_id,
-            },
-            trace_id,
-        )
+        await self._announce(MODE_CHANGED, mode_changed(previous, policy, reason, trace_id))
         return policy
 
     async def update_config(
@@ -165,12 +162,16 @@ class PolicyStore(Follower):
         Limits equal to the stored ones change nothing and announce nothing.
 
         Raises:
-            PolicyValidationError: naming each limit that is out of its range, or that would
-                make a mode looser than a less strict one; nothing is written.
+            PolicyValidationError: naming each limit that is of the wrong type (a number,
+                or an integer for ``max_open_positions``; never a bool or a string), out of
+                its range, or that would make a mode looser than a less strict one; nothing
+                is written.
             PolicyUnavailableError: when the backend cannot be reached; nothing changed.
+            PolicyDataError: when the stored value is unreadable and this store never
+                loaded a valid policy to build on; nothing changed.
         """
-        target = _check_mode(mode)
-        _check_who_and_why(updated_by, reason)
+        target = check_mode(mode)
+        check_who_and_why(updated_by, reason)
         if not limits:
             raise ValueError("update_config needs at least one limit, such as max_leverage=5")
         unknown = sorted(set(limits) - set(RiskConfig.model_fields))
@@ -200,31 +201,66 @@ class PolicyStore(Follower):
         if policy is previous:
             return policy
         before, after = previous.configs[target].model_dump(), policy.configs[target].model_dump()
-        changed = {name for name in after if after[name] != before[name]}
         _log.warning(
             "risk_limits_updated",
             mode=target.value,
-            limits={name: after[name] for name in sorted(changed)},
+            limits={name: after[name] for name in sorted(after) if after[name] != before[name]},
             version=policy.version,
             updated_by=updated_by,
             reason=reason,
             trace_id=trace_id,
         )
         await self._announce(
-            CONFIG_UPDATED,
-            {
-                "mode": target.value,
-                "limits": after,
-                "old": {name: before[name] for name in sorted(changed)},
-                "new": {name: after[name] for name in sorted(changed)},
-                "version": policy.version,
-                "updated_by": policy.updated_by,
-                "updated_at": policy.updated_at.isoformat(),
-                "reason": reason,
-                "trace_id": trace_id,
-            },
-            trace_id,
+            CONFIG_UPDATED, config_updated(target, previous, policy, reason, trace_id)
         )
+        return policy
+
+    async def reset(self, *, updated_by: str, reason: str | None = None) -> RiskPolicy:
+        """Make this store's default policy (its mode and every limit) the policy in force.
+
+        The way back on purpose: the defaults are written as a new version, so every store
+        follows. Deleting the stored policy, or writing an older one by hand, resets
+        nothing: a running store puts its confirmed policy back. Changes nothing when the
+        policy already is the default; announces what a switch and limit updates would.
+
+        Raises:
+            PolicyUnavailableError: when the backend cannot be reached; nothing changed.
+            PolicyDataError: when the stored value is unreadable and this store never
+                loaded a valid policy to build on; nothing changed.
+        """
+        check_who_and_why(updated_by, reason)
+        default = self._default
+
+        def change(policy: RiskPolicy) -> _Change | None:
+            old, new = differences(policy, default)
+            if not new:
+                return None
+            return (
+                {"active_mode": default.active_mode, "configs": dict(default.configs)},
+                old,
+                new,
+            )
+
+        trace_id = trace_context.get() or new_trace_id()
+        previous, policy = await self._write("reset", None, change, updated_by, reason, trace_id)
+        if policy is previous:
+            return policy
+        _log.warning(
+            "risk_policy_reset",
+            previous_mode=previous.active_mode.value,
+            active_mode=policy.active_mode.value,
+            version=policy.version,
+            updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
+        )
+        if previous.active_mode is not policy.active_mode:
+            await self._announce(MODE_CHANGED, mode_changed(previous, policy, reason, trace_id))
+        for mode in RiskMode:
+            if previous.configs[mode] != policy.configs[mode]:
+                await self._announce(
+                    CONFIG_UPDATED, config_updated(mode, previous, policy, reason, trace_id)
+                )
         return policy
 
     async def history(self, limit: int = 50) -> list[PolicyChange]:
@@ -267,6 +303,9 @@ class PolicyStore(Follower):
     ) -> tuple[RiskPolicy, RiskPolicy]:
         """Apply ``change`` with compare-and-set, retrying when another writer won the race.
 
+        A write builds on the stored policy; on this store's confirmed policy when that one
+        outranks what is stored (see ``_outranks``) or when the stored value is unreadable;
+        never on the defaults over an unreadable value, except a reset, which means them.
         Returns the policy before and after; the same object twice when nothing changed.
         """
         self._check_open()
@@ -274,25 +313,30 @@ class PolicyStore(Follower):
             await self.initialize()
         async with self._lock:
             for attempt in range(_WRITE_ATTEMPTS):
+                unreadable: PolicyDataError | None = None
                 try:
-                    stored = await self._backend.load()
-                    replace, floor = False, -1
-                except PolicyDataError as error:  # a bad value: build on the last good policy
+                    stored = await self._backend.load_stored()
+                except PolicyDataError as error:
                     self._report_unreadable(error)
-                    stored, replace = None, True
-                    floor = -1 if error.stored_version is None else error.stored_version
+                    if not self._confirmed and action != "reset":
+                        raise _nothing_to_build_on(error) from error
+                    stored, unreadable = None, error  # on the last good policy, or the default
                 except PolicyUnavailableError as error:
                     self._report_unreachable(error)
                     raise
-                if stored is None and not replace:  # emptied: put the last good policy back
-                    await self._restore(raise_unavailable=True)
-                    continue
-                base = stored or self.policy
+                if unreadable is None and (stored is None or self._outranks(stored)):
+                    await self._put_back(stored, raise_unavailable=True)
+                    continue  # read again what is stored now
+                base = self.policy if stored is None else stored.policy
                 fields = change(base)
+                if fields is None and unreadable is not None and action == "reset":
+                    fields = ({}, {}, {})  # the defaults again; replacing the bad value is it
                 if fields is None:
-                    self._adopt(base)
+                    if stored is not None:
+                        self._adopt(base, confirmed=not stored.seed)
                     return base, base
                 update, old, new = fields
+                floor = -1 if unreadable is None else await self._version_floor(unreadable)
                 candidate = base.model_copy(
                     update={
                         **update,
@@ -316,17 +360,17 @@ class PolicyStore(Follower):
                 try:
                     saved = await self._backend.save(
                         policy,
-                        expected_version=None if stored is None else stored.version,
+                        expected_version=None if stored is None else stored.policy.version,
                         change=entry,
-                        replace_unreadable=replace,
+                        replace_unreadable=unreadable is not None,
                     )
                 except PolicyUnavailableError as error:
                     self._report_unreachable(error)
                     raise
                 if saved:
-                    if replace:
+                    if unreadable is not None:
                         _log.warning("policy_unreadable_value_replaced", version=policy.version)
-                    self._adopt(policy, quiet=True)
+                    self._adopt(policy, confirmed=True, quiet=True)
                     return base, policy
                 await asyncio.sleep(random.random() * 0.002 * (attempt + 1))  # noqa: S311 - jitter
         raise PolicyConflictError(
@@ -334,31 +378,39 @@ class PolicyStore(Follower):
             "to other writers; nothing was written by this call, try again"
         )
 
-    async def _announce(self, event_type: str, payload: dict[str, Any], trace_id: str) -> None:
+    async def _version_floor(self, unreadable: PolicyDataError) -> int:
+        """The version a write over an unreadable value goes above: versions never go back.
+
+        The bad value's own version if it has one, and the newest one in the history: a
+        value with no version would otherwise let a write start again from 1, below what
+        the running stores hold (they would put theirs back).
+        """
+        floor = -1 if unreadable.stored_version is None else unreadable.stored_version
+        try:
+            newest = await self._backend.history(1)
+        except (NotImplementedError, PolicyUnavailableError):
+            return floor
+        return max([floor, *(entry.version for entry in newest)])
+
+    async def _announce(self, event_type: str, payload: dict[str, Any]) -> None:
         """Publish a change; a failed broadcast never undoes the change itself."""
         bus = self.event_bus
         if bus is None:
             return
         try:
-            await bus.publish(event_type, payload, trace_id=trace_id)
+            await bus.publish(event_type, payload, trace_id=payload["trace_id"])
         except Exception:
             _log.exception("policy_change_not_broadcast", event_type=event_type)
 
 
-def _check_mode(mode: object) -> RiskMode:
-    if isinstance(mode, str) and mode in RiskMode.__members__:
-        return RiskMode(mode)
-    valid = ", ".join(m.value for m in RiskMode)
-    raise ValueError(f"unknown risk mode {mode!r}; expected one of {valid}")
-
-
-def _check_who_and_why(updated_by: object, reason: object) -> None:
-    if not isinstance(updated_by, str) or not updated_by.strip() or len(updated_by) > 200:
-        raise ValueError(
-            "updated_by must name who made the change (a non-empty string of at most 200 "
-            f"characters), got {updated_by!r}"
-        )
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
-        raise ValueError(
-            f"reason must be None or a string of at most 1000 characters, got {reason!r}"
-        )
+def _nothing_to_build_on(error: PolicyDataError) -> PolicyDataError:
+    """Why a store that never loaded a valid policy refuses to write over an unreadable one."""
+    return PolicyDataError(
+        error.where,
+        error.reason,
+        stored_version=error.stored_version,
+        then="Nothing was written: this store holds no valid policy to build on (it started "
+        "while the value was unreadable), and building on its defaults would reset every "
+        "limit. Running services keep their last valid policy and replace the value on "
+        "their next change; reset() writes the defaults on purpose",
+    )

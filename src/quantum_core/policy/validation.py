@@ -19,6 +19,11 @@ from .errors import PolicyValidationError, PolicyViolation
 
 __all__ = ["check_policy", "limits_violations", "merge_limits"]
 
+# Pydantic's type errors, said with the type a limit takes.
+_EXPECTED_TYPES: Final = {
+    "float_type": "a number (int or float)",
+    "int_type": "an integer (int)",
+}
 # A higher floor is stricter; every other limit is a ceiling, where lower is stricter.
 _FLOORS: Final = frozenset({"global_min_confidence"})
 _STRICTER_THAN: Final = (
@@ -30,25 +35,32 @@ _STRICTER_THAN: Final = (
 def merge_limits(mode: RiskMode, config: RiskConfig, limits: dict[str, Any]) -> RiskConfig:
     """Return ``config`` with ``limits`` applied, each limit checked against its domain.
 
+    Strictly, as a stored policy is read: a number is an ``int`` or a ``float``, never a
+    bool or a string, and an integer limit takes an ``int`` only. A coerced ``True`` (1.0)
+    or ``"5"`` would store what the caller did not mean.
+
     Raises:
-        PolicyValidationError: naming ``<mode>.<limit>`` and the range it must be in.
+        PolicyValidationError: naming ``<mode>.<limit>`` and the type or range it must have.
     """
     try:
-        return RiskConfig.model_validate({**config.model_dump(), **limits})
+        return RiskConfig.model_validate({**config.model_dump(), **limits}, strict=True)
     except ValidationError as error:
         raise PolicyValidationError(limits_violations(mode, error)) from error
 
 
 def limits_violations(mode: RiskMode, error: ValidationError) -> list[PolicyViolation]:
     """Turn pydantic's errors about one mode's limits into violations naming the field."""
-    return [
-        PolicyViolation(
-            f"{mode.value}.{'.'.join(str(part) for part in item['loc'])}",
-            item["msg"][:1].lower() + item["msg"][1:],
-            item.get("input"),
-        )
-        for item in error.errors(include_url=False)
-    ]
+    violations = []
+    for item in error.errors(include_url=False):
+        value = item.get("input")
+        expected = _EXPECTED_TYPES.get(item["type"])
+        if expected is not None:
+            rule = f"must be {expected}, got {type(value).__name__}"
+        else:
+            rule = item["msg"][:1].lower() + item["msg"][1:]
+        field = f"{mode.value}.{'.'.join(str(part) for part in item['loc'])}"
+        violations.append(PolicyViolation(field, rule, value))
+    return violations
 
 
 def check_policy(policy: RiskPolicy, *, changed: RiskMode | None = None) -> RiskPolicy:

@@ -1,0 +1,91 @@
+"""A store whose network path to Redis freezes silently (no RST, packets dropped).
+
+The store follows Redis through a proxy that freezes every open connection while new
+connections still go through, as when a route drops a flow. Another store, directly on
+Redis, switches the mode: the frozen store must see it within a few poll intervals, through
+new connections, and close() must return promptly instead of waiting on a dead socket.
+"""
+
+import asyncio
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from freezable_proxy import FreezableProxy
+from quantum_core.models import RiskMode
+from quantum_core.policy import PolicyStore, RedisPolicyBackend
+
+POLL = 0.2
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def proxy(redis_url):
+    port = urlparse(redis_url).port or 6379
+    with FreezableProxy(port) as proxy:
+        yield proxy
+
+
+async def seen_within(predicate, limit):
+    started = time.monotonic()
+    while not predicate():
+        waited = time.monotonic() - started
+        assert waited < limit, f"not seen within {limit} s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("poll_interval", [POLL, 60.0])
+async def test_a_frozen_connection_delays_a_switch_by_a_few_intervals_at_most(
+    redis_url, redis_prefix, proxy, log_lines, poll_interval
+):
+    prefix = f"{redis_prefix}:policy"
+    frozen_url = f"redis://127.0.0.1:{proxy.port}/0"
+    writer = PolicyStore(RedisPolicyBackend(redis_url, key_prefix=prefix, timeout=TIMEOUT))
+    follower = PolicyStore(
+        RedisPolicyBackend(
+            frozen_url, key_prefix=prefix, poll_interval=poll_interval, timeout=TIMEOUT
+        )
+    )
+    async with writer, follower:
+        await writer.switch_mode("AGGRESSIVE", updated_by="desk")
+        await seen_within(lambda: follower.policy.active_mode is RiskMode.AGGRESSIVE, 5.0)
+        await follower.refresh()  # the command connection is in use, and now frozen too
+
+        proxy.freeze()
+        await writer.switch_mode("DEFENSIVE", updated_by="risk_manager")
+        # With checks every 0.2 s, a few of them; with checks every minute, the listener
+        # alone must notice its dead connection and come back within its own deadline.
+        limit = 4 * POLL + 3 * TIMEOUT if poll_interval == POLL else 10.0
+        waited = await seen_within(lambda: follower.policy.active_mode is RiskMode.DEFENSIVE, limit)
+        started = time.monotonic()
+        refreshed = await follower.refresh()  # the periodic check's GET is bounded too
+        assert time.monotonic() - started < TIMEOUT * 4
+        assert refreshed.active_mode is RiskMode.DEFENSIVE
+
+        started = time.monotonic()
+    closing = time.monotonic() - started
+    assert closing < 2.0, f"close() took {closing:.1f} s"
+    print(f"seen after {waited:.2f} s, closed in {closing:.2f} s")
+
+
+async def test_close_returns_at_once_while_every_connection_is_frozen(
+    redis_url, redis_prefix, proxy
+):
+    follower = PolicyStore(
+        RedisPolicyBackend(
+            f"redis://127.0.0.1:{proxy.port}/0",
+            key_prefix=f"{redis_prefix}:policy",
+            poll_interval=POLL,
+            timeout=TIMEOUT,
+        )
+    )
+    await follower.initialize()
+    await follower.refresh()  # both connections open: the listener's and the commands'
+    proxy.freeze()
+    await asyncio.sleep(POLL * 1.5)  # a periodic check's GET now waits on the frozen socket
+    started = time.monotonic()
+    await follower.close()
+    closing = time.monotonic() - started
+    assert closing < TIMEOUT, f"close() took {closing:.2f} s"
