@@ -4,6 +4,7 @@ Before, the ack sender task, cancelled by asyncio.run's shutdown before its firs
 never cleared, and stop() waited for it in a loop that never slept: 100 % CPU, no exit.
 """
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_a_handler_ending_the_process_on_the_memory_transport(how):
 async def test_a_handler_ending_the_process_on_redis_leaves_its_event_pending(
     how, redis_url, redis_prefix, client
 ):
-    code, elapsed, stderr = run_until_exit(how, redis_url, redis_prefix)
+    code, elapsed, stderr = await asyncio.to_thread(run_until_exit, how, redis_url, redis_prefix)
     assert code == EXIT_CODES[how], stderr
     assert elapsed < 10, f"exited only after {elapsed:.1f} s"
     stream = f"{redis_prefix}:stream:orders"
