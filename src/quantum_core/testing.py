@@ -90,12 +90,17 @@ class _Harness:
     stack: AsyncExitStack
     run: str = field(default_factory=lambda: os.urandom(3).hex())
 
-    def bus(self, service: str, **options: Any) -> EventBus:
-        transport = self.make_transport()
-        self.stack.push_async_callback(transport.close)
-        bus = EventBus(transport, service_name=f"{service}-{self.run}", **options)
+    def bus(self, service: str, *, transport: Transport | None = None, **options: Any) -> EventBus:
+        bus = EventBus(
+            transport or self.transport(), service_name=f"{service}-{self.run}", **options
+        )
         self.stack.push_async_callback(bus.stop)
         return bus
+
+    def transport(self) -> Transport:
+        transport = self.make_transport()
+        self.stack.push_async_callback(transport.close)
+        return transport
 
     def topic(self, name: str) -> str:
         return f"contract.{name}.{self.run}"

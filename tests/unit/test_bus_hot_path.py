@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pytest
 
 from quantum_core import EventBus, MemoryTransport, current_event
-from quantum_core.bus._acks import AckBatcher
 from quantum_core.bus._deadlines import Deadlines
 from quantum_core.bus._retry import HandlerTimeoutError, call_handler
 from quantum_core.bus.envelope import (
@@ -47,29 +46,6 @@ async def test_acks_of_handlers_that_finish_together_share_calls_and_stop_sends_
     await bus.stop()  # returns once what was handled is acknowledged
     assert sum(calls) == 205
     assert transport._topics["t.x"]["svc:h"].pending == {}
-
-
-async def test_a_failed_ack_is_logged_and_the_next_batch_still_goes(log_lines):
-    acked = []
-
-    class Flaky:
-        failures = 1
-
-        async def ack(self, deliveries):
-            if self.failures:
-                self.failures -= 1
-                raise ConnectionError("broker gone")
-            acked.extend(deliveries)
-
-    batcher = AckBatcher(Flaky(), "h")
-    batcher.add("first")
-    await batcher.flush()
-    batcher.add("second")
-    await batcher.flush()
-    assert acked == ["second"]
-    failed = [line for line in log_lines() if line["event"] == "event_ack_failed"]
-    assert failed[0]["events"] == 1
-    assert failed[0]["handler"] == "h"
 
 
 async def test_current_event_is_built_when_asked_and_is_the_events_own():

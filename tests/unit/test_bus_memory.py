@@ -3,6 +3,7 @@
 import asyncio
 import functools
 import json
+import math
 
 import pytest
 from pydantic import BaseModel
@@ -254,6 +255,31 @@ async def test_an_undecodable_entry_is_set_aside_and_the_consumer_goes_on():
     assert "expected a JSON object" in reasons[2]
 
 
+async def test_an_envelope_whose_headers_are_not_an_object_is_set_aside():
+    transport = MemoryTransport()
+    received = Recorder()
+    bus = EventBus(transport, service_name="svc")
+    bus.subscribe("t.x", received)
+    envelope = {
+        "v": 1,
+        "id": "e1",
+        "type": "t.x",
+        "trace_id": "t1",
+        "time": "2026-01-01T00:00:00.000000Z",
+        "source": "s",
+        "payload": {},
+    }
+    async with bus:
+        await transport.publish(
+            "t.x", [json.dumps({**envelope, "headers": h}).encode() for h in (False, 0, "", [])]
+        )
+        await eventually(lambda: len(transport.dead_letters("t.x")) == 4)
+    assert received.payloads == []
+    assert {r["error"] for r in transport.dead_letters("t.x")} == {
+        "payload and headers must be JSON objects"
+    }
+
+
 async def test_handlers_log_lines_carry_the_event_trace_without_being_told(log_lines):
     log = get_logger("test.handler")
 
@@ -395,6 +421,44 @@ async def test_payload_that_is_not_json_serialisable_is_rejected(value):
     bus = EventBus("memory://", service_name="svc")
     with pytest.raises(TypeError, match=r"not JSON-serialisable"):
         await bus.publish("t.x", {"value": value})
+
+
+async def test_concurrency_zero_is_refused_not_taken_for_the_default():
+    bus = EventBus("memory://", service_name="svc")
+
+    async def handle(payload):
+        return None
+
+    with pytest.raises(ValueError, match=r"concurrency must be a whole number >= 1, got 0"):
+        bus.subscribe("t.x", handle, concurrency=0)
+
+
+class Quote(BaseModel):
+    bid: float
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"price": math.nan}, "price"),
+        ({"book": {"levels": [1.0, math.inf]}}, r"book\.levels\[1\]"),
+        ({"x": [{"y": -math.inf}]}, r"x\[0\]\.y"),
+        (Quote(bid=math.nan), "bid"),
+    ],
+)
+async def test_nan_and_infinity_are_refused_at_publish_naming_the_field(payload, path):
+    transport = MemoryTransport()
+    bus = EventBus(transport, service_name="svc")
+    with pytest.raises(ValueError, match=rf"payload of 't\.x' holds .* at {path}: JSON"):
+        await bus.publish("t.x", payload)
+    with pytest.raises(ValueError, match=path):
+        await bus.publish_many("t.x", [{"fine": 1.5}, payload])
+    assert not transport._history.get("t.x")  # all or none: nothing was stored
+
+
+async def test_the_text_nan_in_a_payload_is_just_text():
+    bus = EventBus("memory://", service_name="svc")
+    await bus.publish("t.x", {"NaN": "NaN", "Infinity": ["-Infinity"], "n": 1.5})
 
 
 async def test_nothing_is_published_when_one_payload_of_a_batch_is_bad():

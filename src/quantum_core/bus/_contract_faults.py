@@ -10,13 +10,16 @@ healthy path takes milliseconds, so a noisy machine does not flip them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..errors import TransportError
 from .bus import EventBus
 from .context import current_event
 from .dead_letters import REPLAY_FOR
 from .envelope import decode
+from .transport import Backlog, Delivery, Subscription, Transport
 
 __all__ = ["FAULT_CHECKS"]
 
@@ -24,8 +27,11 @@ __all__ = ["FAULT_CHECKS"]
 class Harness(Protocol):
     """What a check needs: buses on one transport namespace, and topics of its own."""
 
-    def bus(self, service: str, **options: Any) -> EventBus:
-        """A bus on a new transport of the namespace, stopped at the end of the check."""
+    def bus(self, service: str, *, transport: Transport | None = None, **options: Any) -> EventBus:
+        """A bus on ``transport`` (a new one of the namespace), stopped at the end of the check."""
+
+    def transport(self) -> Transport:
+        """A new transport of the namespace, closed at the end of the check."""
 
     def topic(self, name: str) -> str:
         """A topic name unique to this run."""
@@ -356,6 +362,136 @@ async def _backlog_follows_the_queue(h: Harness, features: Features) -> None:
     await _eventually(caught_up, "pending and lag back to 0 once all 200 were handled")
 
 
+@dataclass
+class _Refusals:
+    """Dead-letter writes refused while ``dead_letters_refused``; the first ``acks`` acks too."""
+
+    dead_letters_refused: bool = True
+    acks: int = 3
+    dead_letter_refusals: int = 0
+    dead_letters_written: int = 0
+    ack_refusals: int = 0
+    acknowledged: int = 0
+
+
+class _RefusingSubscription(Subscription):
+    """A transport's subscription whose dead-letter writes and acks fail as ``_Refusals`` says."""
+
+    def __init__(self, inner: Subscription, refusals: _Refusals) -> None:
+        self._inner = inner
+        self._refusals = refusals
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        return await self._inner.fetch(max_count, timeout)
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if self._refusals.acks:
+            self._refusals.acks -= 1
+            self._refusals.ack_refusals += 1
+            raise TransportError("ack refused (injected by the contract check)")
+        await self._inner.ack(deliveries)
+        self._refusals.acknowledged += len(deliveries)
+
+    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        if self._refusals.dead_letters_refused:
+            self._refusals.dead_letter_refusals += 1
+            raise TransportError("dead-letter write refused (injected by the contract check)")
+        await self._inner.dead_letter(delivery, record)
+        self._refusals.dead_letters_written += 1
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def backlog(self) -> Backlog:
+        return await self._inner.backlog()
+
+
+class _RefusingTransport(Transport):
+    """A transport whose subscriptions are :class:`_RefusingSubscription`."""
+
+    def __init__(self, inner: Transport, refusals: _Refusals) -> None:
+        self._inner = inner
+        self._refusals = refusals
+
+    async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
+        await self._inner.publish(topic, messages)
+
+    async def subscribe(
+        self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
+    ) -> Subscription:
+        inner = await self._inner.subscribe(
+            topic, group=group, consumer=consumer, from_beginning=from_beginning
+        )
+        return _RefusingSubscription(inner, self._refusals)
+
+    async def read_dead_letters(
+        self, topic: str, limit: int, *, start: str | None = None
+    ) -> Sequence[tuple[str, bytes]]:
+        return await self._inner.read_dead_letters(topic, limit, start=start)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+async def _refused_writes_are_retried(h: Harness, features: Features) -> None:
+    """A refused dead-letter write or ack is tried again until it goes; nothing runs twice.
+
+    Meanwhile the event waiting for its dead-letter write holds no concurrency slot: with
+    one slot, the other events are handled while the write is still refused.
+    """
+    topic = h.topic("refused")
+    refusals = _Refusals()
+    runs: list[int] = []
+
+    async def handle(payload: dict[str, Any]) -> None:
+        runs.append(payload["n"])
+        if payload["n"] == 0:
+            raise ValueError("poison")
+
+    transport = _RefusingTransport(h.transport(), refusals)
+    bus = h.bus("refused", transport=transport, concurrency=1, max_attempts=1)
+    bus.subscribe(topic, handle, name="handle")
+    await bus.start()
+    publisher = h.bus("publisher")
+    await publisher.publish(topic, {"n": 0})
+
+    async def refused_twice() -> bool:
+        return refusals.dead_letter_refusals >= 2
+
+    await _eventually(refused_twice, "the dead-letter write refused, then tried again")
+    await publisher.publish_many(topic, [{"n": n} for n in range(1, 21)])
+
+    async def others_handled() -> bool:
+        return sorted(runs) == list(range(21))
+
+    await _eventually(others_handled, "the other events handled while the write is refused")
+    _expect(refusals.dead_letters_written == 0, "the dead letter was written too early")
+    refusals.dead_letters_refused = False
+
+    async def all_through() -> bool:
+        return refusals.dead_letters_written == 1 and refusals.acknowledged == 20
+
+    await _eventually(all_through, "the dead letter written and the 20 acks sent at last")
+    _expect(refusals.ack_refusals == 3, refusals)
+    _expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
+    stats = (await bus.stats())[f"{topic} -> handle"]
+    _expect((stats.handled, stats.dead_lettered, stats.failed) == (20, 1, 1), stats)
+    await bus.stop()
+
+    again: list[int] = []
+
+    async def replacement_handle(payload: dict[str, Any]) -> None:
+        again.append(payload["n"])
+
+    replacement = h.bus("refused")
+    replacement.subscribe(topic, replacement_handle, name="handle")
+    await replacement.start()
+    await asyncio.sleep(features.redelivery_timeout)  # anything left pending comes back now
+    _expect(again == [], f"events came back after their ack or dead letter went: {again}")
+    _expect(sorted(runs) == list(range(21)), f"an event was handled twice: {sorted(runs)}")
+    _expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
+
+
 FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
     "retry_then_succeed": _retry_then_succeed,
     "dead_letter_replay_purge": _dead_letter_replay_purge,
@@ -364,5 +500,6 @@ FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
     "retry_holds_only_its_key": _retry_holds_only_its_key,
     "stop_leaves_retrying_unacknowledged": _stop_leaves_retrying_unacknowledged,
     "backlog_follows_the_queue": _backlog_follows_the_queue,
+    "refused_writes_are_retried": _refused_writes_are_retried,
 }
 """Fault-tolerance checks by name, merged into ``quantum_core.testing.CHECKS``."""

@@ -8,6 +8,7 @@ and grows by one for every retry in this process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,9 @@ from typing import Any
 
 from ..errors import EventBusError
 from ._deadlines import Deadlines
+from ._fresh_context import start_in
 
-__all__ = ["HandlerTimeoutError", "RetryPolicy", "call_handler", "check_seconds"]
+__all__ = ["HandlerTimeoutError", "RetryPolicy", "backoff", "call_handler", "check_seconds"]
 
 _MAX_EXPONENT = 60  # 2**60 times any sane base is far beyond any cap; avoids float overflow
 
@@ -82,70 +84,99 @@ class RetryPolicy:
         return max(self.max_attempts, first)
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed ``attempt``: exponential, capped, "equal jitter".
+        """Seconds to wait after failed ``attempt``: see :func:`backoff`."""
+        return backoff(attempt, self.backoff, self.backoff_max)
 
-        Half of the nominal wait is fixed and half random, so replicas that failed together
-        do not retry together, and no retry comes much sooner than configured.
-        """
-        exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
-        nominal = min(self.backoff_max, self.backoff * 2.0**exponent)
-        return nominal * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+
+def backoff(failures: int, first: float, most: float, *, jitter: bool = True) -> float:
+    """Seconds to wait after ``failures`` failures in a row: exponential, capped, "equal jitter".
+
+    The nominal wait is ``first``, doubling per failure, at most ``most``. With jitter, half
+    of it is fixed and half random, so replicas that failed together do not retry together,
+    and no retry comes much sooner than configured.
+    """
+    exponent = min(max(failures - 1, 0), _MAX_EXPONENT)
+    nominal = min(most, first * 2.0**exponent)
+    if not jitter:
+        return nominal
+    return nominal * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 async def call_handler(
-    handler: Callable[[dict[str, Any]], Awaitable[Any]],
+    handler: Handler,
     payload: dict[str, Any],
     timeout: float | None,
     deadlines: Deadlines | None = None,
+    context: contextvars.Context | None = None,
 ) -> BaseException | None:
     """Run one attempt; return what it raised (None when it returned).
 
     A handler still running after ``timeout`` seconds is cancelled and reported as a
     :class:`HandlerTimeoutError` whose cause shows where it hung. A ``CancelledError`` the
     handler raised on its own (not a cancellation of this task) is a failure like any
-    other; a real cancellation (``stop()``) propagates. ``deadlines``, when given, keeps
-    the time limit with timers shared among attempts (``_deadlines.py``).
+    other; a real cancellation (``stop()``) propagates, and so do ``SystemExit`` and
+    ``KeyboardInterrupt``: the process is ending. Any other ``BaseException`` is a failure.
+    ``deadlines``, when given, keeps the time limit with timers shared among attempts
+    (``_deadlines.py``). ``context``, when given, is the context the handler runs in.
     """
     if timeout is not None and deadlines is not None:
-        return await _call_with_deadline(handler, payload, timeout, deadlines)
+        return await _call_with_deadline(handler, payload, timeout, deadlines, context)
     scope: asyncio.Timeout | None = None
     try:
         if timeout is None:
-            await handler(payload)
+            await _run(handler, payload, context)
         else:
             async with asyncio.timeout(timeout) as scope:
-                await handler(payload)
+                await _run(handler, payload, context)
     except TimeoutError as exc:
         if scope is None or not scope.expired():
             return exc
         return _timed_out(timeout, exc)
     except asyncio.CancelledError as exc:
         return _own_cancellation(exc)
-    except Exception as exc:  # one handler's bug never stops the rest
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # one handler's bug never stops the rest
         return exc
     return None
 
 
 async def _call_with_deadline(
-    handler: Callable[[dict[str, Any]], Awaitable[Any]],
+    handler: Handler,
     payload: dict[str, Any],
     timeout: float,
     deadlines: Deadlines,
+    context: contextvars.Context | None,
 ) -> BaseException | None:
     deadline = deadlines.start(timeout)
     try:
-        await handler(payload)
+        if context is None:
+            await handler(payload)
+        elif (rest := start_in(context, handler(payload))) is not None:
+            await rest  # the handler waits for something: the slow path, per wait
     except asyncio.CancelledError as exc:
         if deadlines.end(deadline):
             return _timed_out(timeout, exc)
         return _own_cancellation(exc)
     except BaseException as exc:
         deadlines.end(deadline)
-        if isinstance(exc, Exception):  # one handler's bug never stops the rest
-            return exc
-        raise
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            raise
+        return exc  # one handler's bug never stops the rest
     deadlines.end(deadline)
     return None
+
+
+async def _run(
+    handler: Handler, payload: dict[str, Any], context: contextvars.Context | None
+) -> None:
+    if context is None:
+        await handler(payload)
+    elif (rest := start_in(context, handler(payload))) is not None:
+        await rest
 
 
 def _timed_out(timeout: float | None, cause: BaseException) -> HandlerTimeoutError:

@@ -206,7 +206,9 @@ class EventBus:
                 event_type=event_type,
                 handler=handler,
                 name=route_name,
-                concurrency=check_positive_int("concurrency", concurrency or self._concurrency),
+                concurrency=check_positive_int(
+                    "concurrency", self._concurrency if concurrency is None else concurrency
+                ),
                 retry=self._retry.override(max_attempts, retry_backoff, timeout),
                 ordering_key=key_function(ordering_key),
                 from_beginning=bool(from_beginning),
@@ -304,7 +306,10 @@ class EventBus:
 
         Handlers still running after ``stop_timeout`` are cancelled, and events waiting for
         a retry are given up at once; all of them stay unacknowledged, for another replica
-        (which counts the redelivery as an attempt). Calling ``stop()`` again does nothing.
+        (which counts the redelivery as an attempt). The consumers are done within
+        ``stop_timeout`` plus half a second even if the broker stopped answering: acks it
+        did not take by then are given up, their events left pending. Calling ``stop()``
+        again does nothing.
         """
         if self._state is _State.STOPPED:
             return

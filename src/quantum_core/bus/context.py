@@ -6,6 +6,7 @@ import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..tracing import adopt_trace_id
 from .envelope import Envelope
 
 __all__ = ["EventInfo", "current_event"]
@@ -78,6 +79,11 @@ def current_event() -> EventInfo | None:
     return handling.info
 
 
-def set_current_event(envelope: Envelope, attempt: int, handler: str) -> None:
-    """Record the event this task handles; each handler runs in its own task."""
+def enter_event(envelope: Envelope, attempt: int, handler: str) -> None:
+    """Make the event's trace and ``current_event()`` current, in the handler's own context.
+
+    Run it (``Context.run``) in the fresh context each handler run gets (``dispatch.py``),
+    so nothing of one event is left for the next.
+    """
+    adopt_trace_id(envelope.trace_id)  # validated by decode()
     _current.set(_Handling(envelope, attempt, handler))

@@ -25,7 +25,13 @@ import pydantic_core
 from .envelope import Envelope, decode, encode, publish_time
 from .transport import Transport
 
-__all__ = ["REPLAY_FOR", "DeadLetter", "dead_letter_record", "parse_dead_letter"]
+__all__ = [
+    "REPLAY_FOR",
+    "DeadLetter",
+    "dead_letter_record",
+    "describe_error",
+    "parse_dead_letter",
+]
 
 REPLAY_FOR = "x-quantum-replay-for"
 """Header of a replayed event: the consumer group (``service:handler``) it is replayed for."""
@@ -90,12 +96,27 @@ def dead_letter_record(
         "trace_id": envelope.trace_id if envelope else None,
         "attempts": attempts,
         "error_type": type(error).__name__,
-        "error": str(error),
+        "error": describe_error(error),
         "traceback": trace,
         "failed_at": publish_time(),
         "original": data.decode("utf-8", errors="backslashreplace"),
     }
     return pydantic_core.to_json(record)
+
+
+def describe_error(error: BaseException) -> str:
+    """``str(error)``; never fails, for an error whose ``__str__`` raises has a story too.
+
+    Falls back to ``repr(error)``, then to the type's name.
+    """
+    try:
+        return str(error)
+    except Exception as exc:  # describing an error must not raise another
+        why = f"its str() raised {type(exc).__name__}"
+    try:
+        return f"{error!r} ({why})"
+    except Exception:  # nor may its repr
+        return f"<{type(error).__name__}: {why}, and so did its repr()>"
 
 
 def parse_dead_letter(letter_id: str, record: bytes, topic: str) -> DeadLetter:

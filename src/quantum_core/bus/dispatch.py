@@ -6,13 +6,21 @@ whose handler finishes without waiting goes straight on to the next event, so a 
 quick handlers costs a task switch or two, not a task per event. A worker wakes another
 only when events are left behind it. With an ordering key, events that share a key wait for
 each other in the order they were fetched (the publish order, on one consumer), while other
-keys go on. A handler runs in its worker's (or its key's) task, with the trace and
-``current_event()`` of its event.
+keys go on. A handler runs in its worker's (or its key's) task, but in a context of its
+own, made afresh for each run (``_fresh_context.py``): the trace and ``current_event()`` of
+its event, and nothing a handler before it set.
 
 A handler that fails is tried again after a backoff (``_retry.py``). While it waits, the
 event holds no concurrency slot and no place in the fetch buffer: it is *parked*, together
 with the events of its key queued behind it, so it delays nothing else. Parked events are
 bounded too (``_PARKED_PER_SLOT``); beyond that the consumer stops fetching until some finish.
+A dead-letter write the broker refuses is tried again the same way, parked between tries,
+until it goes or ``stop()`` comes (``_outage.py`` spaces the tries and logs the outage once).
+
+Nothing a handler or an ordering key function does stops the consumer: an error is a failed
+attempt, a key that cannot be computed or hashed sets its event aside as a dead letter, and
+a fetch loop that dies of a bug of ours is logged at error level and started again. Only
+``SystemExit`` and ``KeyboardInterrupt`` from a handler go through: the process is ending.
 
 An idempotent route (``subscribe(..., idempotent=True)``) looks up the group's
 handled-record of an event before its first attempt, and writes it between the handler's
@@ -40,8 +48,8 @@ from ._deadlines import Deadlines
 from ._limit import Limit
 from ._outage import Outage
 from ._retry import RetryPolicy, call_handler
-from .context import set_current_event
-from .dead_letters import REPLAY_FOR, dead_letter_record
+from .context import enter_event
+from .dead_letters import REPLAY_FOR, dead_letter_record, describe_error
 from .envelope import Envelope, decode
 from .stats import Counters, SubscriptionStats
 from .transport import Backlog, Delivery, Subscription
@@ -57,6 +65,9 @@ _log = get_logger("quantum_core.bus")
 _BUFFER_PER_SLOT = 4  # keyed routes fetch ahead, so one busy key does not idle the others
 _PARKED_PER_SLOT = 64  # events waiting for a retry (or behind one, in its key) per slot
 _PARKED_MIN = 256
+_STOP_GRACE = 0.5  # seconds stop() may take beyond its timeout: acks, cancellations
+_FLUSH_MIN = 0.1  # seconds the acks of handlers that finished at the deadline get at least
+_LOOP_RESTART = 1.0  # seconds before a fetch loop that died of a bug starts again
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +127,13 @@ class Consumer:
         self._retrying_workers = 0  # workers waiting to retry: they hold no slot
         self._buffered = 0  # fetched, not finished, not parked
         self._parked = 0
+        self._dead_letters_given_up = 0  # by stop(), while their write was refused
         self._room = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        # What every handler run starts from: copied per run, never entered itself.
+        self._handler_context = contextvars.Context()
 
     @property
     def in_flight(self) -> int:
@@ -146,7 +160,7 @@ class Consumer:
         """Begin fetching in a task of its own."""
         # A context of its own: no trace or event of whoever called start() leaks into it.
         self._loop_task = asyncio.create_task(
-            self._fetch_loop(),
+            self._fetch_until_stopped(),
             name=f"quantum_core consumer {self.route.name}",
             context=contextvars.Context(),
         )
@@ -154,16 +168,20 @@ class Consumer:
     async def stop(self, timeout: float) -> int:
         """Stop fetching, give handlers in flight ``timeout`` seconds, cancel the rest.
 
-        Events waiting for a retry are given up at once. Returns how many handlers were
-        cancelled; their events, and the given-up ones, stay unacknowledged. Returns once
-        the events whose handlers finished are acknowledged (or their acks failed).
+        Events waiting for a retry (or for their dead-letter write to be tried again) are
+        given up at once. Returns how many handlers were cancelled; their events, and the
+        given-up ones, stay unacknowledged. Returns once the events whose handlers finished
+        are acknowledged, or their acks were given up: within ``timeout`` plus half a
+        second, whatever the broker does.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            return await self._stop(timeout)
+            return await self._stop(deadline, deadline + _STOP_GRACE)
         finally:
-            await self._acks.flush()
+            await self._acks.flush(max(deadline + _STOP_GRACE - loop.time(), _FLUSH_MIN))
 
-    async def _stop(self, timeout: float) -> int:
+    async def _stop(self, deadline: float, hard_deadline: float) -> int:
         self._stopping = True
         self._stopped.set()
         if self.counters.retrying:
@@ -172,11 +190,13 @@ class Consumer:
                 handler=self.route.name,
                 events=self.counters.retrying,
             )
+        loop = asyncio.get_running_loop()
         loop_task = self._loop_task
         if loop_task is not None:
             self._room.set()
             loop_task.cancel()
-            await asyncio.wait({loop_task}, timeout=self._poll_seconds + 1)
+            wait = min(self._poll_seconds + 1, max(hard_deadline - loop.time(), 0))
+            await asyncio.wait({loop_task}, timeout=wait)
             if not loop_task.done():
                 _log.warning("consumer_loop_did_not_stop", handler=self.route.name)
         while self._idle:  # idle workers end; busy ones go on with _ready
@@ -184,24 +204,43 @@ class Consumer:
             if not waiter.done():
                 waiter.set_result(None)
                 self._waking += 1
-        if not self._in_flight:
-            return 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         while self._in_flight and (left := deadline - loop.time()) > 0:
             await asyncio.wait(set(self._in_flight), timeout=left)  # workers may wake others
         unfinished = set(self._in_flight)
         for task in unfinished:
             task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
+        if unfinished:  # a handler that swallows its cancellation is not waited for
+            await asyncio.wait(unfinished, timeout=max(hard_deadline - loop.time(), _FLUSH_MIN))
+            if not all(task.done() for task in unfinished):
+                _log.warning("event_handlers_ignored_cancellation", handler=self.route.name)
+        if self._dead_letters_given_up:
+            _log.warning(
+                "dead_letters_given_up_on_stop",
+                handler=self.route.name,
+                events=self._dead_letters_given_up,
+                left="pending on the broker, delivered again to a consumer of the group",
+            )
         never_started = len(self._ready)  # left for a worker that was cancelled
         if never_started:
             self._buffered -= never_started
             self._ready.clear()
         return len(unfinished) + never_started
 
+    async def _fetch_until_stopped(self) -> None:
+        """Run the fetch loop; one that dies of a bug is logged, then started again."""
+        while not self._stopping:
+            try:
+                await self._fetch_loop()
+            except Exception:
+                _log.exception(
+                    "consumer_loop_failed", handler=self.route.name, restart_in=_LOOP_RESTART
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LOOP_RESTART):
+                        await self._stopped.wait()
+
     async def _fetch_loop(self) -> None:
-        outage = Outage(self.route.name)
+        outage = Outage.of_fetches(self.route.name)
         while not self._stopping:
             free = self._buffer_limit - self._buffered
             if free < self._fetch_min or self._parked >= self._park_limit:
@@ -226,18 +265,33 @@ class Consumer:
         try:
             envelope = decode(delivery.data)
         except ValueError as exc:
-            self._spawn(self._set_aside_malformed(delivery, exc))
+            _log.error(
+                "event_malformed_set_aside",
+                event_type=self.route.event_type,
+                handler=self.route.name,
+                error=str(exc),
+            )
+            self._spawn(self._set_aside(delivery, None, exc))
             return
         replayed_for = envelope.headers.get(REPLAY_FOR)
         if replayed_for is not None and replayed_for != self.group:
             self._skip(delivery)  # replayed for another group's handler
             return
-        key = self._key_of(envelope)
+        key_function = self.route.ordering_key
+        key: Hashable | None = None
+        lane: _Lane | None = None
+        if key_function is not None:
+            try:
+                key = key_function(envelope.payload)
+                if key is not None:
+                    lane = self._lanes.get(key)  # hashes the key: unhashable raises here
+            except Exception as exc:  # the key function's bug is this event's failure
+                self._spawn(self._set_aside(delivery, envelope, self._key_failed(envelope, exc)))
+                return
         if key is None:
             self._ready.append((delivery, envelope))
             self._wake()
             return
-        lane = self._lanes.get(key)
         if lane is not None:  # the key's worker is busy: wait in line
             lane.queue.append((delivery, envelope))
             if lane.parked:
@@ -247,20 +301,39 @@ class Consumer:
         lane.queue.append((delivery, envelope))
         self._spawn(self._drain_lane(key, lane))
 
-    def _key_of(self, envelope: Envelope) -> Hashable | None:
-        key_function = self.route.ordering_key
-        if key_function is None:
-            return None
-        try:
-            return key_function(envelope.payload)
-        except Exception:  # a key function's bug must not stop the consumer
-            _log.exception("ordering_key_failed", handler=self.route.name, event_id=envelope.id)
-            return None
+    def _key_failed(self, envelope: Envelope, error: Exception) -> ValueError:
+        """Log why the event's ordering key could not be had; the error to dead-letter it with.
+
+        Handled without its key, it could overtake the events of its key: set aside, it
+        keeps the order promise, and a replay after the key function is fixed handles it.
+        """
+        _log.error(
+            "ordering_key_failed",
+            handler=self.route.name,
+            event_id=envelope.id,
+            trace_id=envelope.trace_id,
+            exc_info=error,
+        )
+        failure = ValueError(
+            f"the ordering_key of {self.route.name!r} failed for this event: "
+            f"{type(error).__name__}: {describe_error(error)}; it must return a hashable value "
+            "(such as a str, int or tuple) or None for no key"
+        )
+        failure.__cause__ = error
+        return failure
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # read: asyncio prints what nobody read, at exit
+        if error is not None and not isinstance(error, SystemExit | KeyboardInterrupt):
+            _log.error("consumer_task_failed", handler=self.route.name, exc_info=error)
 
     def _finished(self) -> None:
         self._buffered -= 1
@@ -364,9 +437,14 @@ class Consumer:
                 if not self._slots.take_now():  # a free slot costs no coroutine
                     await self._slots.take()
                 try:
-                    set_current_event(envelope, attempt, self.route.name)
+                    context = self._handler_context.copy()  # about 40 ns: nothing leaks
+                    context.run(enter_event, envelope, attempt, self.route.name)
                     error = await call_handler(
-                        self.route.handler, envelope.payload, policy.timeout, self._deadlines
+                        self.route.handler,
+                        envelope.payload,
+                        policy.timeout,
+                        self._deadlines,
+                        context,
                     )
                 finally:
                     self._slots.give()
@@ -391,31 +469,41 @@ class Consumer:
                 exc_info=error,
             )
             if attempt >= last:
-                await self._dead_letter(delivery, envelope, error, attempt)
-                return True
+                return await self._dead_letter(
+                    delivery, envelope, error, attempt, lane, worker=lane is None
+                )
             if retry_in is None or not await self._wait_to_retry(retry_in, lane):
                 return False  # stopping: left unacknowledged, for another replica
             self.counters.retried += 1
             attempt += 1
 
     async def _wait_to_retry(self, delay: float, lane: _Lane | None) -> bool:
-        """Wait ``delay`` seconds holding nothing; False if ``stop()`` came meanwhile."""
+        """Wait ``delay`` seconds for the next attempt; False if ``stop()`` came meanwhile."""
         self.counters.retrying += 1
-        parked = 1 + (len(lane.queue) if lane else 0)
-        self._park(parked)
+        try:
+            return await self._park_for(delay, lane, worker=lane is None)
+        finally:
+            self.counters.retrying -= 1
+
+    async def _park_for(self, delay: float, lane: _Lane | None, *, worker: bool) -> bool:
+        """Wait ``delay`` seconds holding nothing; False if ``stop()`` came meanwhile.
+
+        With a ``lane``, the events of its key wait too, parked; a ``worker`` lets another
+        start meanwhile.
+        """
+        self._park(1 + (len(lane.queue) if lane else 0))
         if lane is not None:
             lane.parked = True
-        else:  # a worker: another may start meanwhile
+        elif worker:
             self._retrying_workers += 1
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopped.wait()
         finally:
-            self.counters.retrying -= 1
             if lane is not None:
                 lane.parked = False
-            else:
+            elif worker:
                 self._retrying_workers -= 1
             self._unpark(1 + (len(lane.queue) if lane else 0))
         return not self._stopping
@@ -444,22 +532,34 @@ class Consumer:
         self._acks.add(delivery)  # a failed ack leaves it pending: it is skipped again
         self._finished()
 
-    async def _set_aside_malformed(self, delivery: Delivery, error: ValueError) -> None:
+    async def _set_aside(
+        self, delivery: Delivery, envelope: Envelope | None, error: Exception
+    ) -> None:
+        """Dead-letter an event no handler will see: unreadable, or without a usable key."""
         try:
-            _log.error(
-                "event_malformed_set_aside",
-                event_type=self.route.event_type,
-                handler=self.route.name,
-                error=str(error),
+            if envelope is not None:
+                adopt_trace_id(envelope.trace_id)
+            await self._dead_letter(
+                delivery, envelope, error, delivery.delivery_count, None, worker=False
             )
-            await self._dead_letter(delivery, None, error, delivery.delivery_count)
         finally:
             self._finished()
 
     async def _dead_letter(
-        self, delivery: Delivery, envelope: Envelope | None, error: BaseException, attempts: int
-    ) -> None:
-        """Set an event aside with why, so it is neither lost nor redelivered forever."""
+        self,
+        delivery: Delivery,
+        envelope: Envelope | None,
+        error: BaseException,
+        attempts: int,
+        lane: _Lane | None,
+        *,
+        worker: bool,
+    ) -> bool:
+        """Set an event aside with why, so it is neither lost nor redelivered forever.
+
+        A write the broker refuses is tried again, parked between tries like a retry, until
+        it goes. Returns False when ``stop()`` came first: the event stays unacknowledged.
+        """
         record = dead_letter_record(
             service=self._service_name,
             handler=self.route.name,
@@ -469,13 +569,23 @@ class Consumer:
             attempts=attempts,
             error=error,
         )
-        try:
-            await self.subscription.dead_letter(delivery, record)
-        except Exception:  # left pending, it will be delivered again
-            _log.exception(
-                "dead_letter_failed",
-                handler=self.route.name,
-                event_id=envelope.id if envelope else None,
-            )
-            return
-        self.counters.dead_lettered += 1
+        outage: Outage | None = None
+        while True:
+            try:
+                await self.subscription.dead_letter(delivery, record)
+            except Exception as exc:
+                if outage is None:
+                    outage = Outage(
+                        "dead_letter",
+                        recovered="dead_letter_written",
+                        handler=self.route.name,
+                        event_id=envelope.id if envelope else None,
+                    )
+                if not await self._park_for(outage.failed(exc), lane, worker=worker):
+                    self._dead_letters_given_up += 1  # left unacknowledged, for a replica
+                    return False
+                continue
+            if outage is not None:
+                outage.ended()
+            self.counters.dead_lettered += 1
+            return True
