@@ -178,16 +178,15 @@ class RedisStreamsTransport(Transport):
             )
         return letters
 
-    async def restore_dead_letter(self, topic: str, record: bytes) -> str:
-        """XADD ``record`` to the topic's dead-letter stream again; return its new id."""
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """XADD ``record`` to the topic's dead-letter stream again (a new id)."""
         key = self.dead_letter_key(topic)
         try:
-            entry_id = await self._commands.xadd(
+            await self._commands.xadd(
                 key, {_DEAD_FIELD: record}, maxlen=self._dead_letter_maxlen, approximate=True
             )
         except RedisError as exc:
             raise TransportError(f"storing a dead letter in {key!r} failed: {exc}") from exc
-        return text(entry_id)
 
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """XDEL these entries of the dead-letter stream, or DEL the whole stream for None."""
