@@ -57,7 +57,7 @@ def register(
     show = action("show", "show one dead letter: error, traceback, original event")
     show.add_argument("id", metavar="ID", type=_entry_id)
     show.set_defaults(handler=show_letter)
-    replay = action("replay", "publish a dead letter's event again (for its group), then delete it")
+    replay = action("replay", "claim a dead letter and publish its event again (for its group)")
     replay.add_argument("id", metavar="ID", type=_entry_id)
     replay.set_defaults(handler=replay_letter)
     purge = action("purge", "delete every dead letter of an event type (of every service)")
@@ -203,7 +203,7 @@ def _pretty(original: str) -> str:
 
 
 async def replay_letter(args: argparse.Namespace, context: Context, output: Output) -> int:
-    """Publish the dead letter's event again for its group, then delete the dead letter."""
+    """Claim the dead letter (delete it) and publish its event again, for its group."""
     event_type: str = args.event_type
     letter = await _letter(context, event_type, args.id)
     bus = await context.bus()
