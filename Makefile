@@ -59,7 +59,7 @@ REDIS_TESTS := tests/integration/test_bus_redis*.py tests/unit/test_redis_replie
 	tests/unit/test_bus_consumer_path.py tests/faults/test_server_restart.py \
 	tests/faults/test_server_loss.py tests/faults/test_outage_logging.py
 
-test-redis-matrix: | $(PY)  ## the Redis tests on the lowest and the highest redis-py supported
+test-redis-matrix:  ## the Redis tests on the lowest and the highest redis-py supported
 	@bash .ci/services
 	@set -e; for version in $(REDIS_PY_MATRIX); do \
 		venv=$(VENV)/redis-py-$$version; \
