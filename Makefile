@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-redis serve test lint types pytest docs docs-serve bench bench-quick clean
+.PHONY: help demo demo-redis serve test test-redis-matrix lint types pytest docs docs-serve bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -51,6 +51,27 @@ pytest: $(VENV)/.installed-dev  ## the test suite only (starts Redis, PostgreSQL
 	$(BIN)/pytest
 
 test: lint types docs pytest  ## lint, types, the strict docs build and the whole suite
+
+# The Redis tests once per end of the supported redis-py range (pyproject.toml's dependency,
+# quantum_core._redis.TESTED_REDIS_PY): a venv each under .venv, with only what they need.
+REDIS_PY_MATRIX ?= 5.3.0 8.2.0
+REDIS_TESTS := tests/integration/test_bus_redis*.py tests/unit/test_redis_replies.py \
+	tests/unit/test_bus_consumer_path.py tests/faults/test_server_restart.py \
+	tests/faults/test_server_loss.py tests/faults/test_outage_logging.py
+
+test-redis-matrix:  ## the Redis tests on the lowest and the highest redis-py supported
+	@bash .ci/services
+	@set -e; for version in $(REDIS_PY_MATRIX); do \
+		venv=$(VENV)/redis-py-$$version; \
+		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+			$(PYTHON) -m venv $$venv; \
+			$$venv/bin/python -m pip install --quiet -e . "redis==$$version" \
+				'pytest>=8.0' 'pytest-asyncio>=0.24' 'hypothesis>=6.100'; \
+			touch $$venv/.installed; \
+		fi; \
+		echo "redis-py $$version"; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider $(REDIS_TESTS); \
+	done
 
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

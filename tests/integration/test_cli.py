@@ -207,6 +207,42 @@ async def test_dlq_list_and_show(cli, dead_letters):
     assert (await cli("dlq", "show", TOPIC, first.id, "--json")).json() == dataclasses.asdict(first)
 
 
+async def test_dlq_masks_secrets_of_the_original_event_alike_in_table_and_json(cli, transport):
+    """A payload's secret-looking fields are masked in every form ``dlq`` prints them."""
+    secrets = {"api_key": "AKIA-live-77", "password": SECRET, "auth": "tok-9f8e7d6c"}
+
+    async def execute(payload):
+        raise ValueError("venue rejected")
+
+    bus = EventBus(transport, service_name="exec", max_attempts=1)
+    bus.subscribe(TOPIC, execute, name="execute")
+    async with bus:
+        await bus.publish(
+            TOPIC, {"n": 1, "account": secrets}, headers={"authorization": "Bearer k"}
+        )
+
+        async def dead():
+            return len(await bus.dead_letters(TOPIC)) == 1
+
+        await eventually(dead)
+        (letter,) = await bus.dead_letters(TOPIC)
+
+    table = await cli("dlq", "show", TOPIC, letter.id)
+    shown = (await cli("dlq", "show", TOPIC, letter.id, "--json")).json()
+    (listed,) = (await cli("dlq", "list", TOPIC, "--json")).json()
+    for text in (table.out, json.dumps(shown), json.dumps(listed)):
+        for value in (*secrets.values(), "Bearer k"):
+            assert value not in text
+    assert shown == listed
+    in_table = json.loads(table.out.split("original event:\n", 1)[1])  # the indented block
+    assert json.loads(shown["original"]) == in_table  # the same masking in both
+    assert in_table["payload"] == {
+        "n": 1,
+        "account": {"api_key": "***", "password": "***", "auth": "***"},
+    }
+    assert in_table["headers"]["authorization"] == "***"
+
+
 async def test_dlq_replay_reaches_the_fixed_handler_once(cli, transport, dead_letters):
     first, second = dead_letters
     fixed = EventRecorder()

@@ -17,7 +17,8 @@ from redis.exceptions import InvalidResponse, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from quantum_core import EventBus, MemoryTransport, current_event, trace_context
-from quantum_core.bus._redis_reader import WholeReplyParser, lean_reader, stream_entries
+from quantum_core.bus._redis_parser import WholeReplyParser
+from quantum_core.bus._redis_reader import lean_reader, stream_entries
 
 
 async def _eventually(predicate, timeout=3.0):
@@ -165,7 +166,7 @@ def test_the_lean_reader_replaces_only_redis_py_s_python_parser(protocol):
     for chosen in (None, _AsyncRESP2Parser, _AsyncRESP3Parser):
         options = {} if chosen is None else {"parser_class": chosen}
         reader = redis.Redis(connection_pool=redis.ConnectionPool(protocol=protocol, **options))
-        lean_reader(reader)
+        lean_reader(reader, fast=True)
         hiredis = chosen is None and HIREDIS_AVAILABLE  # left in place when installed
         expected = DefaultParser if hiredis else WholeReplyParser
         settings = reader.connection_pool.connection_kwargs
@@ -173,7 +174,7 @@ def test_the_lean_reader_replaces_only_redis_py_s_python_parser(protocol):
         assert reader.response_callbacks["XREADGROUP"]([[b"k", []]]) == [[b"k", []]]
     custom = type("Custom", (_AsyncRESP3Parser,), {})
     kept = redis.Redis(connection_pool=redis.ConnectionPool(protocol=protocol, parser_class=custom))
-    lean_reader(kept)
+    lean_reader(kept, fast=True)
     assert kept.connection_pool.connection_kwargs["parser_class"] is custom
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from redis._parsers.encoders import Encoder
 from redis.exceptions import ResponseError
 
-from quantum_core.bus._redis_reader import WholeReplyParser
+from quantum_core.bus._redis_parser import WholeReplyParser
 
 _reply = st.one_of(
     st.binary(max_size=300).map(lambda b: ("bulk", b)),
@@ -56,3 +56,26 @@ def test_replies_come_back_in_order_however_they_arrive(replies, cuts, extra):
         else:
             assert reply == value
     assert bytes(left) == b"+NEXT\r\n" + extra  # nothing of the next reply was taken
+
+
+def test_a_push_message_between_replies_goes_to_the_push_handler():
+    """RESP3 pushes (pub/sub, invalidations) reach redis-py's handler on every version."""
+
+    async def read():
+        parser = WholeReplyParser(socket_read_size=7)
+        stream = asyncio.StreamReader()
+        parser.on_connect(
+            SimpleNamespace(_reader=stream, encoder=Encoder("utf-8", "strict", False))
+        )
+        pushed = []
+
+        async def on_push(message):
+            pushed.append(message)
+
+        parser.set_pubsub_push_handler(on_push)
+        stream.feed_data(b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n+OK\r\n")
+        return await parser.read_response(disable_decoding=True), pushed
+
+    reply, pushed = asyncio.run(read())
+    assert reply == b"OK"
+    assert pushed == [[b"message", b"ch", b"hi"]]

@@ -13,8 +13,8 @@ it back, and the batch goes on for the others. A caller's entries are never spli
 sends, and a task's next publish starts after its previous one returned, so every task's
 events are stored in the order it published them.
 
-The XADDs are packed and their replies parsed by ``_redis_wire.py``, not by redis-py's
-pipeline, which cost more per event than everything else publishing does.
+The XADDs are sent by ``_redis_wire.py`` (packed by us and parsed at once, not by
+redis-py's pipeline, which cost more per event than everything else publishing does).
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from ..errors import TransportError
-from ._redis_wire import pack_xadds, round_trip, xadd_prefix
+from ._redis_wire import Wire
 
 __all__ = ["RedisPublisher"]
 
@@ -48,10 +47,8 @@ class _Queued:
 class RedisPublisher:
     """XADD messages to streams, coalescing concurrent callers into pipelines."""
 
-    def __init__(
-        self, client: redis.Redis, field: bytes, trim_args: Callable[[], list[bytes]]
-    ) -> None:
-        self._client = client
+    def __init__(self, wire: Wire, field: bytes, trim_args: Callable[[], list[bytes]]) -> None:
+        self._wire = wire
         self._field = field
         self._trim_args = trim_args
         self._busy = False  # a send is in flight: newcomers queue
@@ -72,9 +69,8 @@ class RedisPublisher:
         await done  # cancelled: the future is cancelled too, and the sender skips it
 
     async def _send_own(self, key: str, messages: Sequence[bytes]) -> None:
-        prefix = xadd_prefix(key, self._trim_args(), self._field)
         try:
-            replies = await round_trip(self._client, pack_xadds(prefix, messages), len(messages))
+            replies = await self._wire.xadds(((key, messages),), self._trim_args(), self._field)
         except RedisError as exc:
             raise TransportError(f"could not publish to Redis stream {key!r}: {exc}") from exc
         error = _first_error(replies)
@@ -118,16 +114,9 @@ class RedisPublisher:
         return batch
 
     async def _send_batch(self, batch: list[_Queued]) -> None:
-        trim = self._trim_args()
-        prefixes: dict[str, bytes] = {}
-        packed: list[bytes] = []
-        for queued in batch:
-            prefix = prefixes.get(queued.key)
-            if prefix is None:
-                prefix = prefixes[queued.key] = xadd_prefix(queued.key, trim, self._field)
-            packed += pack_xadds(prefix, queued.messages)
+        batches = [(queued.key, queued.messages) for queued in batch]
         try:
-            replies = await round_trip(self._client, packed, sum(len(q.messages) for q in batch))
+            replies = await self._wire.xadds(batches, self._trim_args(), self._field)
         except RedisError as exc:
             for queued in batch:
                 _fail(queued, f"could not publish to Redis stream {queued.key!r}: {exc}")

@@ -1,58 +1,51 @@
 """A lean read path for XREADGROUP: a whole-reply RESP parser and no per-entry dicts.
 
-redis-py's pure-Python parser awaits a coroutine per RESP element (a line, then the bytes),
-about five per stream entry: reading a batch of small entries cost a consumer more than
-everything else it did, and more than the handlers. :class:`WholeReplyParser` parses the
-bytes each read brings in one synchronous pass, and keeps what it parsed, with the
-containers still open, until the rest of the reply arrives (a 100-entry reply comes in
-several reads). It speaks RESP2 and RESP3, so it serves the connection's handshake and
-errors too. hiredis, when installed, is faster still and is left in place.
+The parser (:class:`~._redis_parser.WholeReplyParser`, the fast path) replaces redis-py's
+pure-Python one on the bus's own connections, when the installed redis-py is one it was
+tested with; hiredis, when installed, is faster still and is left in place, as is a parser
+the user chose.
 
 The reply itself is taken raw (no ``parse_stream_list``, which builds a dict per entry
 that the bus would only look one field up in): :func:`stream_entries` flattens either
-protocol's shape into ``(entry id, envelope or None)`` pairs.
+protocol's shape into ``(entry id, envelope or None)`` pairs. That part is public API
+(a response callback) and stays on whatever the redis-py version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
-from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
 from redis.asyncio.connection import DefaultParser
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse
 
-__all__ = [
-    "WholeReplyParser",
-    "fields_repr",
-    "lean_reader",
-    "stream_entries",
-    "use_whole_reply_parser",
-]
-
-_CLOSED = "Connection closed by server."
-_CRLF = b"\r\n"
-Decode = Callable[[bytes], Any] | None
+__all__ = ["fields_repr", "lean_reader", "stream_entries", "use_whole_reply_parser"]
 
 
-def lean_reader(reader: redis.Redis) -> None:
+def lean_reader(reader: redis.Redis, *, fast: bool) -> None:
     """Give the XREADGROUP connection of ``reader`` (ours, not yet connected) the lean path.
 
     The reply callback is dropped (the raw reply is flattened by :func:`stream_entries`),
-    and the pure-Python parser is replaced; a hiredis or user-chosen parser stays.
-    """
-    reader.set_response_callback("XREADGROUP", _raw)
-    use_whole_reply_parser(reader.connection_pool.connection_kwargs)
-
-
-def use_whole_reply_parser(settings: dict[str, Any]) -> None:
-    """Make connections of ``settings`` parse with :class:`WholeReplyParser`.
-
-    Only in place of redis-py's pure-Python parsers: hiredis, or a parser the user chose,
+    and with ``fast``, the pure-Python parser is replaced; a hiredis or user-chosen parser
     stays.
     """
+    reader.set_response_callback("XREADGROUP", _raw)
+    use_whole_reply_parser(reader.connection_pool.connection_kwargs, fast=fast)
+
+
+def use_whole_reply_parser(settings: dict[str, Any], *, fast: bool) -> None:
+    """With ``fast``, make connections of ``settings`` parse with ``WholeReplyParser``.
+
+    Only in place of redis-py's pure-Python parsers: hiredis, or a parser the user chose,
+    stays. Without ``fast`` (a redis-py the parser was not tested with) nothing changes.
+    """
+    if not fast:
+        return
+    # Imported here, not at the top: both are private to redis-py, and an untested redis-py
+    # may have moved them. Only a tested one gets this far.
+    from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
+
+    from ._redis_parser import WholeReplyParser
+
     if settings.get("parser_class", DefaultParser) in (_AsyncRESP3Parser, _AsyncRESP2Parser):
         settings["parser_class"] = WholeReplyParser
 
@@ -88,159 +81,3 @@ def stream_entries(reply: Any, field: bytes) -> list[tuple[Any, bytes | None]]:
 def fields_repr(pairs: dict[Any, Any]) -> bytes:
     """What the bus sets aside for an entry it did not write: its fields, printed."""
     return repr(pairs).encode()
-
-
-class WholeReplyParser(_AsyncRESP3Parser):
-    """redis-py's RESP3 parser (RESP2 is a subset), parsing each reply's bytes once.
-
-    A large reply arrives in several reads. The values parsed so far are kept, with the
-    containers still open, between reads, so each byte is parsed once however the socket
-    cuts the reply (parsing again from the start cost a consumer a fifth of its time).
-    """
-
-    def __init__(self, socket_read_size: int) -> None:
-        super().__init__(socket_read_size)  # type: ignore[no-untyped-call] # redis-py leaves it bare
-        self._reset()
-
-    def on_connect(self, connection: Any) -> None:
-        super().on_connect(connection)  # type: ignore[no-untyped-call] # redis-py leaves it bare
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pending = b""  # bytes read and not yet taken by a complete reply
-        self._pos = 0  # where parsing goes on in ``_pending``
-        self._open: list[list[Any]] = []  # the containers of the reply being parsed
-
-    async def can_read(self) -> bool:
-        return bool(self._pending) or await super().can_read()
-
-    async def read_response(
-        self, disable_decoding: bool = False, push_request: bool = False
-    ) -> Any:
-        stream, encoder = self._stream, self.encoder
-        if stream is None or encoder is None:
-            raise RedisConnectionError(_CLOSED)
-        decode: Decode = None
-        if not disable_decoding and encoder.decode_responses:
-            decode = encoder.decode
-        while True:
-            response, is_push = await self._next_reply(decode)
-            if not is_push:
-                break
-            response = await self.handle_push_response(response)  # type: ignore[no-untyped-call]
-            if push_request:
-                break
-        if isinstance(response, RedisConnectionError):
-            raise response
-        return response
-
-    async def _next_reply(self, decode: Decode) -> tuple[Any, bool]:
-        """Parse the next complete reply, reading until there is one.
-
-        Bytes read stay in ``_pending`` until a reply is complete, and the parse state only
-        moves forward on bytes already read, so a read cut short (a cancelled task) loses
-        nothing.
-        """
-        stream = self._stream
-        if stream is None:
-            raise RedisConnectionError(_CLOSED)
-        while True:
-            buf = self._pending
-            if len(buf) > self._pos:
-                response, self._pos = _resume(buf, self._pos, self._open, decode, self.parse_error)
-                if response is not _MORE:
-                    is_push = buf[0] == _PUSH
-                    self._pending = buf[self._pos :]
-                    self._pos = 0
-                    return response, is_push
-            data = await stream.read(self._read_size)
-            if not data:
-                raise RedisConnectionError(_CLOSED)
-            self._pending += data
-
-
-_PUSH = ord(">")
-_MORE = object()  # the buffer ends inside the reply: read more, then resume
-_LISTS = frozenset(b"*~>")  # array, set, push
-
-
-def _resume(
-    buf: bytes, pos: int, open_: list[list[Any]], decode: Decode, error: Callable[[str], Any]
-) -> tuple[Any, int]:
-    """Parse RESP2/RESP3 from ``pos``, inside the containers ``open_`` holds.
-
-    Returns the reply and the position after it once the reply is complete; else
-    ``_MORE`` and the position of the first value not complete yet, with ``open_``
-    holding the containers still being filled (``[container, values left, map key]``).
-    """
-    size = len(buf)
-    while True:
-        end = buf.find(_CRLF, pos)
-        if end < 0:
-            return _MORE, pos
-        kind = buf[pos]
-        after = end + 2
-        if kind == 36:  # $ bulk string
-            length = int(buf[pos + 1 : end])
-            if length < 0:
-                value: Any = None
-            else:
-                after += length + 2
-                if size < after:
-                    return _MORE, pos
-                value = buf[end + 2 : after - 2]
-                if decode:
-                    value = decode(value)
-        elif kind in _LISTS or kind == 37:  # a container: open it, fill it
-            count = int(buf[pos + 1 : end])
-            pos = after
-            if count > 0:
-                if kind == 37:  # % map: keys and values
-                    open_.append([{}, 2 * count, _MORE])
-                else:
-                    open_.append([[], count, None])
-                continue
-            value = None if count < 0 else {} if kind == 37 else []
-        else:
-            line = buf[pos + 1 : end]
-            if kind == 43:  # + simple string
-                value = decode(line) if decode else line
-            elif kind == 58 or kind == 40:  # : integer, ( big number
-                value = int(line)
-            elif kind == 45:  # - error
-                value = error(line.decode("utf-8", errors="replace"))
-            elif kind == 95:  # _ null
-                value = None
-            elif kind == 44:  # , double
-                value = float(line)
-            elif kind == 35:  # # boolean
-                value = line == b"t"
-            elif kind == 33 or kind == 61:  # ! blob error, = verbatim string
-                after += int(line) + 2
-                if size < after:
-                    return _MORE, pos
-                blob = buf[end + 2 : after - 2]
-                if kind == 33:
-                    value = error(blob.decode("utf-8", errors="replace"))
-                else:
-                    value = decode(blob[4:]) if decode else blob[4:]
-            else:
-                raise InvalidResponse(f"Protocol Error: {buf[pos:end]!r}")
-        pos = after
-        while open_:  # put the value in its container; close the containers now full
-            frame = open_[-1]
-            container = frame[0]
-            if type(container) is list:
-                container.append(value)
-            elif frame[2] is _MORE:
-                frame[2] = value  # a map's key: its value comes next
-            else:
-                container[frame[2]] = value
-                frame[2] = _MORE
-            frame[1] -= 1
-            if frame[1]:
-                break
-            open_.pop()
-            value = container
-        else:
-            return value, pos

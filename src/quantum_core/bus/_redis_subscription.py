@@ -6,6 +6,7 @@ See ``redis_streams.py`` for the layout on the server and the delivery rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,6 @@ from ..errors import TransportError
 from ..logs import get_logger
 from ._coalesce import Coalescer
 from ._redis_reader import fields_repr, lean_reader, stream_entries
-from ._redis_wire import pack_command, round_trip
 from .transport import Backlog, Delivery, Subscription
 
 if TYPE_CHECKING:
@@ -44,14 +44,16 @@ class RedisSubscription(Subscription):
     ) -> None:
         self._transport = transport
         self._commands = transport._commands
+        self._wire = transport.wire
         self._reader = reader
-        lean_reader(reader)
+        lean_reader(reader, fast=transport.fast_path)
         self._topic = topic
         self._key = key
         self._group = group
         self._key_bytes, self._group_bytes = key.encode(), group.encode()
         self._consumer = consumer
-        self._in_flight: set[bytes] = set()
+        self._in_flight: set[bytes] = set()  # delivered here, kept fresh by the keep-alive
+        self._unsettled: set[Any] = set()  # their ack or dead letter failed: no longer kept
         self._recovered = False
         self._next_claim = 0.0
         self._claim_cursor: bytes | str = "0-0"
@@ -87,57 +89,114 @@ class RedisSubscription(Subscription):
                 deliveries = await self._claim_abandoned(max_count)
                 if deliveries:
                     return deliveries
-            reply = await self._reader.execute_command(  # type: ignore[no-untyped-call]
-                "XREADGROUP",
-                "GROUP",
-                self._group,
-                self._consumer,
-                "COUNT",
-                max_count,
-                "BLOCK",
-                max(1, int(timeout * 1000)),
-                "STREAMS",
-                self._key,
-                ">",
-            )
+            reply = await self._read_new(max_count, timeout)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise TransportError(f"reading {self._key!r} failed: {exc}") from exc
             await self._recreate_group()
             return []
-        except RedisError as exc:
+        except (RedisError, TransportError) as exc:
+            # The reply may be lost with its connection, its entries delivered to this
+            # consumer all the same: look for them among its own pending ones first.
+            self._recovered = False
+            if isinstance(exc, TransportError):
+                raise
             raise TransportError(f"reading {self._key!r} failed: {exc}") from exc
         return await self._new_deliveries(reply)
 
+    async def _read_new(self, max_count: int, timeout: float) -> Any:
+        """XREADGROUP on the reader, given up (and its connection dropped) past its deadline.
+
+        A connection whose network path froze (packets dropped, no reset) would otherwise
+        wait for ever: the reply can be no later than BLOCK plus one command's timeout.
+        """
+        deadline = timeout + self._transport.command_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._reader.execute_command(  # type: ignore[no-untyped-call]
+                    "XREADGROUP",
+                    "GROUP",
+                    self._group,
+                    self._consumer,
+                    "COUNT",
+                    max_count,
+                    "BLOCK",
+                    max(1, int(timeout * 1000)),
+                    "STREAMS",
+                    self._key,
+                    ">",
+                )
+        except TimeoutError:
+            await self._reader.connection_pool.disconnect()  # the next read connects anew
+            raise TransportError(
+                f"no reply to XREADGROUP on {self._key!r} within {deadline:g} s (BLOCK "
+                f"{timeout:g} s + {self._transport.command_timeout:g} s); reconnecting"
+            ) from None
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Acknowledge, sharing one XACK with every other ack of the moment."""
+        """Acknowledge, sharing one XACK with every other ack of the moment.
+
+        Safe to call again for the same deliveries (XACK of an acknowledged entry does
+        nothing). When it fails, the entries are no longer kept fresh: if the bus's next
+        try does not come first, another consumer takes them over after ``claim_idle``.
+        """
         await self._acks.submit([d.receipt for d in deliveries])
 
     async def _xack(self, ids: list[Any]) -> None:
-        command = pack_command(b"XACK", self._key_bytes, self._group_bytes, *map(_as_bytes, ids))
         try:
-            (reply,) = await round_trip(self._commands, [command], 1)
+            reply = await self._wire.call(
+                b"XACK", self._key_bytes, self._group_bytes, *map(_as_bytes, ids)
+            )
         except RedisError as exc:
+            self._unkeep(ids)
             raise TransportError(f"acknowledging on {self._key!r} failed: {exc}") from exc
         if isinstance(reply, Exception):
+            self._unkeep(ids)
             raise TransportError(f"acknowledging on {self._key!r} failed: {reply}")
         self._in_flight.difference_update(ids)
+        if self._unsettled:
+            self._unsettled.difference_update(ids)
 
     async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
+        """Set the entry aside and acknowledge it, in one script: all or nothing.
+
+        Safe to call again for the same delivery: the script writes only while this
+        consumer holds the entry, so a retry after another consumer took it over (or after
+        a try whose reply was lost) writes no second record. When it fails, the entry is no
+        longer kept fresh, so another consumer takes it over after ``claim_idle``.
+        """
         dead_key = self._transport.dead_letter_key(self._topic)
+        receipt = delivery.receipt
         try:
-            async with self._commands.pipeline(transaction=True) as pipe:
-                pipe.xadd(
-                    dead_key,
-                    {b"record": record},
-                    maxlen=self._transport._dead_letter_maxlen,
-                    approximate=True,
-                )
-                pipe.xack(self._key, self._group, delivery.receipt)
-                await pipe.execute()
+            stored = await self._transport.set_aside(
+                keys=[self._key, dead_key],
+                args=[
+                    self._group,
+                    self._consumer,
+                    receipt,
+                    self._transport._dead_letter_maxlen,
+                    record,
+                ],
+            )
         except RedisError as exc:
+            self._unkeep([receipt])
             raise TransportError(f"dead-lettering on {dead_key!r} failed: {exc}") from exc
-        self._in_flight.discard(delivery.receipt)
+        self._in_flight.discard(receipt)
+        self._unsettled.discard(receipt)
+        if not stored:
+            _log.warning(
+                "dead_letter_skipped",
+                stream=self._key,
+                group=self._group,
+                entry_id=text(receipt),
+                reason="no longer pending for this consumer: another consumer took it "
+                "over, or an earlier try set it aside",
+            )
+
+    def _unkeep(self, ids: list[Any]) -> None:
+        """Stop keeping these entries fresh, so a live consumer can take them over."""
+        self._in_flight.difference_update(ids)
+        self._unsettled.update(ids)
 
     async def mark_handled(self, event_ids: Sequence[str], ttl: float) -> None:
         """SET a key per event that expires after ``ttl``, sharing one round trip per moment."""
@@ -177,17 +236,22 @@ class RedisSubscription(Subscription):
         return Backlog(pending=None, lag=None)
 
     async def close(self) -> None:
-        """Stop the keep-alive; what is still in flight stays pending for another consumer."""
+        """Stop the keep-alive; what is still in flight stays pending for another consumer.
+
+        Takes at most one command timeout: removing the consumer name from the group is
+        tidying, not worth waiting on a broker that does not answer.
+        """
         self._heartbeat.cancel()
         await asyncio.gather(self._heartbeat, return_exceptions=True)
-        if self._read is not None:  # a read still blocking: cut its connection, then collect it
+        if self._read is not None:  # a read (or claim) still waiting: stop it, cut its
+            self._read.cancel()  # connection; what it would have brought stays pending
             await self._reader.aclose(close_connection_pool=True)
             await asyncio.gather(self._read, return_exceptions=True)
-        try:
-            if not self._in_flight:
-                await self._commands.xgroup_delconsumer(self._key, self._group, self._consumer)
-        except RedisError:  # the group may be gone with the server; nothing to tidy then
-            pass
+        if not self._in_flight and not self._unsettled:  # deleting it would drop its entries
+            # the group may be gone with the server, or the server not answer: nothing to tidy
+            with contextlib.suppress(RedisError, TimeoutError):
+                async with asyncio.timeout(self._transport.command_timeout):
+                    await self._commands.xgroup_delconsumer(self._key, self._group, self._consumer)
         await self._transport._release(self._reader)
 
     async def _own_pending(self, max_count: int) -> list[Delivery]:
@@ -195,7 +259,11 @@ class RedisSubscription(Subscription):
         pending = await self._commands.xpending_range(
             self._key, self._group, min="-", max="+", count=max_count, consumername=self._consumer
         )
-        fresh = [p for p in pending if p["message_id"] not in self._in_flight]
+        fresh = [
+            p
+            for p in pending
+            if p["message_id"] not in self._in_flight and p["message_id"] not in self._unsettled
+        ]
         if not fresh:
             return []
         ids: list[Any] = [p["message_id"] for p in fresh]

@@ -1,25 +1,98 @@
-"""XADD batches without redis-py's per-command machinery: packed once, replies parsed at once.
+"""How the transport's hot commands (XADD batches, XACK) reach Redis: :class:`Wire`.
 
-redis-py's pipeline builds each command from keyword arguments, encodes it argument by
-argument and reads each reply through its own timed ``read_response`` (an event-loop timer
-per reply): for a batch of small XADDs that cost more than everything else publishing did.
-Here every XADD of a batch shares one packed prefix (key, trim, field), only the message
-differs, and the replies are read straight from the connection's parser (ours, see
-``_redis_reader.py``, or hiredis), under one timeout for the batch. The connection, its
-handshake, retries and reconnects stay redis-py's.
+The fast path skips redis-py's per-command machinery. redis-py's pipeline builds each
+command from keyword arguments, encodes it argument by argument and reads each reply
+through its own timed ``read_response`` (an event-loop timer per reply): for a batch of
+small XADDs that cost more than everything else publishing did. Here every XADD of a batch
+shares one packed prefix (key, trim, field), only the message differs, and the replies are
+read straight from the connection's parser (ours, see ``_redis_parser.py``, or hiredis),
+under one timeout for the batch. The connection, its handshake, retries and reconnects
+stay redis-py's.
+
+The fast path reads redis-py's private ``_parser``; on a redis-py it was not tested with
+(``quantum_core._redis.fast_path_tested``) the same commands go through redis-py's public
+pipeline instead, with the same results.
+
+Both give back a cancellation that redis-py lost: on Python 3.11 ``asyncio.wait_for``
+(which redis-py sends a command with, under a socket timeout) drops a cancel that comes as
+the send completes, and a publisher in a loop would never stop on Ctrl-C (3 times in 5).
+The cancel may have been asked for before the call began (Ctrl-C's handler runs between
+any two bytecodes, the ``CancelledError`` waits for the next suspension), so on 3.11 a
+call that returns in a task being cancelled raises ``CancelledError`` after its round trip
+(what it sent is stored). Python 3.12's ``wait_for`` keeps cancels: nothing to do there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
+__all__ = ["Wire", "pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
+
+
+class Wire:
+    """XADD batches and single commands on ``client``: the fast path, or redis-py's public one.
+
+    Replies come back as values, an error reply as a ``ResponseError`` (not raised);
+    connection failures raise redis-py's errors after the client's retries.
+    """
+
+    def __init__(self, client: redis.Redis, *, fast: bool) -> None:
+        self.client = client
+        self.fast = fast
+
+    async def xadds(
+        self, batches: Sequence[tuple[str, Sequence[bytes]]], trim: list[bytes], field: bytes
+    ) -> list[Any]:
+        """XADD each message of each (stream key, messages), in order, in one round trip."""
+        if self.fast:
+            packed: list[bytes] = []
+            prefixes: dict[str, bytes] = {}  # a hundred callers of one stream: one prefix
+            for key, messages in batches:
+                prefix = prefixes.get(key)
+                if prefix is None:
+                    prefix = prefixes[key] = xadd_prefix(key, trim, field)
+                packed += pack_xadds(prefix, messages)
+            count = sum(len(messages) for _, messages in batches)
+            replies = await round_trip(self.client, packed, count)
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, messages in batches:
+                    for message in messages:
+                        pipe.execute_command("XADD", key, *trim, b"*", field, message)
+                replies = await pipe.execute(raise_on_error=False)
+        _raise_lost_cancel()
+        return replies
+
+    async def call(self, *args: bytes) -> Any:
+        """Send one command of byte-string arguments; return its reply."""
+        if self.fast:
+            (reply,) = await round_trip(self.client, [pack_command(*args)], 1)
+        else:
+            try:
+                reply = await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except ResponseError as error:
+                reply = error
+        _raise_lost_cancel()
+        return reply
+
+
+_WAIT_FOR_LOSES_CANCELS = sys.version_info < (3, 12)
+
+
+def _raise_lost_cancel() -> None:
+    """Raise the ``CancelledError`` redis-py may have swallowed, in a task being cancelled."""
+    if _WAIT_FOR_LOSES_CANCELS:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
 
 
 def pack_command(*args: bytes) -> bytes:

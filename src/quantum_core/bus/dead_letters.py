@@ -10,7 +10,8 @@ A dead letter is one JSON record in the topic's dead-letter place (on Redis, the
 Replaying one publishes the original envelope again (same event id, trace id, time and
 source) with one header added, :data:`REPLAY_FOR`, naming the consumer group that failed:
 only that group handles it, every other group acknowledges it unseen. Without it a replay
-would run again in every service that already handled the event.
+would run again in every service that already handled the event. A replay claims the dead
+letter first (it deletes it), so two replays of one letter publish it once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import pydantic_core
 
+from ..errors import TransportError
+from ..logs import get_logger
 from .envelope import Envelope, decode, encode, publish_time
 from .transport import Transport
 
@@ -36,6 +39,7 @@ __all__ = [
 REPLAY_FOR = "x-quantum-replay-for"
 """Header of a replayed event: the consumer group (``service:handler``) it is replayed for."""
 
+_log = get_logger("quantum_core.bus")
 _TRACEBACK_FRAMES = 5
 _TRACEBACK_CHARS = 4000
 
@@ -165,14 +169,23 @@ async def read_dead_letters(
 
 
 async def replay_dead_letter(transport: Transport, topic: str, letter_id: str) -> str:
-    """Publish the dead letter's original envelope again, for its group; then delete it."""
+    """Publish the dead letter's original envelope again, for its group; once.
+
+    Deleting the dead letter is the claim: of two replays of one letter, one deletes it
+    and publishes, the other finds it gone (``LookupError``) and publishes nothing. A
+    publish that fails puts the record back (under a new id) before the error goes on. A
+    crash between the delete and the publish loses the dead letter: one round trip's
+    window. A transport that cannot store a record again is replayed the old way
+    (publish, then delete), where two replays may both publish.
+    """
     found = await transport.read_dead_letters(topic, 1, start=letter_id)
     if not found or found[0][0] != letter_id:
         raise LookupError(
             f"no dead letter {letter_id!r} for {topic!r}; list them with "
             f"`await bus.dead_letters({topic!r})`"
         )
-    letter = parse_dead_letter(letter_id, found[0][1], topic)
+    record = found[0][1]
+    letter = parse_dead_letter(letter_id, record, topic)
     try:
         envelope = decode(letter.original)
     except ValueError as exc:
@@ -184,7 +197,38 @@ async def replay_dead_letter(transport: Transport, topic: str, letter_id: str) -
     if letter.service and letter.handler:
         headers[REPLAY_FOR] = f"{letter.service}:{letter.handler}"
     data = encode(dataclasses.replace(envelope, headers=headers))
-    # Published first, deleted second: a crash between the two can replay twice, never lose.
-    await transport.publish(topic, (data,))
-    await transport.delete_dead_letters(topic, (letter_id,))
+    if type(transport).restore_dead_letter is Transport.restore_dead_letter:
+        await transport.publish(topic, (data,))  # a crash between the two replays twice
+        await transport.delete_dead_letters(topic, (letter_id,))
+        return envelope.id
+    if not await transport.delete_dead_letters(topic, (letter_id,)):
+        raise LookupError(
+            f"dead letter {letter_id!r} of {topic!r} was replayed or purged meanwhile"
+        )
+    try:
+        await transport.publish(topic, (data,))
+    except BaseException as error:  # cancelled too: the claim must not lose it
+        await _put_back(transport, topic, letter_id, record, error)
+        raise
     return envelope.id
+
+
+async def _put_back(
+    transport: Transport, topic: str, letter_id: str, record: bytes, error: BaseException
+) -> None:
+    """Store a claimed dead letter again after its replay failed; log it whole if that fails."""
+    try:
+        await transport.restore_dead_letter(topic, record)
+    except Exception as again:
+        _log.error(
+            "dead_letter_lost",
+            event_type=topic,
+            dead_letter_id=letter_id,
+            replay_error=repr(error),
+            restore_error=repr(again),
+            record=record.decode("utf-8", errors="backslashreplace"),
+        )
+        raise TransportError(
+            f"replaying dead letter {letter_id!r} of {topic!r} failed ({error}) and it could "
+            f"not be stored again ({again}); its record is in the log line dead_letter_lost"
+        ) from again

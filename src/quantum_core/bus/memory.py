@@ -130,6 +130,10 @@ class MemoryTransport(Transport):
         numbers = [_dead_letter_id(letter_id) for letter_id in ids]
         return sum(letters.pop(n, None) is not None for n in numbers)
 
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """Store ``record`` as a dead letter of ``topic`` again, under a new id."""
+        self._set_aside(topic, record)
+
     def _set_aside(self, topic: str, record: bytes) -> None:
         letters = self._dead_letters.setdefault(topic, {})
         letters[next(self._dead_letter_ids)] = record

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Sequence
 
 from ..errors import TransportError
@@ -322,6 +323,13 @@ class NatsJetStreamTransport(Transport):
             self._dead_stream_ready = False
             await self.ensure_dead_letter_stream()
             await publisher.publish(subject, (record,), headers)
+
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """Store ``record`` as a dead letter of ``topic`` again, under a new sequence."""
+        try:
+            await self.publish_dead_letter(topic, record, f"restored:{os.urandom(8).hex()}")
+        except nats.errors.Error as exc:
+            raise TransportError(f"storing a dead letter of {topic!r} failed: {exc}") from exc
 
     async def read_dead_letters(
         self, topic: str, limit: int, *, start: str | None = None

@@ -305,6 +305,10 @@ class RabbitMQTransport(Transport):
         except AMQP_ERRORS as exc:
             raise self._error(f"reading dead letters of {topic!r} failed", exc) from exc
 
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """Store ``record`` in the topic's dead-letter queue again, under a new id."""
+        await self._store_dead_letter(check_topic(topic), record, None)
+
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """Delete these dead letters (acknowledge them), or purge the queue for None."""
         wanted = None if ids is None else [check_id(letter_id) for letter_id in ids]

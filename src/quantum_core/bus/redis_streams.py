@@ -18,7 +18,20 @@ Delivery: XREADGROUP on a connection of its own (so a blocking read never delays
 XACK after the handler returned, XAUTOCLAIM of what a dead consumer left pending once it has
 been idle for ``claim_idle``. A live consumer keeps its own in-flight entries fresh (XCLAIM
 JUSTID, which resets their idle time) every third of ``claim_idle``, so a slow handler is
-never mistaken for a dead one.
+never mistaken for a dead one. An entry whose acknowledgement or dead letter failed is no
+longer kept fresh: after ``claim_idle`` another consumer of the group takes it over.
+
+Setting aside: one Lua script checks that this consumer still holds the entry, XADDs the
+record to the dead-letter stream, then XACKs the entry. Redis refusing the XADD (the key
+holds another type, the server is out of memory) stops the script before the XACK: the
+entry stays pending. An entry no longer held (another consumer took it over, or an earlier
+try went through and only its reply was lost) is left alone: no second record.
+
+Bounds: every command connection has a socket timeout (``COMMAND_TIMEOUT`` unless the
+client sets one) and ``COMMAND_ATTEMPTS`` tries, so a command on a dead network fails
+within ``COMMAND_BUDGET`` seconds; the blocking read waits its BLOCK time plus one command
+timeout, then drops its connection and reads again on a new one. Every connection has TCP
+keepalive.
 """
 
 from __future__ import annotations
@@ -34,16 +47,36 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from .._redis import connection_settings
+from .._redis import connection_settings, fast_path_tested
 from ..errors import TransportError
 from ._redis_publisher import RedisPublisher
 from ._redis_reader import use_whole_reply_parser
 from ._redis_subscription import FIELD, RedisSubscription, create_group, text
+from ._redis_wire import Wire
 from .transport import Subscription, Transport, register_transport
 
-__all__ = ["RedisStreamsTransport"]
+__all__ = ["COMMAND_ATTEMPTS", "COMMAND_BUDGET", "COMMAND_TIMEOUT", "RedisStreamsTransport"]
+
+COMMAND_TIMEOUT = 2.0
+"""Seconds a command waits for its reply (unless the client sets ``socket_timeout``)."""
+COMMAND_ATTEMPTS = 4
+"""Tries per command: a dropped or silent connection is replaced and the command sent again."""
+_BACKOFF_CAP = 0.5
+COMMAND_BUDGET = COMMAND_ATTEMPTS * COMMAND_TIMEOUT + (COMMAND_ATTEMPTS - 1) * _BACKOFF_CAP
+"""The longest a command takes to fail, with the default timeout, when nothing answers."""
 
 _DEAD_FIELD = b"record"
+# Set an entry aside and acknowledge it, all or nothing, only while this consumer holds it.
+# KEYS: the stream, its dead-letter stream. ARGV: group, consumer, entry id, maxlen, record.
+# An error (XPENDING: no group; XADD: wrong type, out of memory) ends the script before
+# anything is written or acknowledged.
+_SET_ASIDE = """
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #held == 0 then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'record', ARGV[5])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
@@ -89,8 +122,14 @@ class RedisStreamsTransport(Transport):
         self._pool_class, self._connection_kwargs = connection_settings(
             client, owner="RedisStreamsTransport"
         )
+        timeout = self._connection_kwargs.get("socket_timeout")
+        self.command_timeout: float = timeout if timeout else COMMAND_TIMEOUT
+        self.fast_path = fast_path_tested()
         self._commands = self._client()
-        self._publisher = RedisPublisher(self._commands, FIELD, self._trim_args)
+        self.wire = Wire(self._commands, fast=self.fast_path)
+        self._publisher = RedisPublisher(self.wire, FIELD, self._trim_args)
+        # EVALSHA, and EVAL's script again after NOSCRIPT (a restarted or flushed server)
+        self.set_aside = self._commands.register_script(_SET_ASIDE)
         self._readers: set[redis.Redis] = set()
 
     def stream_key(self, topic: str) -> str:
@@ -139,6 +178,16 @@ class RedisStreamsTransport(Transport):
             )
         return letters
 
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """XADD ``record`` to the topic's dead-letter stream again (a new id)."""
+        key = self.dead_letter_key(topic)
+        try:
+            await self._commands.xadd(
+                key, {_DEAD_FIELD: record}, maxlen=self._dead_letter_maxlen, approximate=True
+            )
+        except RedisError as exc:
+            raise TransportError(f"storing a dead letter in {key!r} failed: {exc}") from exc
+
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """XDEL these entries of the dead-letter stream, or DEL the whole stream for None."""
         key = self.dead_letter_key(topic)
@@ -181,11 +230,13 @@ class RedisStreamsTransport(Transport):
 
     def _client(self, *, blocking: bool = False) -> redis.Redis:
         kwargs = dict(self._connection_kwargs)
-        kwargs["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
-        if blocking:  # a blocking read must not time out before its BLOCK does, nor retry
-            kwargs["socket_timeout"] = None  # after close() cut its connection
-            kwargs["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=0)
-        use_whole_reply_parser(kwargs)
+        backoff = ExponentialWithJitterBackoff(base=0.05, cap=_BACKOFF_CAP)
+        kwargs["retry"] = Retry(backoff, retries=COMMAND_ATTEMPTS - 1)
+        kwargs["socket_timeout"] = self.command_timeout
+        if blocking:  # a blocking read must not time out before its BLOCK does (the reader
+            kwargs["socket_timeout"] = None  # bounds it), nor retry after close() cut it
+            kwargs["retry"] = Retry(backoff, retries=0)
+        use_whole_reply_parser(kwargs, fast=self.fast_path)
         pool = self._pool_class(**kwargs)
         return redis.Redis(connection_pool=pool)
 

@@ -20,7 +20,10 @@ The contract every transport honours:
 * ``dead_letter`` stores a record beside the topic and acknowledges the message in one
   step: a crash between the two neither loses nor duplicates it.
 * ``read_dead_letters`` and ``delete_dead_letters`` give the records back, oldest first,
-  each under an id of the transport's choosing (a string), and delete them.
+  each under an id of the transport's choosing (a string), and delete them; a delete
+  reports only what it deleted itself, so of two deletes of one record one counts it.
+  ``restore_dead_letter`` stores a record again (under a new id): a replay that claimed a
+  dead letter by deleting it puts it back when its publish fails.
 * Optionally, ``mark_handled`` and ``was_handled`` keep a record per (group, event id)
   for a while, which ``subscribe(..., idempotent=True)`` relies on.
 
@@ -165,6 +168,18 @@ class Transport(ABC):
         raise NotImplementedError(
             f"{type(self).__name__} does not delete its dead letters; implement "
             "read_dead_letters and delete_dead_letters (see docs/transports.md)"
+        )
+
+    async def restore_dead_letter(self, topic: str, record: bytes) -> None:
+        """Store ``record`` among the dead letters of ``topic`` again, under a new id.
+
+        A replay deletes the dead letter first (its claim), and puts it back with this when
+        the publish fails. A transport without it is replayed the old way: publish, then
+        delete, so two replays of one letter can both publish.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot store a dead letter again; implement "
+            "restore_dead_letter (see docs/transports.md)"
         )
 
     async def ping(self) -> None:  # noqa: B027 - a transport with nothing to reach is always up

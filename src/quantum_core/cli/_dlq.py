@@ -5,6 +5,11 @@ Everything goes through :class:`~quantum_core.EventBus` (``dead_letters``,
 would: a replay goes back to the one consumer group that gave up on the event. An event
 type with neither a stream nor dead letters is refused as unknown rather than shown as
 empty: it is most likely a typo or the wrong ``--prefix``.
+
+What is printed of a dead letter, as a table or as JSON, is the same masked letter
+(:func:`_shown`): secret-looking fields of the original event are masked field by field,
+before printing. Masking the printed text alone missed them in JSON, where the original
+event is an escaped string.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import re
 import sys
 
+from .._redaction import redact, redact_text
 from ..bus import DeadLetter
 from ..bus.dead_letters import parse_dead_letter
 from ..bus.envelope import validate_event_type
@@ -51,7 +57,7 @@ def register(
     show = action("show", "show one dead letter: error, traceback, original event")
     show.add_argument("id", metavar="ID", type=_entry_id)
     show.set_defaults(handler=show_letter)
-    replay = action("replay", "publish a dead letter's event again (for its group), then delete it")
+    replay = action("replay", "claim a dead letter and publish its event again (for its group)")
     replay.add_argument("id", metavar="ID", type=_entry_id)
     replay.set_defaults(handler=replay_letter)
     purge = action("purge", "delete every dead letter of an event type (of every service)")
@@ -94,6 +100,28 @@ async def _known(context: Context, event_type: str) -> None:
         )
 
 
+def _shown(letter: DeadLetter) -> DeadLetter:
+    """``letter`` as the CLI prints it: secrets in its original event and error masked."""
+    return dataclasses.replace(
+        letter,
+        original=_masked_original(letter.original),
+        error=redact_text(letter.error),
+        traceback=redact_text(letter.traceback),
+    )
+
+
+def _masked_original(original: str) -> str:
+    """The original entry with secret-looking fields masked; unchanged when none are."""
+    try:
+        document = json.loads(original)
+    except ValueError:  # not JSON (not our envelope): mask what the text shows
+        return redact_text(original)
+    masked = redact(document)
+    if masked == document:
+        return original
+    return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+
+
 async def _letter(context: Context, event_type: str, letter_id: str) -> DeadLetter:
     await _known(context, event_type)
     bus = await context.bus()
@@ -103,7 +131,7 @@ async def _letter(context: Context, event_type: str, letter_id: str) -> DeadLett
             f"no dead letter {letter_id!r} of {event_type!r}; "
             f"`quantum-core dlq list {event_type}` lists them"
         )
-    return parse_dead_letter(letter_id, found[0][1], event_type)
+    return _shown(parse_dead_letter(letter_id, found[0][1], event_type))
 
 
 async def list_letters(args: argparse.Namespace, context: Context, output: Output) -> int:
@@ -113,7 +141,7 @@ async def list_letters(args: argparse.Namespace, context: Context, output: Outpu
     bus = await context.bus()
     letters = await bus.dead_letters(event_type, limit=args.limit, after=args.after)
     if output.json_mode:
-        output.json([dataclasses.asdict(letter) for letter in letters])
+        output.json([dataclasses.asdict(_shown(letter)) for letter in letters])
         return 0
     if not letters:
         output.line(f"no dead letters of {event_type!r}")
@@ -175,7 +203,7 @@ def _pretty(original: str) -> str:
 
 
 async def replay_letter(args: argparse.Namespace, context: Context, output: Output) -> int:
-    """Publish the dead letter's event again for its group, then delete the dead letter."""
+    """Claim the dead letter (delete it) and publish its event again, for its group."""
     event_type: str = args.event_type
     letter = await _letter(context, event_type, args.id)
     bus = await context.bus()
