@@ -26,7 +26,13 @@ from .bus import (
     register_transport,
     transport_from_url,
 )
-from .errors import EventBusError, MalformedEventError, QuantumCoreError, TransportError
+from .errors import (
+    DeliveryGoneError,
+    EventBusError,
+    MalformedEventError,
+    QuantumCoreError,
+    TransportError,
+)
 from .health import (
     CheckResult,
     HealthChecker,
@@ -75,6 +81,7 @@ __all__ = [
     "CheckResult",
     "DeadLetter",
     "Delivery",
+    "DeliveryGoneError",
     "EventBus",
     "EventBusError",
     "EventHandler",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DeliveryGoneError",
     "EventBusError",
     "MalformedEventError",
     "QuantumCoreError",
@@ -20,6 +21,16 @@ class EventBusError(QuantumCoreError):
 
 class TransportError(EventBusError):
     """The transport (broker connection) failed; the message says which and why."""
+
+
+class DeliveryGoneError(TransportError):
+    """A delivery is no longer this consumer's: trying its ack or dead letter again is pointless.
+
+    Its channel closed, the transport handed it back, or another consumer of the group took
+    it over; the broker delivers it again (to this consumer or another one). A transport
+    raises it from ``Subscription.ack`` (when every delivery that failed is gone) or
+    ``Subscription.dead_letter`` (nothing was stored), so the bus stops retrying.
+    """
 
 
 class MalformedEventError(EventBusError, ValueError):

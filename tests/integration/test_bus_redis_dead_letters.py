@@ -12,7 +12,13 @@ import pytest
 import redis.asyncio as redis
 from _services import RedisServer
 
-from quantum_core import EventBus, RedisStreamsTransport, TransportError, current_event
+from quantum_core import (
+    DeliveryGoneError,
+    EventBus,
+    RedisStreamsTransport,
+    TransportError,
+    current_event,
+)
 from quantum_core.testing import EventRecorder
 
 TOPIC = "orders"
@@ -88,12 +94,15 @@ async def test_a_late_dead_letter_for_an_entry_another_consumer_took_writes_noth
     await client.delete(dead)
     await client.xclaim(stream, GROUP, "c2", 0, [delivery.receipt])  # a replica took it over
 
-    await first.dead_letter(delivery, b"from c1, late")  # must not set it aside behind c2's back
+    # Not set aside behind c2's back, and the bus is told not to try again.
+    with pytest.raises(DeliveryGoneError, match="held by another consumer"):
+        await first.dead_letter(delivery, b"from c1, late")
     assert not await client.exists(dead)
     (pending,) = await _pending(client, stream)
     assert pending["consumer"] == b"c2"
 
-    await first.dead_letter(delivery, b"again")  # still nothing, still no error
+    with pytest.raises(DeliveryGoneError):
+        await first.dead_letter(delivery, b"again")  # still nothing written
     assert not await client.exists(dead)
     await first.close()
 
@@ -149,7 +158,7 @@ async def test_an_entry_whose_dead_letter_failed_is_taken_over_by_a_replica(
             return any(line["event"] == "dead_letter_failed" for line in log_lines())
 
         await eventually(dead_letter_failed, 10)
-        await client.delete(dead)  # fixed, for whoever sets it aside next
+        # Still refused: the failing consumer keeps trying, without keeping the entry alive.
         async with replica:
             await recorder.wait_for(1, timeout=REPLICA_CLAIM_IDLE + 6)
 
@@ -159,7 +168,7 @@ async def test_an_entry_whose_dead_letter_failed_is_taken_over_by_a_replica(
             await eventually(acknowledged, 5)
     assert recorder.payloads == [{"n": 1}]
     assert recorder.events[0].attempt == 2  # a redelivery, counted
-    assert not await client.exists(dead)  # handled by the replica: no dead letter
+    assert await client.type(dead) == b"string"  # handled by the replica: no dead letter
 
 
 async def test_an_entry_whose_ack_failed_is_taken_over_by_a_replica(log_lines):

@@ -18,7 +18,7 @@ from quantum_core import EventBus, MemoryTransport, current_event, trace_context
 from quantum_core.bus import dispatch as dispatch_module
 from quantum_core.bus._acks import AckBatcher
 from quantum_core.bus.dead_letters import dead_letter_record
-from quantum_core.errors import TransportError
+from quantum_core.errors import DeliveryGoneError, TransportError
 
 
 async def eventually(predicate, timeout=10.0):
@@ -165,6 +165,26 @@ async def test_a_failed_ack_is_retried_with_backoff_until_it_goes(log_lines):
     assert len(events_named(log_lines, "event_ack_still_failing")) == 2
     (recovered,) = events_named(log_lines, "event_ack_recovered")
     assert recovered["failures"] == 3
+
+
+async def test_an_ack_of_deliveries_gone_elsewhere_is_not_tried_again(log_lines):
+    tries = []
+
+    class Gone:
+        async def ack(self, deliveries):
+            tries.append(list(deliveries))
+            raise DeliveryGoneError("their channel closed; the broker delivers them again")
+
+    batcher = AckBatcher(Gone(), "h")
+    batcher.add("a")
+    await eventually(lambda: tries == [["a"]])
+    batcher.add("b")  # a new batch goes on its own: "a" was not kept for another try
+    await eventually(lambda: tries == [["a"], ["b"]])
+    await batcher.flush(1.0)
+    assert tries == [["a"], ["b"]]
+    assert not events_named(log_lines, "event_ack_failed")
+    lost = events_named(log_lines, "event_acks_lost")
+    assert [(line["level"], line["events"]) for line in lost] == [("warning", 1)] * 2
 
 
 async def test_flush_tries_once_more_then_gives_up_within_its_time(log_lines):

@@ -10,6 +10,7 @@ EXPECTED = {
     "CheckResult",
     "DeadLetter",
     "Delivery",
+    "DeliveryGoneError",
     "EventBus",
     "EventBusError",
     "EventHandler",

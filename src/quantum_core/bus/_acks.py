@@ -8,9 +8,10 @@ during it goes in the next. An event is still acknowledged only after its handle
 
 An ack the broker refuses is tried again, with backoff (``_outage.py``), until it goes:
 dropped, it would leave a handled event pending in a live consumer, kept there (and fresh)
-until the process stops, then handled again elsewhere. ``flush()``, at ``stop()``, tries
-what is queued once more and gives up within the time it is given: those events stay
-pending, for another consumer.
+until the process stops, then handled again elsewhere. Only a transport's
+``DeliveryGoneError`` (the deliveries are no longer this consumer's) ends the tries.
+``flush()``, at ``stop()``, tries what is queued once more and gives up within the time it
+is given: those events stay pending, for another consumer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 
+from ..errors import DeliveryGoneError
 from ..logs import get_logger
 from ._outage import Outage
 from .transport import Delivery, Subscription
@@ -85,6 +87,14 @@ class AckBatcher:
                 batch = self._queued[:_MAX_BATCH]
                 try:
                     await self._subscription.ack(batch)
+                except DeliveryGoneError as exc:  # nothing left to ack: they come again
+                    _log.warning(
+                        "event_acks_lost",
+                        handler=self._handler,
+                        events=len(batch),
+                        error=str(exc),
+                        then="delivered again, to this consumer or another one of the group",
+                    )
                 except Exception as exc:  # tried again: dropped, they would stay stuck
                     if self._stopping:  # this was the last try
                         return

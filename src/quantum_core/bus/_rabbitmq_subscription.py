@@ -35,7 +35,7 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
-from ..errors import TransportError
+from ..errors import DeliveryGoneError, TransportError
 from ..logs import get_logger
 from .transport import Backlog, Delivery, Subscription
 
@@ -204,8 +204,9 @@ class RabbitMQSubscription(Subscription):
 
         An ack fails only when that channel is gone, and then RabbitMQ has put the message
         back in the queue already, for any consumer: the first call that meets it says so
-        (``TransportError``); a later call for it (the bus tries again) has nothing left to
-        do, and neither has one for a message acknowledged or handed back before.
+        (``DeliveryGoneError``, so the bus does not try again); a later call for it has
+        nothing left to do, and neither has one for a message acknowledged or handed back
+        before.
         """
         failed = 0
         async with self._settling:
@@ -221,7 +222,7 @@ class RabbitMQSubscription(Subscription):
                     self._reported_lost.add(message)
                 self._settled(message)
         if failed:
-            raise TransportError(
+            raise DeliveryGoneError(
                 f"could not acknowledge {failed} message(s) of {self._group!r}: their channel "
                 "closed; RabbitMQ delivers them again"
             )
@@ -232,39 +233,28 @@ class RabbitMQSubscription(Subscription):
         A crash between the two leaves the message pending: it comes back, and a second
         record for it carries the same origin, which ``read_dead_letters`` shows once.
 
-        A record that could not be stored hands the message back at once (basic.reject
-        with requeue): held here, it would wait for this channel to close, while another
-        consumer (one whose connection works, maybe) can set it aside now; the quorum
-        queue counts the return, so it comes with its attempts used up. A later call for
-        the same delivery then has nothing left to do, as after a lost channel.
+        A record that could not be stored raises ``TransportError`` and the message stays
+        held: the bus tries again with backoff (handing it back instead would make every
+        consumer of a broken dead-letter place pass it round without pause). Its channel
+        closing meanwhile puts it back in the queue, for any consumer; the next call then
+        raises ``DeliveryGoneError``, and a call after that has nothing left to do.
         """
         message: AbstractIncomingMessage = delivery.receipt
         if message.processed or message in self._reported_lost:
             self._reported_lost.discard(message)
-            return  # handed back (or lost) earlier: it comes again, and is set aside then
+            return  # settled or lost earlier, and said so: nothing is left to do
         try:
             message.channel  # noqa: B018 - a dead channel: the message comes back anyway
         except aio_pika.exceptions.ChannelInvalidStateError:
             self._settled(message)
             self._reported_lost.add(message)
-            raise TransportError(
+            raise DeliveryGoneError(
                 f"cannot dead-letter a message of {self._group!r}: its channel closed; "
                 "RabbitMQ delivers it again"
             ) from None
         origin = f"{self._group}|{message.message_id}" if message.message_id else None
-        try:
-            await self._transport._store_dead_letter(self._topic, record, origin)
-        except TransportError:
-            await self._hand_back(message)
-            raise
+        await self._transport._store_dead_letter(self._topic, record, origin)
         await self.ack((delivery,))
-
-    async def _hand_back(self, message: AbstractIncomingMessage) -> None:
-        """Return ``message`` to the queue now (a lost channel returns it anyway)."""
-        async with self._settling:  # like an ack: never while a full window is renewed
-            with contextlib.suppress(*_ACK_ERRORS):
-                await message.reject(requeue=True)
-            self._settled(message)
 
     async def backlog(self) -> Backlog:
         """Pending: what this consumer holds. Lag: the queue's ready messages."""

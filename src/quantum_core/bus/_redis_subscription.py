@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
-from ..errors import TransportError
+from ..errors import DeliveryGoneError, TransportError
 from ..logs import get_logger
 from ._coalesce import Coalescer
 from ._redis_reader import fields_repr, lean_reader, stream_entries
@@ -183,14 +183,10 @@ class RedisSubscription(Subscription):
             raise TransportError(f"dead-lettering on {dead_key!r} failed: {exc}") from exc
         self._in_flight.discard(receipt)
         self._unsettled.discard(receipt)
-        if not stored:
-            _log.warning(
-                "dead_letter_skipped",
-                stream=self._key,
-                group=self._group,
-                entry_id=text(receipt),
-                reason="no longer pending for this consumer: another consumer took it "
-                "over, or an earlier try set it aside",
+        if stored == -1:
+            raise DeliveryGoneError(
+                f"entry {text(receipt)} of {self._key!r} is held by another consumer of "
+                f"{self._group!r} now: no dead letter written, it is handled there"
             )
 
     def _unkeep(self, ids: list[Any]) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import DeliveryGoneError
 from ..logs import get_logger
 from ..tracing import adopt_trace_id
 from ._acks import AckBatcher
@@ -558,7 +559,9 @@ class Consumer:
         """Set an event aside with why, so it is neither lost nor redelivered forever.
 
         A write the broker refuses is tried again, parked between tries like a retry, until
-        it goes. Returns False when ``stop()`` came first: the event stays unacknowledged.
+        it goes, unless the transport says the delivery is gone (``DeliveryGoneError``: it
+        comes again). Returns False when ``stop()`` came first: the event stays
+        unacknowledged.
         """
         record = dead_letter_record(
             service=self._service_name,
@@ -573,6 +576,15 @@ class Consumer:
         while True:
             try:
                 await self.subscription.dead_letter(delivery, record)
+            except DeliveryGoneError as exc:  # it comes again, and is set aside then
+                _log.warning(
+                    "dead_letter_handed_back",
+                    handler=self.route.name,
+                    event_id=envelope.id if envelope else None,
+                    error=describe_error(exc),
+                    then="delivered again, to this consumer or another one of the group",
+                )
+                return True
             except Exception as exc:
                 if outage is None:
                     outage = Outage(

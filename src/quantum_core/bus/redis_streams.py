@@ -24,8 +24,10 @@ longer kept fresh: after ``claim_idle`` another consumer of the group takes it o
 Setting aside: one Lua script checks that this consumer still holds the entry, XADDs the
 record to the dead-letter stream, then XACKs the entry. Redis refusing the XADD (the key
 holds another type, the server is out of memory) stops the script before the XACK: the
-entry stays pending. An entry no longer held (another consumer took it over, or an earlier
-try went through and only its reply was lost) is left alone: no second record.
+entry stays pending. An entry no longer held is left alone, no second record: when another
+consumer took it over, ``dead_letter`` raises ``DeliveryGoneError`` (it is handled there);
+when it is pending no more (an earlier try went through and only its reply was lost), it
+returns.
 
 Bounds: every command connection has a socket timeout (``COMMAND_TIMEOUT`` unless the
 client sets one) and ``COMMAND_ATTEMPTS`` tries, so a command on a dead network fails
@@ -70,9 +72,15 @@ _DEAD_FIELD = b"record"
 # KEYS: the stream, its dead-letter stream. ARGV: group, consumer, entry id, maxlen, record.
 # An error (XPENDING: no group; XADD: wrong type, out of memory) ends the script before
 # anything is written or acknowledged.
+# Returns 1 when set aside, 0 when the entry is pending no more (an earlier try went through
+# and only its reply was lost, or another consumer handled it), -1 when another consumer
+# holds it now.
 _SET_ASIDE = """
 local held = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #held == 0 then return 0 end
+if #held == 0 then
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1) == 0 then return 0 end
+  return -1
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'record', ARGV[5])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
