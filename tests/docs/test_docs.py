@@ -30,6 +30,8 @@ FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 RUNNABLE_INFO = re.compile(r"^python(\s|$)")
 AUTODOC = re.compile(r"^:::\s+quantum_core\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$", re.MULTILINE)
 NEEDS_REDIS = re.compile(r"redis://localhost")
+
+
 # Pages being rewritten elsewhere whose fragments are not fenced as ```py yet. Remove the
 # entry once they are: from then on each of their python blocks must run.
 @dataclass(frozen=True)

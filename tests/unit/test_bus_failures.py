@@ -413,3 +413,51 @@ async def test_context_set_by_one_handler_is_not_seen_by_the_next(ordering_key):
     assert sorted(seen, key=lambda s: s[0]) == [(0, None, {}, True)] + [
         (n, None, {}, True) for n in range(4)
     ]
+
+
+class SlowBrokerTransport(MemoryTransport):
+    """Memory, whose subscriptions take ``delay`` seconds to close and to tell their backlog."""
+
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+
+    async def subscribe(self, topic, *, group, consumer, from_beginning=False):
+        subscription = await super().subscribe(
+            topic, group=group, consumer=consumer, from_beginning=from_beginning
+        )
+        close, backlog = subscription.close, subscription.backlog
+
+        async def slow_close():
+            await asyncio.sleep(self.delay)
+            await close()
+
+        async def slow_backlog():
+            await asyncio.sleep(self.delay)
+            return await backlog()
+
+        subscription.close = slow_close
+        subscription.backlog = slow_backlog
+        return subscription
+
+
+async def test_stop_and_stats_wait_for_the_slowest_subscription_not_for_their_sum():
+    """On a broker that answers slowly, stop() and stats() cost one wait, not one each."""
+
+    async def handler(payload):
+        pass
+
+    bus = EventBus(SlowBrokerTransport(delay=0.5), service_name="svc")
+    for n in range(4):
+        bus.subscribe(f"t.{n}", handler, name=f"h{n}")
+    loop = asyncio.get_running_loop()
+    await bus.start()
+    started = loop.time()
+    assert len(await bus.stats()) == 4
+    assert len(await bus.backlog()) == 4
+    took_stats = loop.time() - started
+    started = loop.time()
+    await bus.stop()
+    took_stop = loop.time() - started
+    assert took_stats < 1.6, f"stats() and backlog() took {took_stats:.2f} s for 4 x 0.5 s each"
+    assert took_stop < 1.2, f"stop() took {took_stop:.2f} s for 4 closes of 0.5 s"

@@ -27,7 +27,7 @@ from ._checks import (
     key_function,
 )
 from ._retry import RetryPolicy, check_seconds
-from .dead_letters import DeadLetter, read_dead_letters, replay_dead_letter
+from .dead_letters import DeadLetter, describe_error, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
 from .envelope import encode_events, validate_event_type
 from .stats import SubscriptionStats
@@ -322,8 +322,8 @@ class EventBus:
                 cancelled=sum(results),
                 stop_timeout=self._stop_timeout,
             )
-        for consumer in self._consumers:
-            await consumer.subscription.close()
+        # Together: on a broker that does not answer, each close waits its own bound.
+        await asyncio.gather(*(c.subscription.close() for c in self._consumers))
         self._consumers.clear()
         if self._owns_transport:
             await self._transport.close()
@@ -340,9 +340,11 @@ class EventBus:
 
     async def backlog(self) -> dict[str, Backlog]:
         """Return pending and lag per running subscription, keyed ``"<event type> -> <name>"``."""
+        consumers = list(self._consumers)
+        backlogs = await asyncio.gather(*(c.subscription.backlog() for c in consumers))
         return {
-            f"{c.route.event_type} -> {c.route.name}": await c.subscription.backlog()
-            for c in self._consumers
+            f"{c.route.event_type} -> {c.route.name}": backlog
+            for c, backlog in zip(consumers, backlogs, strict=True)
         }
 
     async def stats(self) -> dict[str, SubscriptionStats]:
@@ -351,12 +353,22 @@ class EventBus:
         Counters are this process's since :meth:`start`. When the broker cannot tell the
         backlog (or cannot be reached), ``pending`` and ``lag`` are None: stats never fail.
         """
+        consumers = list(self._consumers)
+        # Asked together: on a broker in trouble, each backlog read waits its own bound.
+        backlogs = await asyncio.gather(
+            *(c.subscription.backlog() for c in consumers), return_exceptions=True
+        )
         result: dict[str, SubscriptionStats] = {}
-        for consumer in self._consumers:
-            try:
-                backlog = await consumer.subscription.backlog()
-            except Exception as exc:  # counters matter most when the broker is in trouble
-                _log.warning("event_backlog_unavailable", handler=consumer.route.name, error=exc)
+        for consumer, backlog in zip(consumers, backlogs, strict=True):
+            if isinstance(backlog, BaseException):
+                if not isinstance(backlog, Exception):
+                    raise backlog  # a cancellation, or the process ending
+                # counters matter most when the broker is in trouble
+                _log.warning(
+                    "event_backlog_unavailable",
+                    handler=consumer.route.name,
+                    error=describe_error(backlog),
+                )
                 backlog = Backlog(pending=None, lag=None)
             result[f"{consumer.route.event_type} -> {consumer.route.name}"] = consumer.stats(
                 backlog
@@ -377,11 +389,13 @@ class EventBus:
         )
 
     async def replay_dead_letter(self, event_type: str, dead_letter_id: str) -> str:
-        """Publish a dead letter's original event again, then delete the dead letter.
+        """Publish a dead letter's original event again; the dead letter is gone after.
 
         The event keeps its id, trace id, publish time and source; only the consumer group
         that gave up on it handles it again (a header, ``x-quantum-replay-for``, names it;
-        other groups acknowledge it unseen). Returns the event id.
+        other groups acknowledge it unseen). Returns the event id. The dead letter is
+        claimed (deleted) first, so of two replays of one letter only one publishes; a
+        publish that fails puts it back (see docs/reliability.md).
 
         Raises:
             LookupError: no dead letter has that id.
