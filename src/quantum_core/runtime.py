@@ -146,7 +146,9 @@ def _policy_backend(
             )
         return backend if isinstance(backend, PolicyBackend) else MemoryPolicyBackend()
     if isinstance(backend, redis.Redis | str):
-        return RedisPolicyBackend(backend, key_prefix=key_prefix or DEFAULT_KEY_PREFIX)
+        return RedisPolicyBackend(
+            backend, key_prefix=DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix
+        )
     raise TypeError(
         "initialize_policy_store() takes a redis.asyncio.Redis client, a redis:// URL, a "
         f"PolicyBackend or nothing (memory), got {type(backend).__module__}."

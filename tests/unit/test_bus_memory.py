@@ -493,6 +493,12 @@ def test_numeric_options_are_checked(option, value):
         EventBus("memory://", service_name="svc", **{option: value})
 
 
+@pytest.mark.parametrize("value", [-1, True, math.inf, math.nan, "5"])
+def test_stop_timeout_is_checked(value):
+    with pytest.raises(ValueError, match=r"stop_timeout must be a number of seconds >= 0"):
+        EventBus("memory://", service_name="svc", stop_timeout=value)
+
+
 def test_unknown_transport_url_names_the_known_schemes():
     with pytest.raises(ValueError, match=r"no transport for URL scheme kafka://.*memory://"):
         EventBus("kafka://broker:9092", service_name="svc")

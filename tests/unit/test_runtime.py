@@ -79,3 +79,9 @@ async def test_shutting_the_bus_down_detaches_it_from_the_store():
     await shutdown_event_bus()
     assert get_policy_store().event_bus is None
     await get_policy_store().switch_mode(RiskMode.DEFENSIVE, updated_by="desk")  # no error
+
+
+@pytest.mark.parametrize("key_prefix", ["", "has space"])
+async def test_a_bad_policy_key_prefix_is_refused_not_replaced_by_the_default(key_prefix):
+    with pytest.raises(ValueError, match=r"key_prefix must be a non-empty string"):
+        await initialize_policy_store("redis://127.0.0.1:1/0", key_prefix=key_prefix)

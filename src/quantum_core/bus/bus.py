@@ -108,9 +108,7 @@ class EventBus:
         )
         self._read_count = check_positive_int("read_count", read_count)
         self._concurrency = check_positive_int("concurrency", concurrency)
-        if not stop_timeout >= 0:
-            raise ValueError(f"stop_timeout must be a number of seconds >= 0, got {stop_timeout}")
-        self._stop_timeout = float(stop_timeout)
+        self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
         if consumer_name is None:
             consumer_name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self._consumer = check_service_name(consumer_name, what="consumer_name")
