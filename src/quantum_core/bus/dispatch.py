@@ -420,8 +420,9 @@ class Consumer:
         policy = self.route.retry
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
-        adopt_trace_id(envelope.trace_id)  # validated by decode()
         checked = self.route.idempotency_ttl is None
+        if not checked:  # the record store's log lines carry the event's trace
+            adopt_trace_id(envelope.trace_id)  # validated by decode()
         while True:
             error: BaseException | None = None
             if not checked:  # an unreachable record store fails the attempt, like the handler
@@ -456,6 +457,10 @@ class Consumer:
                     await self._record_handled(envelope, ttl)
                 self._acks.add(delivery)
                 return True
+            # The handler ran in a context of its own: the lines from here on are the
+            # worker's, and carry the event's trace too (set only now: the success path
+            # above logs nothing, and an event costs one trace change, not two).
+            adopt_trace_id(envelope.trace_id)
             self.counters.failed += 1
             retry_in = None if attempt >= last or self._stopping else policy.delay(attempt)
             log = _log.error if attempt >= last else _log.warning
