@@ -1,4 +1,7 @@
-"""Checks of what users pass to the EventBus, with errors that say what was expected."""
+"""Checks of what users pass to ``subscribe``: handlers and ordering keys.
+
+Numbers and names are checked by :mod:`quantum_core._checks`, the same everywhere.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import inspect
 from collections.abc import Hashable
 from typing import Any
 
+from .._checks import check_name
 from .dispatch import KeyFunction
 
 SERVICE_NAME_MAX = 100
@@ -27,23 +31,7 @@ def handler_name(handler: object) -> str:
 
 
 def check_service_name(service_name: object, what: str = "service_name") -> str:
-    if (
-        isinstance(service_name, str)
-        and 0 < len(service_name) <= SERVICE_NAME_MAX
-        and service_name.isprintable()
-        and not any(c.isspace() for c in service_name)
-    ):
-        return service_name
-    raise ValueError(
-        f"{what} must be a non-empty string of at most {SERVICE_NAME_MAX} printable "
-        f"characters without spaces, got {service_name!r}"
-    )
-
-
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return check_name(what, service_name, max_length=SERVICE_NAME_MAX)
 
 
 def key_function(ordering_key: object) -> KeyFunction | None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
+from .._backoff import backoff
 from ..logs import get_logger
-from ._retry import backoff
 from .dead_letters import describe_error
 
 __all__ = ["Outage"]

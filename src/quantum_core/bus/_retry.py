@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._backoff import backoff
+from .._checks import check_seconds
 from ..errors import EventBusError
 from ._deadlines import Deadlines
 from ._fresh_context import start_in
 
-__all__ = ["HandlerTimeoutError", "RetryPolicy", "backoff", "call_handler", "check_seconds"]
-
-_MAX_EXPONENT = 60  # 2**60 times any sane base is far beyond any cap; avoids float overflow
+__all__ = ["HandlerTimeoutError", "RetryPolicy", "call_handler"]
 
 
 class HandlerTimeoutError(EventBusError, TimeoutError):
@@ -86,20 +85,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed ``attempt``: see :func:`backoff`."""
         return backoff(attempt, self.backoff, self.backoff_max)
-
-
-def backoff(failures: int, first: float, most: float, *, jitter: bool = True) -> float:
-    """Seconds to wait after ``failures`` failures in a row: exponential, capped, "equal jitter".
-
-    The nominal wait is ``first``, doubling per failure, at most ``most``. With jitter, half
-    of it is fixed and half random, so replicas that failed together do not retry together,
-    and no retry comes much sooner than configured.
-    """
-    exponent = min(max(failures - 1, 0), _MAX_EXPONENT)
-    nominal = min(most, first * 2.0**exponent)
-    if not jitter:
-        return nominal
-    return nominal * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -191,16 +176,3 @@ def _own_cancellation(exc: asyncio.CancelledError) -> asyncio.CancelledError:
     if task is None or task.cancelling():
         raise exc
     return exc
-
-
-def check_seconds(
-    name: str, value: object, *, positive: bool = False, allow_infinite: bool = False
-) -> float:
-    """Return ``value`` as seconds (> 0 when ``positive``, math.inf where allowed), or raise."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        in_range = value > 0 if positive else value >= 0
-        if in_range and (math.isfinite(value) or (allow_infinite and value == math.inf)):
-            return float(value)
-    bound = "> 0" if positive else ">= 0"
-    extra = " (or math.inf for no limit)" if allow_infinite else ""
-    raise ValueError(f"{name} must be a number of seconds {bound}{extra}, got {value!r}")

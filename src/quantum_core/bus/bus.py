@@ -18,15 +18,15 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
+from .._checks import check_positive_int, check_seconds
 from ..logs import get_logger
 from ._checks import (
-    check_positive_int,
     check_service_name,
     handler_name,
     is_async_callable,
     key_function,
 )
-from ._retry import RetryPolicy, check_seconds
+from ._retry import RetryPolicy
 from .dead_letters import DeadLetter, describe_error, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
 from .envelope import encode_events, validate_event_type

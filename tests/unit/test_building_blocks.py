@@ -1,0 +1,52 @@
+"""The shared building blocks every part of the library uses: backoff and input checks."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quantum_core._backoff import backoff
+from quantum_core._checks import check_name, check_positive_int, check_seconds
+
+
+@given(
+    failures=st.integers(min_value=1, max_value=10_000),
+    first=st.floats(min_value=0.001, max_value=10),
+    most=st.floats(min_value=0.001, max_value=600),
+)
+def test_backoff_doubles_up_to_its_cap_and_jitters_within_half(failures, first, most):
+    nominal = min(most, first * 2.0 ** min(failures - 1, 60))
+    assert backoff(failures, first, most, jitter=False) == nominal
+    waited = backoff(failures, first, most)
+    assert nominal * 0.5 <= waited <= nominal
+
+
+def test_replicas_that_failed_together_do_not_retry_together():
+    waits = {backoff(3, 0.1, 5.0) for _ in range(50)}
+    assert len(waits) > 40
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "3", None])
+def test_check_positive_int_refuses_what_is_not_a_whole_number_from_1(value):
+    with pytest.raises(ValueError, match=rf"limit must be a whole number >= 1, got {value!r}"):
+        check_positive_int("limit", value)
+
+
+@pytest.mark.parametrize("value", [-0.1, True, "1", math.nan, math.inf, None])
+def test_check_seconds_refuses_what_is_not_a_finite_number_of_seconds(value):
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds >= 0"):
+        check_seconds("timeout", value)
+
+
+def test_check_seconds_takes_infinity_only_where_allowed_and_zero_only_where_not_positive():
+    assert check_seconds("timeout", math.inf, positive=True, allow_infinite=True) == math.inf
+    assert check_seconds("timeout", 0) == 0.0
+    with pytest.raises(ValueError, match=r"> 0"):
+        check_seconds("timeout", 0, positive=True)
+
+
+@pytest.mark.parametrize("value", ["", "has space", "tab\there", "x" * 101, 5, None, "\x00"])
+def test_check_name_refuses_empty_spaced_unprintable_or_long_names(value):
+    with pytest.raises(ValueError, match=r"name must be a non-empty string of at most 100"):
+        check_name("name", value)
