@@ -20,6 +20,7 @@ from quantum_core import (
     TransportError,
     transport_from_url,
 )
+from quantum_core.bus.abilities import HandledRecords
 from quantum_core.bus.envelope import encode_events
 from quantum_core.testing import EventRecorder
 
@@ -437,7 +438,7 @@ async def test_handled_records_live_in_a_kv_bucket(make, js, nats_prefix):
     subscription = await transport.subscribe("orders", group="svc:handle", consumer="c")
     other = await transport.subscribe("orders", group="svc:other", consumer="c")
     try:
-        assert subscription.records_handled
+        assert isinstance(subscription, HandledRecords)
         assert not await subscription.was_handled("e1")  # no bucket yet
         await subscription.mark_handled(["e1", "odd id/with.dots"], ttl=60)
         assert await subscription.was_handled("e1")

@@ -6,15 +6,9 @@ from .context import EventInfo, current_event
 from .dead_letters import DeadLetter
 from .memory import MemoryTransport
 from .redis_streams import RedisStreamsTransport
+from .registry import register_transport, transport_from_url
 from .stats import SubscriptionStats
-from .transport import (
-    Backlog,
-    Delivery,
-    Subscription,
-    Transport,
-    register_transport,
-    transport_from_url,
-)
+from .transport import Backlog, Delivery, Subscription, Transport
 
 __all__ = [
     "Backlog",

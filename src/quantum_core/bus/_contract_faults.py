@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import TransportError
+from .abilities import backlog_of, dead_letter_store
 from .bus import EventBus
 from .context import current_event
 from .dead_letters import REPLAY_FOR
@@ -403,7 +404,7 @@ class _RefusingSubscription(Subscription):
         await self._inner.close()
 
     async def backlog(self) -> Backlog:
-        return await self._inner.backlog()
+        return await backlog_of(self._inner)
 
 
 class _RefusingTransport(Transport):
@@ -427,7 +428,12 @@ class _RefusingTransport(Transport):
     async def read_dead_letters(
         self, topic: str, limit: int, *, start: str | None = None
     ) -> Sequence[tuple[str, bytes]]:
-        return await self._inner.read_dead_letters(topic, limit, start=start)
+        store = dead_letter_store(self._inner, doing="give its dead letters back")
+        return await store.read_dead_letters(topic, limit, start=start)
+
+    async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
+        store = dead_letter_store(self._inner, doing="delete its dead letters")
+        return await store.delete_dead_letters(topic, ids)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pydantic_core
 
 from ..logs import get_logger
-from .transport import Backlog, Delivery, Subscription, Transport, register_transport
+from .registry import register_transport
+from .transport import Backlog, Delivery, Subscription, Transport
 
 __all__ = ["MemoryTransport"]
 

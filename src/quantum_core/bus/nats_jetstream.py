@@ -36,7 +36,8 @@ from collections.abc import Sequence
 
 from ..errors import TransportError
 from ..logs import get_logger
-from .transport import Subscription, Transport, register_transport
+from .registry import register_transport
+from .transport import Subscription, Transport
 
 try:
     import nats.errors

@@ -67,7 +67,8 @@ from ._rabbitmq_names import (
 )
 from ._rabbitmq_subscription import AMQP_ERRORS, RabbitMQSubscription
 from ._rabbitmq_url import redact_url, split_options
-from .transport import Subscription, Transport, register_transport
+from .registry import register_transport
+from .transport import Subscription, Transport
 
 __all__ = ["RabbitMQTransport"]
 

@@ -55,7 +55,8 @@ from ._redis_publisher import RedisPublisher
 from ._redis_reader import use_whole_reply_parser
 from ._redis_subscription import FIELD, RedisSubscription, create_group, text
 from ._redis_wire import Wire
-from .transport import Subscription, Transport, register_transport
+from .registry import register_transport
+from .transport import Subscription, Transport
 
 __all__ = ["COMMAND_ATTEMPTS", "COMMAND_BUDGET", "COMMAND_TIMEOUT", "RedisStreamsTransport"]
 
