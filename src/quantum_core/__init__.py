@@ -17,8 +17,6 @@ from .bus import (
     EventHandler,
     EventInfo,
     HandlerTimeoutError,
-    MemoryTransport,
-    RedisStreamsTransport,
     Subscription,
     SubscriptionStats,
     Transport,
@@ -26,6 +24,7 @@ from .bus import (
     register_transport,
     transport_from_url,
 )
+from .bus.redis_streams import RedisStreamsTransport
 from .errors import (
     DeliveryGoneError,
     EventBusError,
@@ -66,6 +65,7 @@ from .runtime import (
     shutdown_policy_store,
 )
 from .tracing import TraceContext, trace_context
+from .transports.memory import MemoryTransport
 
 if TYPE_CHECKING:
     from .bus.nats_jetstream import NatsJetStreamTransport

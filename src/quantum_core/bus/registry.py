@@ -20,7 +20,7 @@ __all__ = ["register_transport", "resolve_transport", "transport_from_url"]
 TransportFactory = Callable[[str], Transport]
 _registry: dict[str, TransportFactory] = {}
 _BUILTIN_MODULES = {
-    "memory": "quantum_core.bus.memory",
+    "memory": "quantum_core.transports.memory",
     "redis": "quantum_core.bus.redis_streams",
     "rediss": "quantum_core.bus.redis_streams",
     "nats": "quantum_core.bus.nats_jetstream",

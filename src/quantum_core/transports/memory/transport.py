@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import pydantic_core
 
-from ..logs import get_logger
-from .registry import register_transport
-from .transport import Backlog, Delivery, Subscription, Transport
+from ...bus.registry import register_transport
+from ...bus.transport import Backlog, Delivery, Subscription, Transport
+from ...logs import get_logger
 
 __all__ = ["MemoryTransport"]
 
