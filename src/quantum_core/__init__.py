@@ -24,7 +24,6 @@ from .bus import (
     register_transport,
     transport_from_url,
 )
-from .bus.redis_streams import RedisStreamsTransport
 from .errors import (
     DeliveryGoneError,
     EventBusError,
@@ -66,6 +65,7 @@ from .runtime import (
 )
 from .tracing import TraceContext, trace_context
 from .transports.memory import MemoryTransport
+from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
     from .bus.nats_jetstream import NatsJetStreamTransport

@@ -169,7 +169,7 @@ async def test_the_bus_parses_replies_with_its_own_parser(transports):
     from redis.asyncio.connection import DefaultParser
     from redis.utils import HIREDIS_AVAILABLE
 
-    from quantum_core.bus._redis_parser import WholeReplyParser
+    from quantum_core.transports.redis.parser import WholeReplyParser
 
     transport = transports()
     await EventBus(transport, service_name="pub").publish("t.x", {"n": 1})

@@ -37,7 +37,7 @@ __all__ = [
 # Transports this package exported before they moved to their own packages.
 _MOVED = {
     "MemoryTransport": "quantum_core.transports.memory",
-    "RedisStreamsTransport": "quantum_core.bus.redis_streams",
+    "RedisStreamsTransport": "quantum_core.transports.redis",
 }
 
 

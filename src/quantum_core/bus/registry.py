@@ -21,8 +21,8 @@ TransportFactory = Callable[[str], Transport]
 _registry: dict[str, TransportFactory] = {}
 _BUILTIN_MODULES = {
     "memory": "quantum_core.transports.memory",
-    "redis": "quantum_core.bus.redis_streams",
-    "rediss": "quantum_core.bus.redis_streams",
+    "redis": "quantum_core.transports.redis",
+    "rediss": "quantum_core.transports.redis",
     "nats": "quantum_core.bus.nats_jetstream",
     "amqp": "quantum_core.bus.rabbitmq",
     "amqps": "quantum_core.bus.rabbitmq",

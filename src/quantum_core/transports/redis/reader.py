@@ -1,6 +1,6 @@
 """A lean read path for XREADGROUP: a whole-reply RESP parser and no per-entry dicts.
 
-The parser (:class:`~._redis_parser.WholeReplyParser`, the fast path) replaces redis-py's
+The parser (:class:`~.parser.WholeReplyParser`, the fast path) replaces redis-py's
 pure-Python one on the bus's own connections, when the installed redis-py is one it was
 tested with; hiredis, when installed, is faster still and is left in place, as is a parser
 the user chose.
@@ -44,7 +44,7 @@ def use_whole_reply_parser(settings: dict[str, Any], *, fast: bool) -> None:
     # may have moved them. Only a tested one gets this far.
     from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
 
-    from ._redis_parser import WholeReplyParser
+    from .parser import WholeReplyParser
 
     if settings.get("parser_class", DefaultParser) in (_AsyncRESP3Parser, _AsyncRESP2Parser):
         settings["parser_class"] = WholeReplyParser

@@ -3,7 +3,7 @@
 Layout on the server (``prefix`` defaults to ``quantum_core``):
 
 * ``{prefix}:stream:{event type}``: one stream per event type; each entry holds one field,
-  ``event``, whose value is the envelope (see ``envelope.py``).
+  ``event``, whose value is the envelope (see ``quantum_core/bus/envelope.py``).
 * one consumer group per subscribing service and handler, named ``{service}:{handler}``;
   each process reads as its own consumer, ``{host}-{pid}-{random}``.
 * ``{prefix}:dead:{event type}``: dead letters of that event type, one entry per event
@@ -12,7 +12,7 @@ Layout on the server (``prefix`` defaults to ``quantum_core``):
   event the group's handler completed, expiring after the subscription's ``idempotency_ttl``.
 
 Publishing: XADD, with the publishes of concurrent tasks sharing pipelines (see
-``_redis_publisher.py``).
+``publisher.py``).
 
 Delivery: XREADGROUP on a connection of its own (so a blocking read never delays a publish),
 XACK after the handler returned, XAUTOCLAIM of what a dead consumer left pending once it has
@@ -49,14 +49,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from .._redis import connection_settings, fast_path_tested
-from ..errors import TransportError
-from ._redis_publisher import RedisPublisher
-from ._redis_reader import use_whole_reply_parser
-from ._redis_subscription import FIELD, RedisSubscription, create_group, text
-from ._redis_wire import Wire
-from .registry import register_transport
-from .transport import Subscription, Transport
+from ..._redis import connection_settings, fast_path_tested
+from ...bus.registry import register_transport
+from ...bus.transport import Subscription, Transport
+from ...errors import TransportError
+from .publisher import RedisPublisher
+from .reader import use_whole_reply_parser
+from .subscription import FIELD, RedisSubscription, create_group, text
+from .wire import Wire
 
 __all__ = ["COMMAND_ATTEMPTS", "COMMAND_BUDGET", "COMMAND_TIMEOUT", "RedisStreamsTransport"]
 
@@ -152,7 +152,7 @@ class RedisStreamsTransport(Transport):
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """XADD each message; a batch goes in one pipelined round trip.
 
-        Concurrent publishes share pipelines (see ``_redis_publisher.py``).
+        Concurrent publishes share pipelines (see ``publisher.py``).
         """
         await self._publisher.publish(self.stream_key(topic), messages)
 

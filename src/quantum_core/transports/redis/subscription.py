@@ -1,6 +1,6 @@
 """The Redis Streams subscription: one consumer of one consumer group on one stream.
 
-See ``redis_streams.py`` for the layout on the server and the delivery rules.
+See ``transport.py`` for the layout on the server and the delivery rules.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
-from ..errors import DeliveryGoneError, TransportError
-from ..logs import get_logger
-from ._coalesce import Coalescer
-from ._redis_reader import fields_repr, lean_reader, stream_entries
-from .transport import Backlog, Delivery, Subscription
+from ..._coalesce import Coalescer
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import DeliveryGoneError, TransportError
+from ...logs import get_logger
+from .reader import fields_repr, lean_reader, stream_entries
 
 if TYPE_CHECKING:
-    from .redis_streams import RedisStreamsTransport
+    from .transport import RedisStreamsTransport
 
 __all__ = ["FIELD", "RedisSubscription", "create_group", "text"]
 
@@ -211,6 +211,7 @@ class RedisSubscription(Subscription):
             ) from exc
 
     async def was_handled(self, event_id: str) -> bool:
+        """EXISTS the group's key for ``event_id`` (it expires with its ttl)."""
         key = self._handled_key(event_id)
         try:
             return bool(await self._commands.exists(key))
@@ -221,6 +222,7 @@ class RedisSubscription(Subscription):
         return f"{self._transport.prefix}:done:{self._group}:{event_id}"
 
     async def backlog(self) -> Backlog:
+        """Pending and lag of the group, from XINFO GROUPS (lag needs Redis 7)."""
         try:
             groups = await self._commands.xinfo_groups(self._key)
         except RedisError as exc:
@@ -299,7 +301,7 @@ class RedisSubscription(Subscription):
         return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     async def _new_deliveries(self, reply: Any) -> list[Delivery]:
-        """Deliveries of a raw XREADGROUP reply (``_redis_reader.py``): first deliveries."""
+        """Deliveries of a raw XREADGROUP reply (``reader.py``): first deliveries."""
         entries = stream_entries(reply, FIELD)
         deliveries = [Delivery(data, entry_id, 1) for entry_id, data in entries if data is not None]
         self._in_flight.update(d.receipt for d in deliveries)
@@ -367,6 +369,7 @@ class RedisSubscription(Subscription):
 
 
 async def create_group(client: redis.Redis, key: str, group: str, start: str) -> None:
+    """XGROUP CREATE (and the stream with it), at ``start``; an existing group is kept."""
     try:
         await client.xgroup_create(key, group, id=start, mkstream=True)
     except ResponseError as exc:
@@ -389,6 +392,7 @@ def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:
 
 
 def text(value: Any) -> str:
+    """An entry id or a name as redis-py returned it (bytes or str), as a str."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
