@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.connection import DefaultParser
 
-__all__ = ["fields_repr", "lean_reader", "stream_entries", "use_whole_reply_parser"]
+__all__ = ["fields_repr", "lean_reader", "stream_entries", "text", "use_whole_reply_parser"]
 
 
 def lean_reader(reader: redis.Redis, *, fast: bool) -> None:
@@ -81,3 +81,8 @@ def stream_entries(reply: Any, field: bytes) -> list[tuple[Any, bytes | None]]:
 def fields_repr(pairs: dict[Any, Any]) -> bytes:
     """What the bus sets aside for an entry it did not write: its fields, printed."""
     return repr(pairs).encode()
+
+
+def text(value: Any) -> str:
+    """An entry id or a name as redis-py returned it (bytes or str), as a str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

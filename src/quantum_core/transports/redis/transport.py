@@ -12,7 +12,8 @@ Layout on the server (``prefix`` defaults to ``quantum_core``):
   event the group's handler completed, expiring after the subscription's ``idempotency_ttl``.
 
 Publishing: XADD, with the publishes of concurrent tasks sharing pipelines (see
-``publisher.py``).
+``publisher.py``). Keys: ``names.py``; connections and their bounds: ``state.py``; URL
+options: ``url.py``.
 
 Delivery: XREADGROUP on a connection of its own (so a blocking read never delays a publish),
 XACK after the handler returned, XAUTOCLAIM of what a dead consumer left pending once it has
@@ -21,13 +22,13 @@ JUSTID, which resets their idle time) every third of ``claim_idle``, so a slow h
 never mistaken for a dead one. An entry whose acknowledgement or dead letter failed is no
 longer kept fresh: after ``claim_idle`` another consumer of the group takes it over.
 
-Setting aside: one Lua script checks that this consumer still holds the entry, XADDs the
-record to the dead-letter stream, then XACKs the entry. Redis refusing the XADD (the key
-holds another type, the server is out of memory) stops the script before the XACK: the
-entry stays pending. An entry no longer held is left alone, no second record: when another
-consumer took it over, ``dead_letter`` raises ``DeliveryGoneError`` (it is handled there);
-when it is pending no more (an earlier try went through and only its reply was lost), it
-returns.
+Setting aside (``dead_letters.py``): one Lua script checks that this consumer still holds
+the entry, XADDs the record to the dead-letter stream, then XACKs the entry. Redis refusing
+the XADD (the key holds another type, the server is out of memory) stops the script before
+the XACK: the entry stays pending. An entry no longer held is left alone, no second record:
+when another consumer took it over, ``dead_letter`` raises ``DeliveryGoneError`` (it is
+handled there); when it is pending no more (an earlier try went through and only its reply
+was lost), it returns.
 
 Bounds: every command connection has a socket timeout (``COMMAND_TIMEOUT`` unless the
 client sets one) and ``COMMAND_ATTEMPTS`` tries, so a command on a dead network fails
@@ -38,55 +39,24 @@ keepalive.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from ..._redis import connection_settings, fast_path_tested
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
+from . import dead_letters
+from .names import FIELD, RedisNames
 from .publisher import RedisPublisher
-from .reader import use_whole_reply_parser
-from .subscription import FIELD, RedisSubscription, create_group, text
-from .wire import Wire
+from .state import COMMAND_ATTEMPTS, COMMAND_BUDGET, COMMAND_TIMEOUT, RedisState
+from .subscription import RedisSubscription
+from .url import split_options
 
 __all__ = ["COMMAND_ATTEMPTS", "COMMAND_BUDGET", "COMMAND_TIMEOUT", "RedisStreamsTransport"]
-
-COMMAND_TIMEOUT = 2.0
-"""Seconds a command waits for its reply (unless the client sets ``socket_timeout``)."""
-COMMAND_ATTEMPTS = 4
-"""Tries per command: a dropped or silent connection is replaced and the command sent again."""
-_BACKOFF_CAP = 0.5
-COMMAND_BUDGET = COMMAND_ATTEMPTS * COMMAND_TIMEOUT + (COMMAND_ATTEMPTS - 1) * _BACKOFF_CAP
-"""The longest a command takes to fail, with the default timeout, when nothing answers."""
-
-_DEAD_FIELD = b"record"
-# Set an entry aside and acknowledge it, all or nothing, only while this consumer holds it.
-# KEYS: the stream, its dead-letter stream. ARGV: group, consumer, entry id, maxlen, record.
-# An error (XPENDING: no group; XADD: wrong type, out of memory) ends the script before
-# anything is written or acknowledged.
-# Returns 1 when set aside, 0 when the entry is pending no more (an earlier try went through
-# and only its reply was lost, or another consumer handled it), -1 when another consumer
-# holds it now.
-_SET_ASIDE = """
-local held = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #held == 0 then
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1) == 0 then return 0 end
-  return -1
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'record', ARGV[5])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 class RedisStreamsTransport(Transport):
@@ -126,28 +96,26 @@ class RedisStreamsTransport(Transport):
         self.prefix = prefix
         self._maxlen = None if max_age is not None else maxlen
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
-        self._claim_idle_ms = int(claim_idle * 1000)
-        self._dead_letter_maxlen = dead_letter_maxlen
-        self._pool_class, self._connection_kwargs = connection_settings(
-            client, owner="RedisStreamsTransport"
+        pool_class, connection_kwargs = connection_settings(client, owner="RedisStreamsTransport")
+        self._state = RedisState(
+            pool_class,
+            connection_kwargs,
+            names=RedisNames(prefix),
+            claim_idle_ms=int(claim_idle * 1000),
+            dead_letter_maxlen=dead_letter_maxlen,
+            fast_path=fast_path_tested(),
         )
-        timeout = self._connection_kwargs.get("socket_timeout")
-        self.command_timeout: float = timeout if timeout else COMMAND_TIMEOUT
-        self.fast_path = fast_path_tested()
-        self._commands = self._client()
-        self.wire = Wire(self._commands, fast=self.fast_path)
-        self._publisher = RedisPublisher(self.wire, FIELD, self._trim_args)
-        # EVALSHA, and EVAL's script again after NOSCRIPT (a restarted or flushed server)
-        self.set_aside = self._commands.register_script(_SET_ASIDE)
-        self._readers: set[redis.Redis] = set()
+        self.command_timeout = self._state.command_timeout
+        self.fast_path = self._state.fast_path
+        self._publisher = RedisPublisher(self._state.wire, FIELD, self._trim_args)
 
     def stream_key(self, topic: str) -> str:
         """The Redis key of ``topic``'s stream."""
-        return f"{self.prefix}:stream:{topic}"
+        return self._state.names.stream(topic)
 
     def dead_letter_key(self, topic: str) -> str:
         """The Redis key of ``topic``'s dead-letter stream."""
-        return f"{self.prefix}:dead:{topic}"
+        return self._state.names.dead_letters(topic)
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """XADD each message; a batch goes in one pipelined round trip.
@@ -162,72 +130,35 @@ class RedisStreamsTransport(Transport):
         """Create the consumer group if needed (at the stream's end unless ``from_beginning``)."""
         key = self.stream_key(topic)
         try:
-            await create_group(self._commands, key, group, "0" if from_beginning else "$")
+            await self._state.create_group(key, group, "0" if from_beginning else "$")
         except RedisError as exc:
             raise TransportError(f"could not create consumer group {group!r}: {exc}") from exc
-        reader = self._client(blocking=True)
-        self._readers.add(reader)
-        return RedisSubscription(self, topic, key, group, consumer, reader)
+        return RedisSubscription(self._state, topic, group, consumer)
 
     async def read_dead_letters(
         self, topic: str, limit: int, *, start: str | None = None
     ) -> Sequence[tuple[str, bytes]]:
         """XRANGE the topic's dead-letter stream from ``start`` (an entry id) on."""
-        key = self.dead_letter_key(topic)
-        first = "-" if start is None else _stream_id(start)
-        try:
-            entries = await self._commands.xrange(key, min=first, max="+", count=limit)
-        except RedisError as exc:
-            raise TransportError(f"reading dead letters from {key!r} failed: {exc}") from exc
-        letters: list[tuple[str, bytes]] = []
-        for entry_id, fields in entries or ():
-            record = (fields or {}).get(_DEAD_FIELD)
-            letters.append(
-                (text(entry_id), record if isinstance(record, bytes) else repr(fields).encode())
-            )
-        return letters
+        return await dead_letters.read_dead_letters(self._state, topic, limit, start)
 
     async def restore_dead_letter(self, topic: str, record: bytes) -> None:
         """XADD ``record`` to the topic's dead-letter stream again (a new id)."""
-        key = self.dead_letter_key(topic)
-        try:
-            await self._commands.xadd(
-                key, {_DEAD_FIELD: record}, maxlen=self._dead_letter_maxlen, approximate=True
-            )
-        except RedisError as exc:
-            raise TransportError(f"storing a dead letter in {key!r} failed: {exc}") from exc
+        await dead_letters.restore_dead_letter(self._state, topic, record)
 
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """XDEL these entries of the dead-letter stream, or DEL the whole stream for None."""
-        key = self.dead_letter_key(topic)
-        try:
-            if ids is None:
-                async with self._commands.pipeline(transaction=True) as pipe:
-                    pipe.xlen(key)
-                    pipe.delete(key)
-                    count, _ = await pipe.execute()
-                return int(count)
-            entry_ids = [_stream_id(entry_id) for entry_id in ids]
-            return int(await self._commands.xdel(key, *entry_ids)) if entry_ids else 0
-        except RedisError as exc:
-            raise TransportError(f"deleting dead letters from {key!r} failed: {exc}") from exc
+        return await dead_letters.delete_dead_letters(self._state, topic, ids)
 
     async def ping(self) -> None:
         """PING the server."""
         try:
-            await self._commands.ping()
+            await self._state.commands.ping()
         except RedisError as exc:
             raise TransportError(f"Redis did not answer PING: {exc}") from exc
 
     async def close(self) -> None:
         """Close the connections this transport opened."""
-        for reader in list(self._readers):
-            await self._release(reader)
-        await self._commands.aclose(close_connection_pool=True)
-
-    async def _release(self, reader: redis.Redis) -> None:
-        self._readers.discard(reader)
-        await reader.aclose(close_connection_pool=True)
+        await self._state.close()
 
     def _trim_args(self) -> list[bytes]:
         """XADD's trimming arguments, approximate (trimmed whole nodes at a time: cheap)."""
@@ -237,27 +168,6 @@ class RedisStreamsTransport(Transport):
             return [b"MAXLEN", b"~", b"%d" % self._maxlen]
         return []
 
-    def _client(self, *, blocking: bool = False) -> redis.Redis:
-        kwargs = dict(self._connection_kwargs)
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=_BACKOFF_CAP)
-        kwargs["retry"] = Retry(backoff, retries=COMMAND_ATTEMPTS - 1)
-        kwargs["socket_timeout"] = self.command_timeout
-        if blocking:  # a blocking read must not time out before its BLOCK does (the reader
-            kwargs["socket_timeout"] = None  # bounds it), nor retry after close() cut it
-            kwargs["retry"] = Retry(backoff, retries=0)
-        use_whole_reply_parser(kwargs, fast=self.fast_path)
-        pool = self._pool_class(**kwargs)
-        return redis.Redis(connection_pool=pool)
-
-
-def _stream_id(entry_id: str) -> str:
-    if isinstance(entry_id, str) and _STREAM_ID.fullmatch(entry_id):
-        return entry_id
-    raise ValueError(f"not a Redis stream entry id (such as '1700000000000-0'): {entry_id!r}")
-
-
-_URL_OPTIONS = {"prefix": str, "maxlen": int, "max_age": float, "claim_idle": float}
-
 
 def transport_from_redis_url(url: str) -> RedisStreamsTransport:
     """Build a transport from a ``redis://`` or ``rediss://`` URL.
@@ -265,19 +175,8 @@ def transport_from_redis_url(url: str) -> RedisStreamsTransport:
     ``prefix``, ``maxlen``, ``max_age`` and ``claim_idle`` may ride in the query, as in
     ``redis://localhost:6379/0?prefix=trading&claim_idle=10``; the rest goes to redis-py.
     """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options: dict[str, Any] = {}
-    for name, value in query:
-        if name in _URL_OPTIONS:
-            try:
-                options[name] = _URL_OPTIONS[name](value)
-            except ValueError:
-                raise ValueError(
-                    f"URL option {name}={value!r} is not a valid {_URL_OPTIONS[name].__name__}"
-                ) from None
-    rest = urlencode([(k, v) for k, v in query if k not in _URL_OPTIONS])
-    return RedisStreamsTransport(urlunsplit(parts._replace(query=rest)), **options)
+    rest, options = split_options(url)
+    return RedisStreamsTransport(rest, **options)
 
 
 register_transport("redis", transport_from_redis_url)
