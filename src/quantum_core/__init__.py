@@ -68,11 +68,11 @@ from .transports.memory import MemoryTransport
 from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
-    from .bus.nats_jetstream import NatsJetStreamTransport
     from .bus.rabbitmq import RabbitMQTransport
+    from .transports.nats import NatsJetStreamTransport
 
 _LAZY = {
-    "NatsJetStreamTransport": ".bus.nats_jetstream",
+    "NatsJetStreamTransport": ".transports.nats",
     "RabbitMQTransport": ".bus.rabbitmq",
 }
 

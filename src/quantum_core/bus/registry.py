@@ -23,7 +23,7 @@ _BUILTIN_MODULES = {
     "memory": "quantum_core.transports.memory",
     "redis": "quantum_core.transports.redis",
     "rediss": "quantum_core.transports.redis",
-    "nats": "quantum_core.bus.nats_jetstream",
+    "nats": "quantum_core.transports.nats",
     "amqp": "quantum_core.bus.rabbitmq",
     "amqps": "quantum_core.bus.rabbitmq",
 }

@@ -1,6 +1,6 @@
 """What the NATS JetStream transport needs besides its two classes: names, URLs, acked publishes.
 
-Names on the server (see ``nats_jetstream.py`` for the whole layout) are derived here, in one
+Names on the server (see ``transport.py`` for the whole layout) are derived here, in one
 place, so the transport, its subscriptions and the tests agree on them.
 """
 
@@ -23,8 +23,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from ..errors import TransportError
-from ..logs import get_logger
+from ...errors import TransportError
+from ...logs import get_logger
 
 __all__ = [
     "PREFIX_PATTERN",

@@ -34,10 +34,10 @@ import math
 import os
 from collections.abc import Sequence
 
-from ..errors import TransportError
-from ..logs import get_logger
-from .registry import register_transport
-from .transport import Subscription, Transport
+from ...bus.registry import register_transport
+from ...bus.transport import Subscription, Transport
+from ...errors import TransportError
+from ...logs import get_logger
 
 try:
     import nats.errors
@@ -45,14 +45,7 @@ try:
     from nats.aio.client import Client
     from nats.js import JetStreamContext, api
 
-    from ._nats_records import (
-        STREAM_CONFIG_DIFFERS,
-        HandledRecords,
-        delete_dead_letters,
-        read_dead_letters,
-    )
-    from ._nats_subscription import NatsSubscription
-    from ._nats_support import (
+    from .connection import (
         PREFIX_PATTERN,
         AckedPublisher,
         Liveness,
@@ -63,6 +56,13 @@ try:
         redact_server,
         sequence_id,
     )
+    from .dead_letters import (
+        STREAM_CONFIG_DIFFERS,
+        HandledRecords,
+        delete_dead_letters,
+        read_dead_letters,
+    )
+    from .subscription import NatsSubscription
 except ModuleNotFoundError as exc:  # the nats extra is not installed
     if not (exc.name or "").startswith("nats"):
         raise

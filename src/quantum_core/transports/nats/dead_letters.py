@@ -1,6 +1,6 @@
 """What the NATS JetStream transport keeps besides events: dead letters and handled-records.
 
-See ``nats_jetstream.py`` for where they live on the server.
+See ``transport.py`` for where they live on the server.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
-from ..errors import TransportError
-from ._nats_support import AckedPublisher, Names
+from ...errors import TransportError
+from .connection import AckedPublisher, Names
 
 __all__ = ["STREAM_CONFIG_DIFFERS", "HandledRecords", "delete_dead_letters", "read_dead_letters"]
 

@@ -1,6 +1,6 @@
 """The NATS JetStream subscription: one replica pulling from its group's durable consumer.
 
-See ``nats_jetstream.py`` for the layout on the server and the delivery rules.
+See ``transport.py`` for the layout on the server and the delivery rules.
 
 Messages arrive on an inbox of the subscription's own, into a buffer; ``fetch`` only sends
 pull requests and takes from the buffer without awaiting in between, so a cancelled fetch
@@ -25,13 +25,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from ..errors import TransportError
-from ..logs import get_logger
-from ._nats_support import is_not_found, status_of
-from .transport import Backlog, Delivery, Subscription
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import TransportError
+from ...logs import get_logger
+from .connection import is_not_found, status_of
 
 if TYPE_CHECKING:
-    from .nats_jetstream import NatsJetStreamTransport
+    from .transport import NatsJetStreamTransport
 
 __all__ = ["NatsSubscription"]
 
