@@ -205,7 +205,7 @@ async def test_a_client_passed_in_is_not_closed(nats_url, nats_prefix):
 async def test_the_transport_closes_the_connection_it_opened(make):
     transport = make()
     await transport.ping()
-    client = transport._client
+    client = transport._state.client
     await transport.close()
     assert client.is_closed
 
@@ -364,10 +364,10 @@ async def test_dead_letters_are_deduplicated_and_read_by_sequence(make, js, nats
         (delivery,) = await subscription.fetch(1, 1.0)
         # As after a crash between storing the record and acking the message: the same
         # message is dead-lettered twice, and stored once.
-        await transport.publish_dead_letter(
+        await transport._state.publish_dead_letter(
             "orders", b'{"n": 1}', f"g:{delivery.receipt.metadata.sequence.stream}:x"
         )
-        await transport.publish_dead_letter(
+        await transport._state.publish_dead_letter(
             "orders", b'{"n": 1}', f"g:{delivery.receipt.metadata.sequence.stream}:x"
         )
         await subscription.dead_letter(delivery, b'{"n": 2}')
