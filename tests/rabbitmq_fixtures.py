@@ -99,7 +99,7 @@ async def rabbitmq_transports(
     Each is closed after the test (again, if the test did): a connection left open would
     be closed with the test's event loop, and aio-pika's close callbacks with it.
     """
-    from quantum_core.bus.rabbitmq import RabbitMQTransport
+    from quantum_core.transports.rabbitmq import RabbitMQTransport
 
     declared = _DECLARED[rabbitmq_prefix]
     made: list[RabbitMQTransport] = []

@@ -68,12 +68,12 @@ from .transports.memory import MemoryTransport
 from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
-    from .bus.rabbitmq import RabbitMQTransport
     from .transports.nats import NatsJetStreamTransport
+    from .transports.rabbitmq import RabbitMQTransport
 
 _LAZY = {
     "NatsJetStreamTransport": ".transports.nats",
-    "RabbitMQTransport": ".bus.rabbitmq",
+    "RabbitMQTransport": ".transports.rabbitmq",
 }
 
 __all__ = [

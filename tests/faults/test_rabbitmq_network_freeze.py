@@ -16,7 +16,7 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, TransportError
-from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 HEARTBEAT = 1
 # aiormq's detection ((heartbeat + 1) x 3, checked every second), a reconnect (1 s), the bus's

@@ -14,8 +14,8 @@ import aio_pika
 import pytest
 
 from quantum_core import EventBus, TransportError, transport_from_url
-from quantum_core.bus.rabbitmq import RabbitMQTransport
 from quantum_core.testing import EventRecorder
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
 
@@ -259,7 +259,7 @@ def test_missing_extra_names_it():
 async def test_a_deleted_group_queue_is_recreated_from_the_history(
     amqp_url, rabbitmq_transports, rabbitmq_prefix, rabbitmq_declared
 ):
-    from quantum_core.bus._rabbitmq_names import group_queue
+    from quantum_core.transports.rabbitmq.names import group_queue
 
     recorder = EventRecorder()
     # aio-pika acts on a consumer the broker cancelled at once when its connection's

@@ -24,8 +24,8 @@ _BUILTIN_MODULES = {
     "redis": "quantum_core.transports.redis",
     "rediss": "quantum_core.transports.redis",
     "nats": "quantum_core.transports.nats",
-    "amqp": "quantum_core.bus.rabbitmq",
-    "amqps": "quantum_core.bus.rabbitmq",
+    "amqp": "quantum_core.transports.rabbitmq",
+    "amqps": "quantum_core.transports.rabbitmq",
 }
 # A broker's own client given to EventBus (the guide's EventBus(redis_client)): the top-level
 # package its type comes from -> the scheme whose module wraps it, with the class named.

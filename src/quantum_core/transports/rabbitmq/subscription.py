@@ -10,7 +10,7 @@ events waiting for a retry can hold them for seconds; were the window full of th
 consumer would get nothing else. RabbitMQ applies basic.qos only to consumers started after
 it, so instead of growing the window, the subscription then starts a fresh consumer on the
 same channel (the old one cancelled, its messages still acknowledgeable): a new window for
-new events, while the bus bounds how many it keeps waiting (see ``dispatch.py``).
+new events, while the bus bounds how many it keeps waiting (see ``bus/dispatch.py``).
 
 Acks wait while the old consumer is cancelled. An ack the broker took during the cancel
 would free a place in the old window; the quorum queue would deliver into it, find the
@@ -35,12 +35,12 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
-from ..errors import DeliveryGoneError, TransportError
-from ..logs import get_logger
-from .transport import Backlog, Delivery, Subscription
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import DeliveryGoneError, TransportError
+from ...logs import get_logger
 
 if TYPE_CHECKING:
-    from .rabbitmq import RabbitMQTransport
+    from .transport import RabbitMQTransport
 
 __all__ = ["RabbitMQSubscription", "delivery_count"]
 

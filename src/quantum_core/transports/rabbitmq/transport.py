@@ -1,6 +1,6 @@
 """The RabbitMQ transport: a topic exchange, a quorum queue per consumer group.
 
-Layout on the broker: see ``_rabbitmq_names.py``. In short, events go to the topic
+Layout on the broker: see ``names.py``. In short, events go to the topic
 exchange ``{prefix}`` under their event type; every consumer group (``{service}:{handler}``)
 has a durable quorum queue bound to that routing key, which its replicas share; a stream per
 topic keeps its history for groups that start ``from_beginning``; dead letters go to a
@@ -8,14 +8,14 @@ durable queue per topic.
 
 Delivery: publisher confirms (``publish`` returns once the broker confirmed every message,
 a batch published concurrently), a consumer per subscription with a prefetch window that
-follows what the bus holds (``_rabbitmq_subscription.py``), manual acks after the handler.
+follows what the bus holds (``subscription.py``), manual acks after the handler.
 When a consumer's channel or connection closes, RabbitMQ requeues what it left
 unacknowledged, and the quorum queue counts the return in ``x-delivery-count``.
 
 The connections are aio-pika robust connections (one to publish, one to consume, so flow
 control on publishers never holds back acks): after a broker restart they reconnect, and
 each subscription consumes again from its durable queue. Queues and consumers of groups
-are not robust: the subscription restores them itself (``_rabbitmq_subscription.py``).
+are not robust: the subscription restores them itself (``subscription.py``).
 
 Not here: handled-records for ``idempotent=True`` (RabbitMQ keeps no keys; use Redis), and
 a group-wide pending count (AMQP 0-9-1 tells a queue's ready messages, not what other
@@ -48,27 +48,27 @@ from aio_pika.abc import (
     AbstractRobustChannel,
 )
 
-from .._redaction import redact_text
-from ..errors import TransportError
-from ._rabbitmq_channels import open_channel
-from ._rabbitmq_dead_letters import (
+from ..._redaction import redact_text
+from ...bus.registry import register_transport
+from ...bus.transport import Subscription, Transport
+from ...errors import TransportError
+from .channels import open_channel
+from .dead_letters import (
     browse_dead_letters,
     check_id,
     dead_letter_message,
     delete_by_id,
 )
-from ._rabbitmq_history import copy_history, stream_arguments
-from ._rabbitmq_names import (
+from .history import copy_history, stream_arguments
+from .names import (
     check_prefix,
     check_topic,
     dead_letter_queue,
     group_queue,
     history_stream,
 )
-from ._rabbitmq_subscription import AMQP_ERRORS, RabbitMQSubscription
-from ._rabbitmq_url import redact_url, split_options
-from .registry import register_transport
-from .transport import Subscription, Transport
+from .subscription import AMQP_ERRORS, RabbitMQSubscription
+from .url import redact_url, split_options
 
 __all__ = ["RabbitMQTransport"]
 
@@ -296,7 +296,7 @@ class RabbitMQTransport(Transport):
     async def read_dead_letters(
         self, topic: str, limit: int, *, start: str | None = None
     ) -> Sequence[tuple[str, bytes]]:
-        """Browse the topic's dead-letter queue (see ``_rabbitmq_dead_letters.py``)."""
+        """Browse the topic's dead-letter queue (see ``dead_letters.py``)."""
         first = None if start is None else check_id(start)
         name = dead_letter_queue(self.prefix, check_topic(topic))
         try:
