@@ -55,7 +55,7 @@ class Namespace:
         transport = RabbitMQTransport(
             URL, prefix=self.prefix, history_max_bytes=HISTORY_BYTES if self.history else 0
         )
-        transport._declared = self.queues
+        transport._state.declared = self.queues
         return transport
 
     async def raw_topology(

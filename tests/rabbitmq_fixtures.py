@@ -106,7 +106,7 @@ async def rabbitmq_transports(
 
     def make(**options: object) -> RabbitMQTransport:
         transport = RabbitMQTransport(amqp_url, prefix=rabbitmq_prefix, **options)  # type: ignore[arg-type]
-        transport._declared = declared  # shared: one set for the whole test
+        transport._state.declared = declared  # shared: one set for the whole test
         made.append(transport)
         return transport
 

@@ -17,6 +17,10 @@ control on publishers never holds back acks): after a broker restart they reconn
 each subscription consumes again from its durable queue. Queues and consumers of groups
 are not robust: the subscription restores them itself (``subscription.py``).
 
+What the transport and its subscriptions share (connections, channels, declarations) is in
+``state.py``; URL options in ``url.py``; dead letters in ``dead_letters.py``; the history
+streams in ``history.py``; channels that wait out a reconnect in ``channels.py``.
+
 Not here: handled-records for ``idempotent=True`` (RabbitMQ keeps no keys; use Redis), and
 a group-wide pending count (AMQP 0-9-1 tells a queue's ready messages, not what other
 consumers hold unacknowledged: ``backlog()`` reports this consumer's).
@@ -29,9 +33,8 @@ import contextlib
 import itertools
 import math
 import os
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 try:
     import aio_pika
@@ -40,55 +43,26 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "the RabbitMQ transport (amqp:// URLs) needs aio-pika: pip install 'quantum-core[rabbitmq]'"
     ) from exc
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractExchange,
-    AbstractQueue,
-    AbstractRobustChannel,
-)
+from aio_pika.abc import AbstractConnection
 
-from ..._redaction import redact_text
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
 from .channels import open_channel
-from .dead_letters import (
-    browse_dead_letters,
-    check_id,
-    dead_letter_message,
-    delete_by_id,
-)
-from .history import copy_history, stream_arguments
-from .names import (
-    check_prefix,
-    check_topic,
-    dead_letter_queue,
-    group_queue,
-    history_stream,
-)
-from .subscription import AMQP_ERRORS, RabbitMQSubscription
+from .dead_letters import browse_dead_letters, check_id, delete_by_id
+from .names import check_prefix, check_topic, dead_letter_queue, group_queue
+from .state import AMQP_ERRORS, RabbitMQSettings, RabbitMQState
+from .subscription import RabbitMQSubscription
 from .url import redact_url, split_options
 
 __all__ = ["RabbitMQTransport"]
 
-_QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, ValueError)
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 _CHANNEL_GONE: tuple[type[BaseException], ...] = (
     aiormq.exceptions.ChannelInvalidStateError,
     aiormq.exceptions.ChannelClosed,
     aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
 )
-_RECONNECT_INTERVAL = 1.0
-"""aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
-_HEARTBEAT = 5
-"""Seconds between AMQP heartbeats, unless the URL sets its own (aiormq's default is 60).
-
-A connection that heard nothing for ``(heartbeat + 1) x 3`` seconds is given up by aiormq
-(it looks every ``heartbeat / 2``), and aio-pika makes a new one: a network path that froze
-silently (no RST) is left within 20 s instead of three minutes. The broker gives up its end
-after two missed heartbeats (10 s) and requeues what the consumer held."""
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
@@ -142,15 +116,14 @@ class RabbitMQTransport(Transport):
             "publish_timeout": publish_timeout,
         }
         from_url: dict[str, Any] = {}
+        url: str | None = None
         if isinstance(connection, str):
-            self._url: str | None
-            self._url, from_url = split_options(connection)
-            self._shown = redact_url(connection)
-            self._given: AbstractConnection | None = None
+            url, from_url = split_options(connection)
+            shown = redact_url(connection)
+            given_connection: AbstractConnection | None = None
         elif isinstance(connection, aio_pika.abc.AbstractConnection):
-            self._url = None
-            self._shown = redact_url(str(getattr(connection, "url", "amqp://(connection)")))
-            self._given = connection
+            shown = redact_url(str(getattr(connection, "url", "amqp://(connection)")))
+            given_connection = connection
         else:
             raise TypeError(
                 "RabbitMQTransport needs an amqp:// URL or an aio-pika connection, got "
@@ -161,20 +134,18 @@ class RabbitMQTransport(Transport):
             for name, default in _DEFAULTS.items()
         }
         self.prefix = check_prefix(options["prefix"])
-        self._history_max_bytes = _at_least("history_max_bytes", options["history_max_bytes"], 0)
-        self._history_max_age = options["history_max_age"]
-        if self._history_max_age is not None and not self._history_max_age > 0:
+        history_max_bytes = _at_least("history_max_bytes", options["history_max_bytes"], 0)
+        history_max_age = options["history_max_age"]
+        if history_max_age is not None and not history_max_age > 0:
             raise ValueError(
-                "history_max_age must be a positive number of seconds, got "
-                f"{self._history_max_age!r}"
+                f"history_max_age must be a positive number of seconds, got {history_max_age!r}"
             )
-        self._dead_letter_max = _at_least("dead_letter_max", options["dead_letter_max"], 1)
+        dead_letter_max = _at_least("dead_letter_max", options["dead_letter_max"], 1)
         timeout = options["consumer_timeout"]
         if timeout is not None and not timeout > 0:
             raise ValueError(
                 f"consumer_timeout must be a positive number of seconds, got {timeout!r}"
             )
-        self._consumer_timeout_ms = None if timeout is None else int(timeout * 1000)
         self.publish_timeout = options["publish_timeout"]
         if (
             not isinstance(self.publish_timeout, int | float)
@@ -184,25 +155,25 @@ class RabbitMQTransport(Transport):
                 "publish_timeout must be a positive number of seconds, got "
                 f"{self.publish_timeout!r}"
             )
-        self._connections: dict[str, AbstractConnection] = {}
-        self._connecting = asyncio.Lock()
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._admin: AbstractChannel | None = None
-        self._histories: set[str] = set()
-        self._subscriptions: set[RabbitMQSubscription] = set()
-        self._declared: set[str] = set()  # queue names, for tests that clean up after them
+        settings = RabbitMQSettings(
+            prefix=self.prefix,
+            history_max_bytes=history_max_bytes,
+            history_max_age=history_max_age,
+            dead_letter_max=dead_letter_max,
+            consumer_timeout_ms=None if timeout is None else int(timeout * 1000),
+            publish_timeout=self.publish_timeout,
+        )
+        self._state = RabbitMQState(settings, url=url, shown=shown, given=given_connection)
         self._ids = itertools.count(1)
         self._id_base = os.urandom(6).hex()
-        self._closed = False
 
     def __repr__(self) -> str:
-        return f"RabbitMQTransport({self._shown!r}, prefix={self.prefix!r})"
+        return repr(self._state)
 
     @property
     def keeps_history(self) -> bool:
         """Whether topics keep a history stream, so groups can start ``from_beginning``."""
-        return self._history_max_bytes > 0
+        return self._state.settings.keeps_history
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Publish every message, concurrently, and return once the broker confirmed all.
@@ -221,7 +192,7 @@ class RabbitMQTransport(Transport):
             if left:
                 left = await self._publish(topic, left)
         except TimeoutError:
-            raise self._error(
+            raise self._state.error(
                 f"could not publish to {topic!r}",
                 TransportError(
                     f"RabbitMQ did not confirm {len(outgoing)} message(s) within "
@@ -229,9 +200,9 @@ class RabbitMQTransport(Transport):
                 ),
             ) from None
         except AMQP_ERRORS as exc:
-            raise self._error(f"could not publish to {topic!r}", exc) from exc
+            raise self._state.error(f"could not publish to {topic!r}", exc) from exc
         if left:
-            raise self._error(
+            raise self._state.error(
                 f"could not publish to {topic!r}",
                 TransportError("the channel (or its connection) closed twice"),
             )
@@ -243,10 +214,9 @@ class RabbitMQTransport(Transport):
 
         Raises ``TimeoutError`` when the broker did not confirm within ``publish_timeout``.
         """
-        _, exchange = await self._publisher()
+        _, exchange = await self._state.publisher()
         async with asyncio.timeout(self.publish_timeout):
-            if self.keeps_history and topic not in self._histories:
-                await self._declare_history(topic)
+            await self._state.ensure_history(topic)
             if len(outgoing) == 1:
                 try:
                     await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
@@ -278,19 +248,19 @@ class RabbitMQTransport(Transport):
             )
         name = group_queue(self.prefix, topic, group)
         try:
-            connection = await self._connection("consume")
-            fill = from_beginning and not await self._queue_exists(name)
+            connection = await self._state.connection("consume")
+            fill = from_beginning and not await self._state.queue_exists(name)
             channel = await open_channel(connection, confirms=False)
             try:
-                queue = await self._declare_group(channel, topic, name, fill=fill)
-                subscription = RabbitMQSubscription(self, topic, group, channel, queue)
+                queue = await self._state.declare_group(channel, topic, name, fill=fill)
+                subscription = RabbitMQSubscription(self._state, topic, group, channel, queue)
             except BaseException:
                 with contextlib.suppress(*AMQP_ERRORS):
                     await channel.close()
                 raise
         except AMQP_ERRORS as exc:
-            raise self._error(f"could not subscribe {group!r} to {topic!r}", exc) from exc
-        self._subscriptions.add(subscription)
+            raise self._state.error(f"could not subscribe {group!r} to {topic!r}", exc) from exc
+        self._state.subscriptions.add(subscription)
         return subscription
 
     async def read_dead_letters(
@@ -300,24 +270,26 @@ class RabbitMQTransport(Transport):
         first = None if start is None else check_id(start)
         name = dead_letter_queue(self.prefix, check_topic(topic))
         try:
-            if limit <= 0 or not await self._queue_exists(name):
+            if limit <= 0 or not await self._state.queue_exists(name):
                 return []
-            return await browse_dead_letters(await self._connection("consume"), name, limit, first)
+            return await browse_dead_letters(
+                await self._state.connection("consume"), name, limit, first
+            )
         except AMQP_ERRORS as exc:
-            raise self._error(f"reading dead letters of {topic!r} failed", exc) from exc
+            raise self._state.error(f"reading dead letters of {topic!r} failed", exc) from exc
 
     async def restore_dead_letter(self, topic: str, record: bytes) -> None:
         """Store ``record`` in the topic's dead-letter queue again, under a new id."""
-        await self._store_dead_letter(check_topic(topic), record, None)
+        await self._state.store_dead_letter(check_topic(topic), record, None)
 
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """Delete these dead letters (acknowledge them), or purge the queue for None."""
         wanted = None if ids is None else [check_id(letter_id) for letter_id in ids]
         name = dead_letter_queue(self.prefix, check_topic(topic))
         try:
-            if wanted == [] or not await self._queue_exists(name):
+            if wanted == [] or not await self._state.queue_exists(name):
                 return 0
-            connection = await self._connection("consume")
+            connection = await self._state.connection("consume")
             if wanted is not None:
                 return await delete_by_id(connection, name, wanted)
             channel = await open_channel(connection, confirms=False)
@@ -328,18 +300,18 @@ class RabbitMQTransport(Transport):
             finally:
                 await channel.close()
         except AMQP_ERRORS as exc:
-            raise self._error(f"deleting dead letters of {topic!r} failed", exc) from exc
+            raise self._state.error(f"deleting dead letters of {topic!r} failed", exc) from exc
 
     async def ping(self) -> None:
         """Declare the exchange again: a round trip that proves the broker answers."""
         try:
             async with asyncio.timeout(self.publish_timeout):
-                channel, _ = await self._publisher()
+                channel, _ = await self._state.publisher()
                 await channel.declare_exchange(
                     self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
                 )
         except AMQP_ERRORS as exc:
-            raise self._error("RabbitMQ did not answer", exc) from exc
+            raise self._state.error("RabbitMQ did not answer", exc) from exc
 
     async def close(self) -> None:
         """Close the subscriptions, then the connections this transport opened.
@@ -349,185 +321,7 @@ class RabbitMQTransport(Transport):
         for the broker's answer (2 s). A connection takes its channels with it; those of a
         connection we were given are closed one by one.
         """
-        self._closed = True
-        await asyncio.gather(*(subscription.close() for subscription in list(self._subscriptions)))
-        channels = [channel for channel in (self._channel, self._admin) if channel is not None]
-        self._channel = self._exchange = self._admin = None
-        connections = list(self._connections.values())
-        self._connections.clear()
-        if self._given is None:
-            await asyncio.gather(*(_quietly(connection.close()) for connection in connections))
-        else:
-            await asyncio.gather(
-                *(_quietly(channel.close(), self.publish_timeout) for channel in channels)
-            )
-
-    # -- for the subscriptions ---------------------------------------------------------
-
-    def _forget(self, subscription: RabbitMQSubscription) -> None:
-        self._subscriptions.discard(subscription)
-
-    async def _store_dead_letter(self, topic: str, record: bytes, origin: str | None) -> None:
-        """Publish the record to the dead-letter queue and wait for the broker's confirm."""
-        name = dead_letter_queue(self.prefix, topic)
-        try:
-            channel, _ = await self._publisher()
-            async with asyncio.timeout(self.publish_timeout):
-                await channel.declare_queue(
-                    name,
-                    durable=True,
-                    arguments={"x-max-length": self._dead_letter_max, "x-overflow": "drop-head"},
-                )
-                self._declared.add(name)
-                result = await channel.default_exchange.publish(
-                    dead_letter_message(record, origin), name, mandatory=True
-                )
-        except AMQP_ERRORS as exc:
-            raise self._error(f"could not store a dead letter of {topic!r}", exc) from exc
-        if not isinstance(result, aiormq.spec.Basic.Ack):  # returned: the queue is gone
-            raise TransportError(f"the dead-letter queue {name!r} did not take the record")
-
-    async def _declare_group(
-        self, channel: AbstractChannel, topic: str, name: str, *, fill: bool = True
-    ) -> AbstractQueue:
-        """Declare and bind the group's quorum queue; copy the history into it if ``fill``."""
-        exchange = await channel.declare_exchange(
-            self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        # Not robust: aio-pika would declare a deleted queue again, empty, behind our back
-        # (the subscription refills it from the history) and restore its consumer.
-        queue: AbstractQueue
-        if isinstance(channel, AbstractRobustChannel):
-            queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM, robust=False)
-        else:
-            queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM)
-        self._declared.add(name)
-        await queue.bind(exchange, routing_key=topic)
-        if fill and self.keeps_history:
-            if topic not in self._histories:
-                await self._declare_history(topic)
-            connection = await self._connection("consume")
-            await copy_history(connection, history_stream(self.prefix, topic), name)
-        return queue
-
-    async def _ready_count(self, queue: str) -> int | None:
-        """The queue's ready messages, from a passive declare (None if it is gone).
-
-        The declare goes to aiormq's channel: aio-pika's robust channel answers a passive
-        declare of a queue it saw before from its cache, with the count of that first time.
-        """
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                channel = self._admin
-                if channel is None or channel.is_closed:
-                    connection = await self._connection("consume")
-                    channel = self._admin = await open_channel(connection, confirms=False)
-                underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(queue, passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return None
-        except AMQP_ERRORS as exc:
-            raise self._error(f"could not read the backlog of {queue!r}", exc) from exc
-        return int(declared.message_count or 0) if declared is not None else None
-
-    # -- connections -------------------------------------------------------------------
-
-    async def _connection(self, role: str) -> AbstractConnection:
-        """The connection for ``role`` ("publish" or "consume"), opened on first use."""
-        if self._given is not None:
-            return self._given
-        connection = self._connections.get(role)
-        if connection is not None:
-            return connection
-        if self._closed:
-            raise TransportError(f"{self!r} is closed")
-        async with self._connecting:
-            connection = self._connections.get(role)
-            if connection is None:
-                url = self._url or ""
-                query = parse_qs(urlsplit(url).query)
-                interval = None if "reconnect_interval" in query else _RECONNECT_INTERVAL
-                heartbeat = None if "heartbeat" in query else _HEARTBEAT
-                try:
-                    connection = await aio_pika.connect_robust(
-                        url,
-                        client_properties={"connection_name": self._connection_name(role)},
-                        reconnect_interval=interval,  # None: the URL's
-                        heartbeat=heartbeat,
-                    )
-                except _CONNECT_ERRORS as exc:
-                    raise self._error("could not connect", exc) from exc
-                self._connections[role] = connection
-            return connection
-
-    def _connection_name(self, role: str) -> str:
-        """How the broker lists the connection (management UI, ``rabbitmqctl``)."""
-        return f"quantum_core {role} {self.prefix}"
-
-    async def _publisher(self) -> tuple[AbstractChannel, AbstractExchange]:
-        """The publishing channel (with confirms) and the exchange, declared on first use.
-
-        A channel the broker closed is replaced here: aio-pika's robust channel does not
-        always come back from a channel-level close (seen with aio-pika 10.2).
-        """
-        channel, exchange = self._channel, self._exchange
-        if channel is not None and exchange is not None and not channel.is_closed:
-            return channel, exchange
-        connection = await self._connection("publish")
-        async with self._connecting:
-            if self._channel is not None and self._channel.is_closed:
-                closed, self._channel, self._exchange = self._channel, None, None
-                with contextlib.suppress(*AMQP_ERRORS):
-                    await closed.close()
-            if self._channel is None or self._exchange is None:
-                channel = await open_channel(connection, confirms=True)
-                async with asyncio.timeout(self.publish_timeout):
-                    self._exchange = await channel.declare_exchange(
-                        self.prefix, aio_pika.ExchangeType.TOPIC, durable=True
-                    )
-                self._channel = channel
-            return self._channel, self._exchange
-
-    async def _declare_history(self, topic: str) -> None:
-        """Declare the topic's history stream and bind it (once per topic and transport)."""
-        channel, exchange = await self._publisher()
-        name = history_stream(self.prefix, topic)
-        stream = await channel.declare_queue(
-            name,
-            durable=True,
-            arguments=stream_arguments(self._history_max_bytes, self._history_max_age),
-        )
-        self._declared.add(name)
-        await stream.bind(exchange, routing_key=topic)
-        self._histories.add(topic)
-
-    async def _queue_exists(self, name: str) -> bool:
-        connection = await self._connection("consume")
-        channel = await open_channel(connection, confirms=False)
-        try:
-            await channel.declare_queue(name, passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return False
-        finally:
-            with contextlib.suppress(*AMQP_ERRORS):
-                await channel.close()
-        return True
-
-    def _error(self, what: str, exc: BaseException) -> TransportError:
-        if isinstance(exc, TimeoutError) and not str(exc):
-            reason = f"no answer within {self.publish_timeout:g} s (is the broker reachable?)"
-        else:
-            reason = redact_text(str(exc) or type(exc).__name__)
-        if self._url is not None:
-            reason = reason.replace(self._url, self._shown)
-        return TransportError(f"{what} (RabbitMQ at {self._shown}): {reason}")
-
-
-async def _quietly(step: Awaitable[object], timeout: float | None = None) -> None:
-    """Await a step of closing: what is gone already, or does not answer, is no error here."""
-    with contextlib.suppress(*AMQP_ERRORS):
-        async with asyncio.timeout(timeout):
-            await step
+        await self._state.close()
 
 
 def _message(data: bytes, message_id: str) -> aio_pika.Message:
