@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO, cast
 
 from redis.exceptions import RedisError
 
-from .. import logs
+from .._logger import active_config, use_config
 from .._version import __version__
 from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
@@ -210,7 +210,7 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
     afterwards, so calling :func:`main` in-process changes nothing for the caller.
     """
     root = logging.getLogger()
-    handlers, root_level, active = list(root.handlers), root.level, logs._active
+    handlers, root_level, active = list(root.handlers), root.level, active_config()
     stream = cast(TextIO, _CurrentStderr())
     configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
     try:
@@ -224,4 +224,4 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(root_level)
-        logs._active = active
+        use_config(active)
