@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TextIO, cast
@@ -26,6 +27,7 @@ from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger
 from ..policy import DEFAULT_KEY_PREFIX
 from . import _dlq, _health, _policy, _streams
+from ._arguments import seconds_option
 from ._common import (
     CLI_SERVICE,
     DEFAULT_PREFIX,
@@ -62,6 +64,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are exceptions: one line, and no exit in-process."""
 
     def error(self, message: str) -> NoReturn:
+        # "argument --limit: --limit must be ...": our checks name the option already
+        message = re.sub(r"^argument (\S+): (?=\1 )", "", message)
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
@@ -93,7 +97,7 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_option("--timeout", most=300),
         default=argparse.SUPPRESS,
         help="seconds to connect and to wait for a reply (default 2)",
     )
@@ -105,16 +109,6 @@ def _common_options() -> argparse.ArgumentParser:
         help="quantum_core's own log lines, on stderr, from this level (default ERROR)",
     )
     return common
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if 0 < seconds <= 300:
-        return seconds
-    raise argparse.ArgumentTypeError(f"expected seconds between 0 and 300, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
