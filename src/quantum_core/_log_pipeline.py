@@ -1,7 +1,7 @@
 """The line pipeline behind :mod:`quantum_core.logs`: processors, renderers, configuration.
 
 Why a module of its own: this is how a line is made (the fixed keys in order, redaction,
-exceptions, JSON), and it is the hot path. :mod:`quantum_core.logs` only decides which
+exceptions, JSON), and it is the hot path. :mod:`quantum_core._logger` only knows which
 configuration is active and hands out loggers; everything here is internal.
 
 Our loggers' lines are made by one closure per logger and level (:meth:`StreamConfig.assemble`);
@@ -33,6 +33,7 @@ _PACKAGE: Final = __name__.rpartition(".")[0]
 # A logging call passes through these modules; a ``stack`` starts at the caller's frame.
 OUR_MODULES: Final = [
     f"{_PACKAGE}.logs",
+    f"{_PACKAGE}._logger",
     __name__,
     f"{_PACKAGE}._log_stdlib",
     f"{_PACKAGE}._trading_log",

@@ -1,7 +1,8 @@
 """The fixed trade life-cycle events (:class:`TradingLogger`), re-exported by ``logs``.
 
 Why a module of its own: this is the vocabulary dashboards and alerts rely on, not logging
-machinery; it only writes through :func:`quantum_core.logs.get_logger`.
+machinery; it only writes through :func:`quantum_core._logger.get_logger`, on top of the
+logger like any other module (``logs`` re-exports it; nothing here imports ``logs``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar, TypeAlias
 
-# A cycle, on purpose: ``logs`` imports this module to re-export TradingLogger, and we only
-# look ``logs.get_logger`` up at call time, so a half-loaded ``logs`` is enough here. The
-# package ``__init__`` imports ``logs`` first, so that is always the order.
-from . import logs
+from ._logger import Logger, get_logger
 
 Quantity: TypeAlias = float | Decimal
 """A quantity or price: a float, or a Decimal where exactness matters."""
@@ -43,13 +41,13 @@ class TradingLogger:
     """
 
     LOGGER_NAME: ClassVar[str] = "quantum_core.trading"
-    _loggers: ClassVar[dict[str | None, logs.Logger]] = {}
+    _loggers: ClassVar[dict[str | None, Logger]] = {}
 
     @classmethod
-    def _logger(cls, domain: str | None) -> logs.Logger:
+    def _logger(cls, domain: str | None) -> Logger:
         logger = cls._loggers.get(domain)
         if logger is None:
-            logger = logs.get_logger(cls.LOGGER_NAME, domain)
+            logger = get_logger(cls.LOGGER_NAME, domain)
             if len(cls._loggers) < 64:  # domains are few; never grow without bound
                 cls._loggers[domain] = logger
         return logger

@@ -316,7 +316,12 @@ async def test_dlq_purge_with_yes(cli, dead_letters, monkeypatch):
         (["dlq", "replay", TOPIC, "1-0"], 1, "no dead letter '1-0'"),
         (["dlq", "show", TOPIC, "not-an-id"], 2, "invalid dead-letter id"),
         (["dlq", "list", "bad type!"], 2, "invalid event type"),
-        (["dlq", "list", TOPIC, "--limit", "0"], 2, "--limit"),
+        (["dlq", "list", TOPIC, "--limit", "0"], 2, "--limit must be a whole number >= 1, got 0"),
+        (
+            ["dlq", "list", TOPIC, "--limit", "1.5"],
+            2,
+            "--limit must be a whole number >= 1, got '1.5'",
+        ),
         (["dlq"], 2, "ACTION"),
     ],
 )
@@ -381,7 +386,8 @@ async def test_policy_show_switch_and_history(cli, policy_store, transport):
         (["policy", "switch", "DEFENSIVE"], 2, "--by"),
         (["policy", "switch", "YOLO", "--by", "alice"], 2, "unknown risk mode 'YOLO'"),
         (["policy", "switch", "DEFENSIVE", "--by", " "], 2, "--by"),
-        (["policy", "history", "--limit", "0"], 2, "--limit"),
+        (["policy", "history", "--limit", "0"], 2, "--limit must be a whole number >= 1, got 0"),
+        (["policy", "history", "--limit", "10001"], 2, "--limit must be at most 10000, got 10001"),
         (["policy"], 2, "ACTION"),
     ],
 )
@@ -436,6 +442,9 @@ async def test_health_of_a_dead_port_exits_2_fast_and_masks_passwords(cli):
 # -- errors -------------------------------------------------------------------------------
 
 
+NOT_A_NAME = "must be a non-empty string of at most 100 printable characters without spaces"
+
+
 @pytest.mark.parametrize(
     ("url", "args", "code", "fragment"),
     [
@@ -447,8 +456,18 @@ async def test_health_of_a_dead_port_exits_2_fast_and_masks_passwords(cli):
         (f"redis://:{SECRET}@127.0.0.1:{{dead}}/0", ["policy", "show"], 1, "cannot reach Redis"),
         (f"redis://:{SECRET}@127.0.0.1:{{dead}}/0", ["dlq", "list", TOPIC], 1, "cannot reach"),
         (f"redis://nobody:{SECRET}@{{shared}}/0", ["streams"], 1, "refused the credentials"),
-        (None, ["--timeout", "0", "streams"], 2, "--timeout"),
-        (None, ["--prefix", "has space", "streams"], 2, "--prefix"),
+        (
+            None,
+            ["--timeout", "0", "streams"],
+            2,
+            "--timeout must be a number of seconds > 0, got 0",
+        ),
+        (None, ["--timeout", "nan", "streams"], 2, "--timeout must be a number of seconds > 0"),
+        (None, ["--timeout", "inf", "streams"], 2, "--timeout must be a number of seconds > 0"),
+        (None, ["--timeout", "301", "streams"], 2, "--timeout must be at most 300 seconds"),
+        (None, ["--prefix", "has space", "streams"], 2, f"--prefix {NOT_A_NAME}, got 'has space'"),
+        (None, ["--prefix", "bell\a", "streams"], 2, f"--prefix {NOT_A_NAME}"),
+        (None, ["--policy-prefix", "", "streams"], 2, f"--policy-prefix {NOT_A_NAME}, got ''"),
         (None, ["nonsense"], 2, "invalid choice: 'nonsense'"),
         (None, [], 2, "COMMAND"),
     ],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as redis
 from _services import require_shared_redis
 from hypothesis import HealthCheck, given, settings
@@ -237,12 +238,20 @@ async def test_invalid_limits_write_nothing(shared):
         assert len(await store.history()) == 1
 
 
+async def test_a_store_listens_for_changes_once_initialize_returns(shared):
+    """A change made right after initialize() is heard: the SUBSCRIBE is confirmed by then."""
+    channel = f"{shared.prefix}:changes"
+    # A blocking client asks at once, before the event loop could run anything more.
+    with sync_redis.Redis.from_url(shared.url) as blocking:
+        async with PolicyStore(shared.backend(poll_interval=60.0)):
+            assert blocking.pubsub_numsub(channel) == [(channel.encode(), 1)]
+
+
 async def test_a_notification_arrives_long_before_the_periodic_check(shared):
     async with (
         PolicyStore(shared.backend()) as writer,
         PolicyStore(shared.backend(poll_interval=60.0)) as reader,
     ):
-        await asyncio.sleep(0.1)  # the listener subscribes
         await writer.switch_mode("DEFENSIVE", updated_by="risk_manager")
         await eventually(lambda: reader.policy.active_mode is RiskMode.DEFENSIVE, timeout=2.0)
 

@@ -89,3 +89,25 @@ async def test_close_returns_at_once_while_every_connection_is_frozen(
     await follower.close()
     closing = time.monotonic() - started
     assert closing < TIMEOUT, f"close() took {closing:.2f} s"
+
+
+async def test_initialize_returns_within_its_bounds_from_a_server_that_never_answers():
+    """Loading and the first SUBSCRIBE are each bounded by ``timeout``; the store starts anyway."""
+
+    async def black_hole(reader, writer):
+        await reader.read()  # reads what the client says until it gives up; answers nothing
+        writer.close()
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = PolicyStore(
+        RedisPolicyBackend(f"redis://127.0.0.1:{port}/0", poll_interval=60.0, timeout=TIMEOUT)
+    )
+    started = time.monotonic()
+    policy = await store.initialize()
+    took = time.monotonic() - started
+    await store.close()
+    server.close()
+    await server.wait_closed()
+    assert (store.source, policy.version) == ("defaults", 0)
+    assert took < 3 * TIMEOUT + 1.0, f"initialize() took {took:.2f} s"

@@ -7,8 +7,10 @@ import pytest
 import redis.asyncio as redis
 from _services import RedisServer
 
+from quantum_core._backoff import backoff
 from quantum_core.models import RiskMode
 from quantum_core.policy import PolicyStore, PolicyUnavailableError, RedisPolicyBackend
+from sleep_recorder import record_waits
 
 
 @pytest.fixture
@@ -79,3 +81,15 @@ async def test_the_listener_reconnects_when_its_connection_is_killed(server, log
         await writer.switch_mode("AGGRESSIVE", updated_by="desk")
         await eventually(lambda: reader.policy.active_mode is RiskMode.AGGRESSIVE, timeout=5.0)
     await client.aclose()
+
+
+async def test_the_listener_reconnects_with_the_shared_jittered_backoff(server, monkeypatch):
+    """Listeners that lost one Redis together must not all come back at the same instant."""
+    server.stop()
+    waits = record_waits(monkeypatch, "_listen")
+    store = PolicyStore(RedisPolicyBackend(server.url, key_prefix="down", poll_interval=60.0))
+    await store.initialize()
+    await eventually(lambda: len(waits["_listen"]) >= 6)
+    await store.close()
+    # 50 ms doubling up to 2 s, half fixed and half random (pinned to its shortest here)
+    assert waits["_listen"][:6] == [backoff(n, 0.05, 2.0) for n in range(1, 7)]

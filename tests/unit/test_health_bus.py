@@ -1,6 +1,7 @@
 """EventBusCheck: transport reachability and consumer backlog per group."""
 
 import asyncio
+import time
 
 from quantum_core import EventBus, MemoryTransport, TransportError
 from quantum_core.health import EventBusCheck, HealthChecker, HealthStatus
@@ -9,6 +10,17 @@ from quantum_core.health import EventBusCheck, HealthChecker, HealthStatus
 class UnreachableTransport(MemoryTransport):
     async def ping(self):
         raise TransportError("redis://127.0.0.1:6399 refused the connection")
+
+
+async def groups_become(check, backlog, timeout=5.0):
+    """Run ``check`` until the slow group's backlog is ``backlog`` (its handler has started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result.details.get("groups", {}).get("market.data.update -> slow") == backlog:
+            return result
+        assert time.monotonic() < deadline, f"the backlog never became {backlog}: {result}"
+        await asyncio.sleep(0.01)
 
 
 async def test_reachable_bus_reports_pending_and_lag_per_group():
@@ -22,8 +34,7 @@ async def test_reachable_bus_reports_pending_and_lag_per_group():
     async with bus:
         for index in range(5):
             await bus.publish("market.data.update", {"n": index})
-        await asyncio.sleep(0.1)
-        healthy = await EventBusCheck(bus)()
+        healthy = await groups_become(EventBusCheck(bus), {"pending": 1, "lag": 4})
         behind = await EventBusCheck(bus, max_lag=2)()
         release.set()
     assert healthy.status is HealthStatus.HEALTHY

@@ -267,7 +267,11 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_run_for_others():
         checker.register("dep", check)
         impatient = asyncio.create_task(checker.get_health_report())
         patient = asyncio.create_task(checker.get_health_report())
-        await asyncio.sleep(0.05)
+        for _ in range(1000):  # until the shared run has started
+            if check.calls:
+                break
+            await asyncio.sleep(0)
+        assert check.calls == 1
         impatient.cancel()
         report = await patient
     assert impatient.cancelled()

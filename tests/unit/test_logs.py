@@ -13,6 +13,8 @@ from decimal import Decimal
 import pytest
 
 from quantum_core import logs
+from quantum_core._log_pipeline import RootHandler
+from quantum_core._logger import active_config, use_config
 from quantum_core.logs import Logger, configure_logging, get_logger
 from quantum_core.tracing import trace_context
 
@@ -41,15 +43,16 @@ class Capture:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_logging(monkeypatch):
+def _isolated_logging():
     """Each test starts unconfigured; our root handler and level never leak out of a test."""
-    monkeypatch.setattr(logs, "_active", None)
-    root = logging.getLogger()
+    active, root = active_config(), logging.getLogger()
     level = root.level
+    use_config(None)
     yield
-    for handler in [h for h in root.handlers if isinstance(h, logs._RootHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+    use_config(active)
 
 
 @pytest.fixture(params=["bytes", "text"])
@@ -59,7 +62,7 @@ def capture(request):
 
 def test_the_stream_decides_between_the_bytes_and_the_text_path(capture):
     configure_logging("svc", stream=capture.stream)
-    assert logs._active.binary is (capture._bytes is not None)
+    assert active_config().binary is (capture._bytes is not None)
 
 
 def test_json_line_has_the_fixed_keys_first_then_the_call_fields(capture):
@@ -279,7 +282,7 @@ def test_configuring_twice_never_duplicates_and_the_second_call_wins():
     two = [json.loads(line) for line in second.getvalue().splitlines()]
     assert [(line["event"], line["service"]) for line in one] == [("one", "svc-one")] * 2
     assert [(line["event"], line["service"]) for line in two] == [("two", "svc-two")] * 2
-    ours = [h for h in logging.getLogger().handlers if isinstance(h, logs._RootHandler)]
+    ours = [h for h in logging.getLogger().handlers if isinstance(h, RootHandler)]
     assert len(ours) == 1
 
 
@@ -305,7 +308,7 @@ def test_a_bad_level_is_refused_with_the_valid_ones_listed(level):
 @pytest.mark.parametrize("level", ["debug", "Info", "warning", "warn", " ERROR ", "critical"])
 def test_levels_are_case_insensitive(level):
     configure_logging("svc", level, stream=io.StringIO())
-    assert logging.getLogger().level == logs._LEVELS[level.strip().upper()]
+    assert logging.getLogger().level == logging.getLevelNamesMapping()[level.strip().upper()]
 
 
 @pytest.mark.parametrize("service", ["", "   ", None, 42])

@@ -16,7 +16,9 @@ import textwrap
 
 import pytest
 
-from quantum_core import TradingLogger, logs
+from quantum_core import TradingLogger
+from quantum_core._log_pipeline import RootHandler
+from quantum_core._logger import active_config, use_config
 from quantum_core.logs import configure_logging, get_logger
 from quantum_core.tracing import trace_context
 
@@ -106,15 +108,16 @@ class Records(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def _unconfigured(monkeypatch):
+def _unconfigured():
     """Each test starts before any configure_logging; the root logger is left as it was."""
-    monkeypatch.setattr(logs, "_active", None)
-    root = logging.getLogger()
+    active, root = active_config(), logging.getLogger()
     level = root.level
+    use_config(None)
     yield
-    for handler in [h for h in root.handlers if isinstance(h, logs._RootHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+    use_config(active)
 
 
 @pytest.fixture

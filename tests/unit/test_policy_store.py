@@ -13,6 +13,7 @@ from quantum_core import (
     initialize_policy_store,
     trace_context,
 )
+from quantum_core._backoff import backoff
 from quantum_core.models import RiskMode, RiskPolicy, default_risk_configs
 from quantum_core.policy import (
     PolicyBackend,
@@ -23,6 +24,7 @@ from quantum_core.policy import (
 )
 from quantum_core.policy.codec import decode_policy
 from quantum_core.policy.snapshot import PolicySnapshot
+from sleep_recorder import record_waits
 
 
 class FlakyBackend(PolicyBackend):
@@ -146,6 +148,25 @@ async def test_concurrent_writers_both_apply_and_versions_never_repeat():
     )
     for store in stores:
         await store.close()
+
+
+async def test_a_write_that_lost_the_race_retries_with_the_shared_jittered_backoff(monkeypatch):
+    class Contended(MemoryPolicyBackend):
+        """Another writer wins the compare-and-set ``refusals`` times in a row."""
+
+        refusals = 4
+
+        async def save(self, policy, *, expected_version, change=None, replace_unreadable=False):
+            if change is not None and change.action == "mode" and self.refusals:
+                self.refusals -= 1
+                return False
+            return await super().save(policy, expected_version=expected_version, change=change)
+
+    waits = record_waits(monkeypatch, "write_change")
+    async with PolicyStore(Contended()) as store:
+        assert (await store.switch_mode("DEFENSIVE", updated_by="desk")).version == 1
+    # 2 ms doubling up to 20 ms, half fixed and half random (pinned to its shortest here)
+    assert waits["write_change"] == [backoff(n, 0.002, 0.02) for n in range(1, 5)]
 
 
 async def test_update_config_changes_one_mode_and_names_bad_limits():
@@ -272,7 +293,7 @@ async def test_every_change_is_in_the_bounded_history_newest_first():
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001, 1.5, True])
 async def test_history_limit_is_checked(limit):
-    with pytest.raises(ValueError, match=r"limit must be an integer from 1 to 10000"):
+    with pytest.raises(ValueError, match=r"limit must be (a whole number >= 1|at most 10000), got"):
         await PolicyStore().history(limit=limit)
 
 
@@ -423,6 +444,28 @@ async def test_an_unreachable_backend_serves_the_last_good_policy_and_refuses_wr
         backend.down = False
         await eventually(lambda: events(log_lines, "policy_backend_reachable_again"))
         assert (await store.switch_mode("AGGRESSIVE", updated_by="desk")).version == 2
+
+
+async def test_a_reload_the_backend_did_not_answer_is_retried_with_the_shared_backoff(
+    monkeypatch,
+):
+    class Notifying(FlakyBackend):
+        poll_interval = 60.0  # no periodic check: only the retry reloads
+
+        async def watch(self, on_change):
+            self.notify = on_change
+            return await super().watch(on_change)
+
+    waits = record_waits(monkeypatch, "_refresh_until_settled")
+    backend = Notifying()
+    async with PolicyStore(backend) as store:
+        backend.down = True
+        backend.notify()
+        await eventually(lambda: len(waits["_refresh_until_settled"]) >= 5)
+        backend.down = False
+    # 0.1 s doubling up to the poll interval (at most 5 s), half fixed and half random
+    assert waits["_refresh_until_settled"][:5] == [backoff(n, 0.1, 5.0) for n in range(1, 6)]
+    assert store.source == "backend"
 
 
 async def test_an_unreadable_value_is_reported_once_and_the_last_good_policy_kept(log_lines):

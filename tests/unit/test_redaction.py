@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantum_core import _redaction, logs
+from quantum_core import _redaction
+from quantum_core._log_pipeline import RootHandler
+from quantum_core._logger import active_config, use_config
 from quantum_core._redaction import (
     MASK,
     is_secret_key,
@@ -41,14 +43,15 @@ key_case = st.sampled_from([str, str.lower, str.upper, str.title])
 
 
 @pytest.fixture(autouse=True)
-def _isolated_logging(monkeypatch):
-    monkeypatch.setattr(logs, "_active", None)
-    root = logging.getLogger()
+def _isolated_logging():
+    active, root = active_config(), logging.getLogger()
     level = root.level
+    use_config(None)
     yield
-    for handler in [h for h in root.handlers if isinstance(h, logs._RootHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+    use_config(active)
 
 
 def _configured_stream(json_output: bool = True) -> io.TextIOWrapper:

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from quantum_core import logs
+from quantum_core._log_pipeline import RootHandler
+from quantum_core._logger import active_config, use_config
 from quantum_core.logs import TradingLogger, configure_logging
 from quantum_core.tracing import trace_context
 
@@ -66,14 +67,15 @@ CASES = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated_logging(monkeypatch):
-    monkeypatch.setattr(logs, "_active", None)
-    root = logging.getLogger()
+def _isolated_logging():
+    active, root = active_config(), logging.getLogger()
     level = root.level
+    use_config(None)
     yield
-    for handler in [h for h in root.handlers if isinstance(h, logs._RootHandler)]:
+    for handler in [h for h in root.handlers if isinstance(h, RootHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+    use_config(active)
 
 
 @pytest.fixture

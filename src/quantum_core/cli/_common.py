@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
+from .._checks import check_name
 from .._redaction import redact_text
 from ..bus import EventBus
 from ..health._secrets import Scrubber
@@ -118,8 +119,10 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
         raise UsageError(f"invalid Redis URL {masked!r}: {error}; expected {_URL_FORMS}") from None
     bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
     for name, value in (("--prefix", bus_prefix), ("--policy-prefix", policy_prefix)):
-        if not value or any(c.isspace() for c in value):
-            raise UsageError(f"{name} must be a non-empty string without spaces, got {value!r}")
+        try:
+            check_name(name, value)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     return Target(
         url=clean,
         address=_address(pool.connection_kwargs),

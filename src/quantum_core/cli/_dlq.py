@@ -26,6 +26,7 @@ from ..bus import DeadLetter
 from ..bus.abilities import dead_letter_store
 from ..bus.dead_letters import parse_dead_letter
 from ..bus.envelope import validate_event_type
+from ._arguments import Commands, count_option
 from ._common import CliError, Context, Output, UsageError, one_line
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Commands,
     common: argparse.ArgumentParser,
 ) -> None:
     """Add ``dlq list|show|replay|purge``."""
@@ -52,7 +53,9 @@ def register(
         return parser
 
     listing = action("list", "list the dead letters of an event type, oldest first")
-    listing.add_argument("--limit", type=_positive, default=20, help="at most N (default 20)")
+    listing.add_argument(
+        "--limit", type=count_option("--limit"), default=20, help="at most N (default 20)"
+    )
     listing.add_argument("--after", metavar="ID", type=_entry_id, help="the page after this id")
     listing.set_defaults(handler=list_letters)
     show = action("show", "show one dead letter: error, traceback, original event")
@@ -80,12 +83,6 @@ def _entry_id(value: str) -> str:
         f"invalid dead-letter id {value!r}: expected a stream entry id such as "
         "'1700000000000-0' (`quantum-core dlq list EVENT_TYPE` shows them)"
     )
-
-
-def _positive(value: str) -> int:
-    if value.isdigit() and int(value) >= 1:
-        return int(value)
-    raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
 
 
 async def _known(context: Context, event_type: str) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 
 from ..health import HealthChecker, PostgresCheck, RedisCheck
+from ._arguments import Commands
 from ._common import CLI_SERVICE, Context, Output, open_client
 
 __all__ = ["register"]
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Commands,
     common: argparse.ArgumentParser,
 ) -> None:
     """Add the ``health`` command."""

@@ -13,19 +13,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TextIO, cast
 
 from redis.exceptions import RedisError
 
-from .. import logs
+from .._logger import active_config, use_config
 from .._version import __version__
 from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger
 from ..policy import DEFAULT_KEY_PREFIX
 from . import _dlq, _health, _policy, _streams
+from ._arguments import seconds_option
 from ._common import (
     CLI_SERVICE,
     DEFAULT_PREFIX,
@@ -62,6 +64,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are exceptions: one line, and no exit in-process."""
 
     def error(self, message: str) -> NoReturn:
+        # "argument --limit: --limit must be ...": our checks name the option already
+        message = re.sub(r"^argument (\S+): (?=\1 )", "", message)
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
@@ -93,7 +97,7 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_option("--timeout", most=300),
         default=argparse.SUPPRESS,
         help="seconds to connect and to wait for a reply (default 2)",
     )
@@ -105,16 +109,6 @@ def _common_options() -> argparse.ArgumentParser:
         help="quantum_core's own log lines, on stderr, from this level (default ERROR)",
     )
     return common
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if 0 < seconds <= 300:
-        return seconds
-    raise argparse.ArgumentTypeError(f"expected seconds between 0 and 300, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,7 +204,7 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
     afterwards, so calling :func:`main` in-process changes nothing for the caller.
     """
     root = logging.getLogger()
-    handlers, root_level, active = list(root.handlers), root.level, logs._active
+    handlers, root_level, active = list(root.handlers), root.level, active_config()
     stream = cast(TextIO, _CurrentStderr())
     configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
     try:
@@ -224,4 +218,4 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(root_level)
-        logs._active = active
+        use_config(active)

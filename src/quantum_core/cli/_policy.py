@@ -17,6 +17,7 @@ from typing import Any
 
 from ..models import RiskConfig, RiskMode, RiskPolicy
 from ..policy import PolicyChange, PolicyDataError, PolicyStore, RedisPolicyBackend
+from ._arguments import Commands, count_option
 from ._common import CliError, Context, Output, one_line
 
 __all__ = ["register"]
@@ -25,7 +26,7 @@ _HISTORY_MAX = 10_000
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Commands,
     common: argparse.ArgumentParser,
 ) -> None:
     """Add ``policy show|switch|reset|history``."""
@@ -69,7 +70,10 @@ def register(
         "history", parents=[common], help="list the newest policy changes: who, when, what, why"
     )
     history.add_argument(
-        "--limit", type=_limit, default=20, help=f"at most N, 1 to {_HISTORY_MAX} (default 20)"
+        "--limit",
+        type=count_option("--limit", most=_HISTORY_MAX),
+        default=20,
+        help=f"at most N, 1 to {_HISTORY_MAX} (default 20)",
     )
     history.set_defaults(handler=show_history)
 
@@ -94,12 +98,6 @@ def _reason(value: str) -> str:
     if len(value) <= 1000:
         return value
     raise argparse.ArgumentTypeError("must be at most 1000 characters")
-
-
-def _limit(value: str) -> int:
-    if value.isdigit() and 1 <= int(value) <= _HISTORY_MAX:
-        return int(value)
-    raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {_HISTORY_MAX}")
 
 
 async def _backend(context: Context) -> RedisPolicyBackend:

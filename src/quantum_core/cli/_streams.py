@@ -12,6 +12,7 @@ import argparse
 import re
 from typing import Any
 
+from ._arguments import Commands
 from ._common import Context, Output
 
 __all__ = ["register"]
@@ -20,7 +21,7 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Commands,
     common: argparse.ArgumentParser,
 ) -> None:
     """Add the ``streams`` command."""

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from .._checks import check_seconds
 from .._redaction import redact_text
 from ._report import CheckResult
 from ._secrets import dsn_secrets, mask_key
@@ -53,6 +54,10 @@ class BinanceRestCheck:
         max_clock_skew: Seconds of clock difference beyond which the check is DEGRADED.
         default_retry_after: Seconds to back off after a 429/418 without ``Retry-After``.
         request_timeout: A backstop per request; the checker's timeout is normally shorter.
+
+    Raises:
+        ValueError: for a base URL that is not ``http(s)://host``, or seconds that are not
+            a finite number (> 0, or >= 0 for ``default_retry_after``).
     """
 
     component_type: Final = "component"
@@ -77,9 +82,9 @@ class BinanceRestCheck:
         self.base_url = chosen.rstrip("/")
         self._api_key = api_key
         self._api_secret = api_secret
-        self._max_skew_ms = max_clock_skew * 1000
-        self._default_retry_after = default_retry_after
-        self._request_timeout = request_timeout
+        self._max_skew_ms = check_seconds("max_clock_skew", max_clock_skew, positive=True) * 1000
+        self._default_retry_after = check_seconds("default_retry_after", default_retry_after)
+        self._request_timeout = check_seconds("request_timeout", request_timeout, positive=True)
         import aiohttp  # imported here, at startup: a first import inside a check blocks the loop
 
         self._aiohttp = aiohttp

@@ -8,7 +8,6 @@ hangs, ignores cancellation or returns something odd becomes an UNHEALTHY result
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -137,13 +136,6 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark an abandoned task's outcome as seen, so asyncio does not log it as lost."""
     if not task.cancelled():
         task.exception()
-
-
-def seconds(name: str, value: object) -> float:
-    """Return ``value`` as a positive, finite number of seconds, or raise ValueError."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
-    raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
 
 
 class ChangeLog:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from .._checks import check_seconds
 from .._version import __version__
 from ._report import HealthReport, HealthStatus
 from ._running import (
@@ -38,7 +39,6 @@ from ._running import (
     describe,
     log,
     run_entry,
-    seconds,
 )
 from ._secrets import Scrubber
 from .checks import SystemCheck
@@ -84,10 +84,8 @@ class HealthChecker:
         if not isinstance(service_name, str) or not service_name.strip():
             raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
         self.service_name = service_name
-        self._default_timeout = seconds("default_timeout", default_timeout)
-        if not (isinstance(cache_ttl, int | float) and 0 <= cache_ttl < math.inf):
-            raise ValueError(f"cache_ttl must be a number of seconds >= 0, got {cache_ttl!r}")
-        self._cache_ttl = float(cache_ttl)
+        self._default_timeout = check_seconds("default_timeout", default_timeout, positive=True)
+        self._cache_ttl = check_seconds("cache_ttl", cache_ttl)
         self._scrubber = Scrubber()
         self._scrubber.add(secrets)
         self._entries: dict[str, Entry] = {}
@@ -140,7 +138,11 @@ class HealthChecker:
             raise ValueError(f"a check named {name!r} is already registered")
         if not callable(check):
             raise TypeError(f"check {name!r} must be an async callable, got {check!r}")
-        bound = self._default_timeout if timeout is None else seconds("timeout", timeout)
+        bound = (
+            self._default_timeout
+            if timeout is None
+            else check_seconds("timeout", timeout, positive=True)
+        )
         secret_values = getattr(check, "secret_values", None)
         if callable(secret_values):
             self._scrubber.add(secret_values())
@@ -162,7 +164,7 @@ class HealthChecker:
         if critical is not None:
             entry.critical = bool(critical)
         if timeout is not None:
-            entry.timeout = seconds("timeout", timeout)
+            entry.timeout = check_seconds("timeout", timeout, positive=True)
         self._cached = None
 
     def add_secrets(self, values: Iterable[str | None]) -> None:

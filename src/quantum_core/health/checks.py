@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import psutil
 
+from .._checks import check_seconds
 from .._redaction import redact_text
 from ..errors import TransportError
 from ._report import CheckResult
@@ -261,7 +262,7 @@ class SystemCheck:
     Args:
         thresholds: The DEGRADED thresholds.
         disk_path: The filesystem whose use is reported.
-        cpu_window: The shortest span, in seconds, CPU use is measured over.
+        cpu_window: The shortest span, in seconds, CPU use is measured over (>= 0).
     """
 
     component_type: Final = "system"
@@ -275,7 +276,7 @@ class SystemCheck:
     ) -> None:
         self.thresholds = thresholds or SystemThresholds()
         self.disk_path = disk_path
-        self._cpu = _CpuSampler(cpu_window)
+        self._cpu = _CpuSampler(check_seconds("cpu_window", cpu_window))
 
     async def __call__(self) -> CheckResult:
         """Measure CPU (over the time since the last call), memory and disk use."""

@@ -7,10 +7,17 @@ listener waits for is unbounded: when the channel has been quiet for the heartbe
 (``poll_interval``, at most 5 s) it PINGs, and an answer that does not come within the
 backend's ``timeout`` fails the connection; subscribing, the PING itself and closing are
 bounded by ``timeout`` too, and TCP keepalive (see ``redis_backend.py``) makes the kernel
-fail a dead idle socket as well. After any failure it reconnects with backoff (on a new
-connection, which a frozen path lets through) and, once subscribed again, asks for one
-reload, since messages published while it was away are lost. Independently, a periodic call
-every ``poll_interval`` catches whatever a notification could still miss.
+fail a dead idle socket as well. After any failure it reconnects with the library's jittered
+backoff (50 ms doubling up to 2 s; the listeners of every process that lost one Redis do
+not come back at the same instant), on a new connection, which a frozen path lets through,
+and, once subscribed again, asks for one reload, since messages published while it was
+away are lost. Independently, a periodic call every ``poll_interval`` catches whatever a
+notification could still miss.
+
+The watch is ready once Redis confirmed the first SUBSCRIBE (the reply is read, not just
+the command sent): :meth:`RedisWatch.started` returns then, or once that first attempt
+failed, so ``store.initialize()`` returns with the store listening, and a change made right
+after it is heard.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from typing import TYPE_CHECKING, Final
 
 from redis.exceptions import RedisError
 
+from .._backoff import backoff
 from ..logs import get_logger
-from .backends import ChangeCallback, PolicyWatch, _call_every
+from ._polling import call_every
+from .backends import ChangeCallback, PolicyWatch
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
+    from redis.asyncio.client import PubSub
 
     from .redis_backend import RedisPolicyBackend
 
@@ -53,12 +63,17 @@ class RedisWatch(PolicyWatch):
         self._forget = forget
         self._interrupted = False
         self._subscribed = False
+        self._first_attempt_over = asyncio.Event()
         self._tasks = (
             asyncio.create_task(self._listen(), name="quantum_core policy listener"),
             asyncio.create_task(
-                _call_every(backend.poll_interval, on_change), name="quantum_core policy check"
+                call_every(backend.poll_interval, on_change), name="quantum_core policy check"
             ),
         )
+
+    async def started(self) -> None:
+        """Return once the first SUBSCRIBE is confirmed, or once that first attempt failed."""
+        await self._first_attempt_over.wait()
 
     async def close(self) -> None:
         """Cancel both tasks and wait for them; the listener closes its connection."""
@@ -69,7 +84,7 @@ class RedisWatch(PolicyWatch):
 
     async def _listen(self) -> None:
         client = self._backend.new_client(listener=True)
-        delay = _FIRST_RETRY
+        failures = 0
         try:
             while True:
                 self._subscribed = False
@@ -84,11 +99,13 @@ class RedisWatch(PolicyWatch):
                             error=str(error),
                             retry="with backoff; the periodic check goes on meanwhile",
                         )
+                self._first_attempt_over.set()
                 if self._subscribed:  # a session that got going starts the backoff again
-                    delay = _FIRST_RETRY
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_RETRY)
+                    failures = 0
+                failures += 1
+                await asyncio.sleep(backoff(failures, _FIRST_RETRY, _MAX_RETRY))
         finally:
+            self._first_attempt_over.set()  # whatever ended the listener, nobody waits on it
             with contextlib.suppress(Exception):
                 await client.aclose()
 
@@ -97,11 +114,13 @@ class RedisWatch(PolicyWatch):
         backend = self._backend
         timeout = backend.timeout
         heartbeat = min(backend.poll_interval, _HEARTBEAT_MAX)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub()  # the SUBSCRIBE's reply is read: it says we are listening
         try:
             async with asyncio.timeout(timeout):
                 await pubsub.subscribe(backend.channel)
+                await _subscription_confirmed(pubsub)
             self._subscribed = True
+            self._first_attempt_over.set()
             if self._interrupted:
                 self._interrupted = False
                 _log.info("policy_notifications_resumed", redis=backend.address)
@@ -132,3 +151,15 @@ class RedisWatch(PolicyWatch):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout):
                     await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore] # redis-py leaves it bare
+
+
+async def _subscription_confirmed(pubsub: PubSub) -> None:
+    """Read until Redis confirms the SUBSCRIBE: from then on, every PUBLISH reaches us.
+
+    ``subscribe()`` only sends the command; a change published before Redis ran it would
+    not be heard. Redis answers the SUBSCRIBE before any message of the channel.
+    """
+    while True:
+        reply = await pubsub.get_message(timeout=None)
+        if reply is not None and reply.get("type") == "subscribe":
+            return

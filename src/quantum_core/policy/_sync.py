@@ -1,4 +1,9 @@
-"""The half of the PolicyStore that keeps its cache in step with the backend.
+"""The part of the PolicyStore that keeps its cache in step with the backend.
+
+:class:`Follower` is the store's state (the cached policy, whether the backend confirmed
+it, the lock every reload and write takes) and the code that keeps it in step: the store
+holds one and writes through it (``_writes.py``), so the two share an explicit object, not
+each other's private attributes.
 
 * First load: the stored policy; an empty backend gets the default (or the snapshot) as a
   *seed*, with a compare-and-set, so processes starting together store it once; an
@@ -22,6 +27,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+from .._backoff import backoff
 from ..logs import get_logger
 from ..models import RiskPolicy
 from .backends import PolicyBackend, PolicyWatch
@@ -33,7 +39,9 @@ __all__ = ["Follower", "PolicySource"]
 
 PolicySource = Literal["none", "backend", "snapshot", "defaults"]
 _SEED_ATTEMPTS: Final = 5
-_RETRY_FIRST: Final = 0.1  # seconds before a reload the backend did not answer is retried
+# A reload the backend did not answer is retried after 0.1 s, doubling, at most the poll
+# interval and 5 s, with jitter: stores that lost the backend together do not retry together.
+_RETRY_FIRST: Final = 0.1
 _RETRY_MAX: Final = 5.0
 _ORIGINS: Final[dict[PolicySource, str]] = {
     "none": "nothing",
@@ -46,7 +54,12 @@ _log = get_logger("quantum_core.policy")
 
 
 class Follower:
-    """Cache, first load, reloads, restore and shutdown; :class:`PolicyStore` adds writes."""
+    """Cache, first load, reloads, restore and shutdown; the store writes through it.
+
+    The methods without an underscore are what a writer needs (``_writes.py``): the cache,
+    the lock, whether the cached policy outranks a stored one, putting it back, adopting a
+    written policy, and saying once that the backend is unreachable or its value unreadable.
+    """
 
     def __init__(
         self,
@@ -63,7 +76,8 @@ class Follower:
         self._policy: RiskPolicy | None = None
         self._source: PolicySource = "none"
         self._confirmed = False  # the cached policy is one the backend confirmed (not a seed)
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
+        """Held by every reload and write, so an older read never overwrites a newer write."""
         self._watch: PolicyWatch | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
@@ -81,36 +95,45 @@ class Follower:
         """Where the cached policy came from: the backend, the snapshot file or the defaults."""
         return self._source
 
-    async def initialize(self) -> RiskPolicy:
-        """Load the policy (storing the default if there is none) and start following changes.
+    @property
+    def cached(self) -> RiskPolicy | None:
+        """The policy in force in this process, None before the first load."""
+        return self._policy
 
-        Never raises for an unreachable or unreadable backend: the store then starts from
-        its snapshot file, else the defaults, says which in the log, and adopts the stored
-        policy as soon as the backend answers.
+    @property
+    def confirmed(self) -> bool:
+        """Whether the backend stored the cached policy as a write (a seed is not)."""
+        return self._confirmed
+
+    @property
+    def default(self) -> RiskPolicy:
+        """The policy a store seeds an empty backend with, and the one ``reset()`` writes."""
+        return self._default
+
+    async def initialize(self) -> RiskPolicy:
+        """Load the policy (seeding an empty backend), then follow the backend's changes.
+
+        Returns once the backend's watch is listening; see ``PolicyStore.initialize``.
         """
-        async with self._lock:
+        async with self.lock:
             if self._closed:
                 raise RuntimeError("this PolicyStore is closed; create a new one")
             policy = self._policy
             if policy is None:
                 policy, source, confirmed = await self._first_policy()
-                self._adopt(policy, source, confirmed=confirmed, quiet=True)
+                self.adopt(policy, source, confirmed=confirmed, quiet=True)
             if self._watch is None:
                 self._watch = await self._backend.watch(self._on_backend_change)
             return policy
 
     async def refresh(self) -> RiskPolicy:
-        """Check the backend now and adopt what it holds; never raises once loaded.
-
-        The backend's notifications and periodic check call this; call it yourself to
-        re-check at once, say after a reconnect of your own.
-        """
+        """Check the backend now and adopt what it holds; never raises once loaded."""
         policy = self._policy
         if policy is None:
             return await self.initialize()
         if self._closed:
             return policy
-        async with self._lock:
+        async with self.lock:
             await self._check_backend()
             return self._policy or policy
 
@@ -130,7 +153,8 @@ class Follower:
             await self._snapshot.close()
         await self._backend.close()
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise if the store was closed: a closed store serves, but changes nothing."""
         if self._closed:
             raise RuntimeError("this PolicyStore is closed; create a new one to change the policy")
 
@@ -152,18 +176,20 @@ class Follower:
         """Reload until no notice is left; a reload the backend did not answer is retried.
 
         A notice that finds the backend unreachable (a frozen connection, a restart) would
-        otherwise wait for the next periodic check, which may be minutes away: retry after
-        0.1 s, doubling, at most ``poll_interval`` (and 5 s), until the backend answers.
+        otherwise wait for the next periodic check, which may be minutes away: retry with
+        the shared backoff (0.1 s doubling, at most ``poll_interval`` and 5 s, jittered)
+        until the backend answers.
         """
         self._refresh_again = True
-        delay = _RETRY_FIRST
+        failures = 0
         while self._refresh_again:
             self._refresh_again = False
-            async with self._lock:
+            async with self.lock:
                 await self._check_backend()
             if self._unreachable and not self._closed:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backend.poll_interval, _RETRY_MAX)
+                failures += 1
+                most = min(self._backend.poll_interval, _RETRY_MAX)
+                await asyncio.sleep(backoff(failures, _RETRY_FIRST, most))
                 self._refresh_again = True
 
     async def _check_backend(self) -> None:
@@ -178,20 +204,20 @@ class Follower:
             try:
                 stored = await self._backend.load_stored()
             except PolicyUnavailableError as error:
-                self._report_unreachable(error)
+                self.report_unreachable(error)
                 return
             except PolicyDataError as error:
                 self._report_reachable()
-                self._report_unreadable(error)
+                self.report_unreadable(error)
                 return
             self._report_reachable()
-            if stored is not None and not self._outranks(stored):
-                self._adopt(stored.policy, confirmed=not stored.seed)
+            if stored is not None and not self.outranks(stored):
+                self.adopt(stored.policy, confirmed=not stored.seed)
                 return
-            if await self._put_back(stored, raise_unavailable=False):
+            if await self.put_back(stored, raise_unavailable=False):
                 return
 
-    def _outranks(self, stored: StoredPolicy) -> bool:
+    def outranks(self, stored: StoredPolicy) -> bool:
         """Whether this store's policy must replace the stored one.
 
         Only a confirmed policy outranks anything: every seed (the defaults or a snapshot
@@ -230,7 +256,7 @@ class Follower:
             raise PolicyConflictError("the backend was emptied again after every first write")
         except (PolicyUnavailableError, PolicyDataError, PolicyConflictError) as error:
             if isinstance(error, PolicyDataError):
-                self._report_unreadable(error)
+                self.report_unreadable(error)
             else:
                 self._unreachable = isinstance(error, PolicyUnavailableError)
             reason = str(error)
@@ -260,7 +286,7 @@ class Follower:
                     return policy, "snapshot"
         return self._default, "defaults"
 
-    async def _put_back(self, stored: StoredPolicy | None, *, raise_unavailable: bool) -> bool:
+    async def put_back(self, stored: StoredPolicy | None, *, raise_unavailable: bool) -> bool:
         """Store this store's policy over nothing, a seed or an older confirmed version.
 
         A confirmed policy goes back as it was (``restore``); an unconfirmed one only into
@@ -304,7 +330,7 @@ class Follower:
                 change=self._entry(action, policy, reason),
             )
         except PolicyUnavailableError as error:
-            self._report_unreachable(error)
+            self.report_unreachable(error)
             if raise_unavailable:
                 raise
             return False
@@ -317,7 +343,7 @@ class Follower:
                 replaced=replaced,
                 replaced_version=None if stored is None else stored.policy.version,
             )
-            self._adopt(policy, confirmed=self._confirmed, quiet=True)
+            self.adopt(policy, confirmed=self._confirmed, quiet=True)
         return saved
 
     def _entry(
@@ -332,7 +358,7 @@ class Follower:
             reason=why,
         )
 
-    def _adopt(
+    def adopt(
         self,
         policy: RiskPolicy,
         source: PolicySource = "backend",
@@ -372,7 +398,8 @@ class Follower:
 
     # -- saying so once -------------------------------------------------------------------
 
-    def _report_unreachable(self, error: Exception) -> None:
+    def report_unreachable(self, error: Exception) -> None:
+        """Log once that the backend cannot be reached, until it answers again."""
         if self._unreachable:
             return
         self._unreachable = True
@@ -390,7 +417,8 @@ class Follower:
             self._unreachable = False
             _log.info("policy_backend_reachable_again")
 
-    def _report_unreadable(self, error: PolicyDataError) -> None:
+    def report_unreadable(self, error: PolicyDataError) -> None:
+        """Log once per bad value that the stored value is not a valid policy."""
         if self._bad_value == str(error):
             return
         self._bad_value = str(error)

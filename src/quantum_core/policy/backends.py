@@ -16,8 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from itertools import islice
 
+from .._checks import check_positive_int, check_seconds
 from ..logs import get_logger
 from ..models import RiskPolicy
+from ._polling import call_every
 from .codec import PolicyChange, StoredPolicy, is_seed
 
 __all__ = ["ChangeCallback", "MemoryPolicyBackend", "PolicyBackend", "PolicyWatch"]
@@ -111,7 +113,13 @@ class PolicyBackend(ABC):
     async def watch(self, on_change: ChangeCallback) -> PolicyWatch:
         """Call ``on_change()`` whenever the stored policy may have changed, until closed.
 
-        Calls may be spurious; a store answers each with one :meth:`load`.
+        Calls may be spurious; a store answers each with one :meth:`load`. Return once the
+        watch is listening, so that a change stored after this returns is reported (a
+        watch that needs a connection returns once it is subscribed, or once its first
+        attempt failed: the store must start without its backend too).
+
+        Raises:
+            ValueError: if ``poll_interval`` is not a number of seconds > 0 (this default).
         """
         return _PollingWatch(on_change, self.poll_interval)
 
@@ -126,21 +134,14 @@ class _PollingWatch(PolicyWatch):
     """The safety net every backend can afford: a call every ``interval`` seconds."""
 
     def __init__(self, on_change: ChangeCallback, interval: float) -> None:
-        if not interval > 0:
-            raise ValueError(f"poll interval must be a positive number of seconds, got {interval}")
+        interval = check_seconds("poll_interval", interval, positive=True)
         self._task = asyncio.create_task(
-            _call_every(interval, on_change), name="quantum_core policy poll"
+            call_every(interval, on_change), name="quantum_core policy poll"
         )
 
     async def close(self) -> None:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-
-
-async def _call_every(interval: float, on_change: ChangeCallback) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        on_change()
 
 
 class MemoryPolicyBackend(PolicyBackend):
@@ -155,8 +156,7 @@ class MemoryPolicyBackend(PolicyBackend):
     """
 
     def __init__(self, initial: RiskPolicy | None = None, *, history_size: int = 1000) -> None:
-        if history_size < 1:
-            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        history_size = check_positive_int("history_size", history_size)
         self._stored = None if initial is None else StoredPolicy(initial)
         self._history: deque[PolicyChange] = deque(maxlen=history_size)
         self._watchers: list[ChangeCallback] = []

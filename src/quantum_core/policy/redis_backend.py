@@ -26,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from .._checks import check_name, check_positive_int, check_seconds
 from .._redis import connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
@@ -72,27 +73,14 @@ class RedisPolicyBackend(PolicyBackend):
         timeout: float = 2.0,
         poll_interval: float = 1.0,
     ) -> None:
-        if (
-            not isinstance(key_prefix, str)
-            or not key_prefix
-            or any(c.isspace() for c in key_prefix)
-        ):
-            raise ValueError(
-                f"key_prefix must be a non-empty string without spaces, got {key_prefix!r}"
-            )
-        if not isinstance(history_size, int) or history_size < 1:
-            raise ValueError(f"history_size must be an integer >= 1, got {history_size!r}")
-        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.key_prefix = check_name("key_prefix", key_prefix)
+        self.history_size = check_positive_int("history_size", history_size)
+        self.timeout = check_seconds("timeout", timeout, positive=True)
+        self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
         self._pool_class, self._settings = connection_settings(client, owner="RedisPolicyBackend")
-        self.key_prefix = key_prefix
         self.key = f"{key_prefix}:current"
         self.history_key = f"{key_prefix}:history"
         self.channel = f"{key_prefix}:changes"
-        self.history_size = history_size
-        self.timeout = float(timeout)
-        self.poll_interval = float(poll_interval)
         self._commands = self.new_client()
         self._watches: set[PolicyWatch] = set()
         # The last document read and what it decoded to: a periodic check that finds the
@@ -201,9 +189,19 @@ class RedisPolicyBackend(PolicyBackend):
         return [entry for entry in entries if entry is not None]
 
     async def watch(self, on_change: ChangeCallback) -> PolicyWatch:
-        """Listen on the channel (reconnecting as needed) and check every ``poll_interval``."""
+        """Listen on the channel (reconnecting as needed) and check every ``poll_interval``.
+
+        Returns once the SUBSCRIBE is confirmed, so a change written after this returns is
+        heard; or once the first attempt failed (within ``timeout``): the listener then
+        goes on trying in the background, and the periodic check runs meanwhile.
+        """
         watch = RedisWatch(self, on_change, forget=self._watches.discard)
         self._watches.add(watch)
+        try:
+            await watch.started()
+        except BaseException:  # cancelled while waiting: leave no task behind
+            await watch.close()
+            raise
         return watch
 
     async def close(self) -> None:

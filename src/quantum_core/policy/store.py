@@ -15,23 +15,20 @@ keeps serving the last good policy (and says so once in the log), while writes f
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
 import socket
-from collections.abc import Callable
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
+from .._checks import check_positive_int
 from ..logs import get_logger
 from ..models import RiskConfig, RiskMode, RiskPolicy
 from ..tracing import new_trace_id, trace_context
 from ._changes import check_mode, check_who_and_why, config_updated, differences, mode_changed
-from ._sync import Follower
+from ._sync import Follower, PolicySource
+from ._writes import Change, write_change
 from .backends import MemoryPolicyBackend, PolicyBackend
-from .codec import ChangeAction, PolicyChange
-from .errors import PolicyConflictError, PolicyDataError, PolicyUnavailableError
+from .codec import PolicyChange
 from .snapshot import PolicySnapshot
 from .validation import check_policy, merge_limits
 
@@ -42,16 +39,12 @@ __all__ = ["CONFIG_UPDATED", "MODE_CHANGED", "PolicyStore"]
 
 MODE_CHANGED = "policy.mode.changed"
 CONFIG_UPDATED = "policy.config.updated"
-_WRITE_ATTEMPTS = 20
-_HISTORY_MAX = 10_000
+_HISTORY_MAX: Final = 10_000
 
 _log = get_logger("quantum_core.policy")
 
-# What a change function returns: the fields to update and the changed values, old and new.
-_Change = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
-
-class PolicyStore(Follower):
+class PolicyStore:
     """The risk policy: cached reads, versioned writes, changes seen by every process.
 
     Args:
@@ -82,7 +75,7 @@ class PolicyStore(Follower):
                 "initialize_policy_store() also takes a Redis client or URL"
             )
         backend = backend or MemoryPolicyBackend()
-        super().__init__(
+        self._follower = Follower(
             backend,
             default=check_policy(default or RiskPolicy()),
             snapshot=(
@@ -92,6 +85,55 @@ class PolicyStore(Follower):
         )
         self.event_bus = event_bus
 
+    # -- following ------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> PolicyBackend:
+        """Where the policy is kept."""
+        return self._follower.backend
+
+    @property
+    def source(self) -> PolicySource:
+        """Where the cached policy came from: ``"backend"``, ``"snapshot"`` or ``"defaults"``.
+
+        ``"none"`` before the first load. A store that started without its backend says
+        ``"snapshot"`` or ``"defaults"`` until it adopts the stored policy.
+        """
+        return self._follower.source
+
+    async def initialize(self) -> RiskPolicy:
+        """Load the policy (storing the default if there is none) and start following changes.
+
+        Returns once the backend's watch is listening (for Redis: the SUBSCRIBE is
+        confirmed, or its first attempt failed within ``timeout``), so a change another
+        process makes after this returns is heard. Calling it again does nothing more.
+
+        Never raises for an unreachable or unreadable backend: the store then starts from
+        its snapshot file, else the defaults, says which in the log, and adopts the stored
+        policy as soon as the backend answers.
+
+        Raises:
+            RuntimeError: if the store was closed.
+        """
+        return await self._follower.initialize()
+
+    async def refresh(self) -> RiskPolicy:
+        """Check the backend now and adopt what it holds; never raises once loaded.
+
+        The backend's notifications and periodic check call this; call it yourself to
+        re-check at once, say after a reconnect of your own.
+        """
+        return await self._follower.refresh()
+
+    async def close(self) -> None:
+        """Stop following changes, finish the snapshot write, close the backend.
+
+        The store keeps serving its last policy; changes to it are refused.
+        """
+        await self._follower.close()
+
+    # -- reading --------------------------------------------------------------------------
+
     @property
     def policy(self) -> RiskPolicy:
         """The cached policy, for hot paths that cannot await.
@@ -99,7 +141,7 @@ class PolicyStore(Follower):
         Raises:
             RuntimeError: before :meth:`initialize` (or a first ``get_policy()``).
         """
-        policy = self._policy
+        policy = self._follower.cached
         if policy is None:
             raise RuntimeError(
                 "the PolicyStore is not loaded yet: await store.initialize() "
@@ -109,10 +151,12 @@ class PolicyStore(Follower):
 
     async def get_policy(self) -> RiskPolicy:
         """Return the policy in force, from the in-process cache; never raises once loaded."""
-        policy = self._policy
+        policy = self._follower.cached
         if policy is None:
             policy = await self.initialize()
         return policy
+
+    # -- writing --------------------------------------------------------------------------
 
     async def switch_mode(
         self, mode: RiskMode | str, *, updated_by: str, reason: str | None = None
@@ -129,7 +173,7 @@ class PolicyStore(Follower):
         new_mode = check_mode(mode)
         check_who_and_why(updated_by, reason)
 
-        def change(policy: RiskPolicy) -> _Change | None:
+        def change(policy: RiskPolicy) -> Change | None:
             if policy.active_mode is new_mode:
                 return None
             return (
@@ -139,7 +183,15 @@ class PolicyStore(Follower):
             )
 
         trace_id = trace_context.get() or new_trace_id()
-        previous, policy = await self._write("mode", None, change, updated_by, reason, trace_id)
+        previous, policy = await write_change(
+            self._follower,
+            "mode",
+            None,
+            change,
+            updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
+        )
         if policy is previous:
             return policy
         _log.warning(
@@ -180,10 +232,11 @@ class PolicyStore(Follower):
                 f"unknown risk limit(s) {', '.join(unknown)}; "
                 f"known: {', '.join(RiskConfig.model_fields)}"
             )
-        if self._policy is not None:  # out-of-range limits fail before any round trip
-            merge_limits(target, self._policy.configs[target], limits)
+        cached = self._follower.cached
+        if cached is not None:  # out-of-range limits fail before any round trip
+            merge_limits(target, cached.configs[target], limits)
 
-        def change(policy: RiskPolicy) -> _Change | None:
+        def change(policy: RiskPolicy) -> Change | None:
             before = policy.configs[target]
             after = merge_limits(target, before, limits)
             old, new = before.model_dump(), after.model_dump()
@@ -197,7 +250,15 @@ class PolicyStore(Follower):
             )
 
         trace_id = trace_context.get() or new_trace_id()
-        previous, policy = await self._write("config", target, change, updated_by, reason, trace_id)
+        previous, policy = await write_change(
+            self._follower,
+            "config",
+            target,
+            change,
+            updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
+        )
         if policy is previous:
             return policy
         before, after = previous.configs[target].model_dump(), policy.configs[target].model_dump()
@@ -229,9 +290,9 @@ class PolicyStore(Follower):
                 loaded a valid policy to build on; nothing changed.
         """
         check_who_and_why(updated_by, reason)
-        default = self._default
+        default = self._follower.default
 
-        def change(policy: RiskPolicy) -> _Change | None:
+        def change(policy: RiskPolicy) -> Change | None:
             old, new = differences(policy, default)
             if not new:
                 return None
@@ -242,7 +303,15 @@ class PolicyStore(Follower):
             )
 
         trace_id = trace_context.get() or new_trace_id()
-        previous, policy = await self._write("reset", None, change, updated_by, reason, trace_id)
+        previous, policy = await write_change(
+            self._follower,
+            "reset",
+            None,
+            change,
+            updated_by=updated_by,
+            reason=reason,
+            trace_id=trace_id,
+        )
         if policy is previous:
             return policy
         _log.warning(
@@ -269,9 +338,9 @@ class PolicyStore(Follower):
         Raises:
             PolicyUnavailableError: when the backend cannot be reached.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _HISTORY_MAX:
-            raise ValueError(f"limit must be an integer from 1 to {_HISTORY_MAX}, got {limit!r}")
-        return await self._backend.history(limit)
+        if check_positive_int("limit", limit) > _HISTORY_MAX:
+            raise ValueError(f"limit must be at most {_HISTORY_MAX}, got {limit!r}")
+        return await self._follower.backend.history(limit)
 
     async def __aenter__(self) -> Self:
         await self.initialize()
@@ -286,111 +355,11 @@ class PolicyStore(Follower):
         await self.close()
 
     def __repr__(self) -> str:
-        policy = self._policy
+        policy = self._follower.cached
         state = "not loaded" if policy is None else f"{policy.active_mode.value} v{policy.version}"
-        return f"<PolicyStore {state} source={self.source} backend={self._backend!r}>"
+        return f"<PolicyStore {state} source={self.source} backend={self.backend!r}>"
 
-    # -- writing --------------------------------------------------------------------------
-
-    async def _write(
-        self,
-        action: ChangeAction,
-        mode: RiskMode | None,
-        change: Callable[[RiskPolicy], _Change | None],
-        updated_by: str,
-        reason: str | None,
-        trace_id: str,
-    ) -> tuple[RiskPolicy, RiskPolicy]:
-        """Apply ``change`` with compare-and-set, retrying when another writer won the race.
-
-        A write builds on the stored policy; on this store's confirmed policy when that one
-        outranks what is stored (see ``_outranks``) or when the stored value is unreadable;
-        never on the defaults over an unreadable value, except a reset, which means them.
-        Returns the policy before and after; the same object twice when nothing changed.
-        """
-        self._check_open()
-        if self._policy is None:
-            await self.initialize()
-        async with self._lock:
-            for attempt in range(_WRITE_ATTEMPTS):
-                unreadable: PolicyDataError | None = None
-                try:
-                    stored = await self._backend.load_stored()
-                except PolicyDataError as error:
-                    self._report_unreadable(error)
-                    if not self._confirmed and action != "reset":
-                        raise _nothing_to_build_on(error) from error
-                    stored, unreadable = None, error  # on the last good policy, or the default
-                except PolicyUnavailableError as error:
-                    self._report_unreachable(error)
-                    raise
-                if unreadable is None and (stored is None or self._outranks(stored)):
-                    await self._put_back(stored, raise_unavailable=True)
-                    continue  # read again what is stored now
-                base = self.policy if stored is None else stored.policy
-                fields = change(base)
-                if fields is None and unreadable is not None and action == "reset":
-                    fields = ({}, {}, {})  # the defaults again; replacing the bad value is it
-                if fields is None:
-                    if stored is not None:
-                        self._adopt(base, confirmed=not stored.seed)
-                    return base, base
-                update, old, new = fields
-                floor = -1 if unreadable is None else await self._version_floor(unreadable)
-                candidate = base.model_copy(
-                    update={
-                        **update,
-                        "version": max(base.version, floor) + 1,
-                        "updated_by": updated_by,
-                        "updated_at": datetime.now(UTC),
-                    }
-                )
-                policy = check_policy(candidate, changed=mode)
-                entry = PolicyChange(
-                    version=policy.version,
-                    action=action,
-                    updated_by=updated_by,
-                    updated_at=policy.updated_at,
-                    mode=mode,
-                    old=old,
-                    new=new,
-                    reason=reason,
-                    trace_id=trace_id,
-                )
-                try:
-                    saved = await self._backend.save(
-                        policy,
-                        expected_version=None if stored is None else stored.policy.version,
-                        change=entry,
-                        replace_unreadable=unreadable is not None,
-                    )
-                except PolicyUnavailableError as error:
-                    self._report_unreachable(error)
-                    raise
-                if saved:
-                    if unreadable is not None:
-                        _log.warning("policy_unreadable_value_replaced", version=policy.version)
-                    self._adopt(policy, confirmed=True, quiet=True)
-                    return base, policy
-                await asyncio.sleep(random.random() * 0.002 * (attempt + 1))  # noqa: S311 - jitter
-        raise PolicyConflictError(
-            f"the policy write lost the compare-and-set race {_WRITE_ATTEMPTS} times in a row "
-            "to other writers; nothing was written by this call, try again"
-        )
-
-    async def _version_floor(self, unreadable: PolicyDataError) -> int:
-        """The version a write over an unreadable value goes above: versions never go back.
-
-        The bad value's own version if it has one, and the newest one in the history: a
-        value with no version would otherwise let a write start again from 1, below what
-        the running stores hold (they would put theirs back).
-        """
-        floor = -1 if unreadable.stored_version is None else unreadable.stored_version
-        try:
-            newest = await self._backend.history(1)
-        except (NotImplementedError, PolicyUnavailableError):
-            return floor
-        return max([floor, *(entry.version for entry in newest)])
+    # -- announcing ----------------------------------------------------------------------
 
     async def _announce(self, event_type: str, payload: dict[str, Any]) -> None:
         """Publish a change; a failed broadcast never undoes the change itself."""
@@ -401,16 +370,3 @@ class PolicyStore(Follower):
             await bus.publish(event_type, payload, trace_id=payload["trace_id"])
         except Exception:
             _log.exception("policy_change_not_broadcast", event_type=event_type)
-
-
-def _nothing_to_build_on(error: PolicyDataError) -> PolicyDataError:
-    """Why a store that never loaded a valid policy refuses to write over an unreadable one."""
-    return PolicyDataError(
-        error.where,
-        error.reason,
-        stored_version=error.stored_version,
-        then="Nothing was written: this store holds no valid policy to build on (it started "
-        "while the value was unreadable), and building on its defaults would reset every "
-        "limit. Running services keep their last valid policy and replace the value on "
-        "their next change; reset() writes the defaults on purpose",
-    )
