@@ -15,9 +15,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bus import EventBus, EventInfo, Transport, current_event
-from .bus._contract_faults import FAULT_CHECKS
-from .tracing import trace_context
+from ..bus import EventBus, EventInfo, Transport, current_event
+from ..tracing import trace_context
+from .faults import FAULT_CHECKS
 
 __all__ = [
     "CHECKS",

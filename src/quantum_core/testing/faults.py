@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..bus import EventBus, current_event
+from ..bus.abilities import backlog_of, dead_letter_store
+from ..bus.dead_letters import REPLAY_FOR
+from ..bus.envelope import decode
+from ..bus.transport import Backlog, Delivery, Subscription, Transport
 from ..errors import TransportError
-from .abilities import backlog_of, dead_letter_store
-from .bus import EventBus
-from .context import current_event
-from .dead_letters import REPLAY_FOR
-from .envelope import decode
-from .transport import Backlog, Delivery, Subscription, Transport
 
 __all__ = ["FAULT_CHECKS"]
 
