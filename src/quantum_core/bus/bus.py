@@ -179,7 +179,7 @@ class EventBus:
                 the event is redelivered (a crash between the handler and the ack): the bus
                 records each completed event id for the group and acknowledges a
                 redelivery of a recorded one unseen. See docs/reliability.md for the window
-                this leaves. Needs a transport that keeps such records (memory, Redis).
+                this leaves. Needs a transport that keeps such records (memory, Redis, NATS).
             idempotency_ttl: Seconds a record is kept (default one day); a redelivery
                 later than that runs the handler again.
         """
@@ -242,9 +242,10 @@ class EventBus:
                 self._consumers.clear()
                 raise NotImplementedError(
                     f"{route.name!r} is subscribed with idempotent=True, but "
-                    f"{type(self._transport).__name__} keeps no handled-records "
-                    "(Subscription.mark_handled/was_handled); use memory:// or redis://, or "
-                    "subscribe without idempotent=True"
+                    f"{type(self._transport).__name__} keeps no handled-records (its "
+                    "subscriptions would implement mark_handled and was_handled, see "
+                    "docs/transports.md); use memory://, redis:// or nats://, or subscribe "
+                    "without idempotent=True"
                 )
             self._consumers.append(
                 Consumer(
