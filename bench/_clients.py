@@ -78,7 +78,7 @@ class Bus:
             await bus.stop()
             await transport.close()
 
-        return send, close, await resp_of(transport._commands)
+        return send, close, await resp_of(transport._state.commands)
 
     @staticmethod
     async def open_consumer(
@@ -97,7 +97,7 @@ class Bus:
             await bus.stop()
             await transport.close()
 
-        return close, await resp_of(transport._commands)
+        return close, await resp_of(transport._state.commands)
 
 
 class Raw:

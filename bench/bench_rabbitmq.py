@@ -32,10 +32,10 @@ import aio_pika
 
 from _clients import PAYLOAD  # the same ~300-byte event as every bench
 from quantum_core import EventBus, configure_logging
-from quantum_core.bus._rabbitmq_history import stream_arguments
-from quantum_core.bus._rabbitmq_names import group_queue, history_stream
 from quantum_core.bus.envelope import Envelope, encode
-from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq.history import stream_arguments
+from quantum_core.transports.rabbitmq.names import group_queue, history_stream
 
 RESULTS = Path(__file__).with_name("results")
 URL = os.environ.get("QUANTUM_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -55,7 +55,7 @@ class Namespace:
         transport = RabbitMQTransport(
             URL, prefix=self.prefix, history_max_bytes=HISTORY_BYTES if self.history else 0
         )
-        transport._declared = self.queues
+        transport._state.declared = self.queues
         return transport
 
     async def raw_topology(

@@ -93,7 +93,7 @@ async def nats_prefix(nats_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def nats_transport_factory(nats_url: str, nats_prefix: str) -> Callable[[], Transport]:
-    from quantum_core.bus.nats_jetstream import NatsJetStreamTransport
+    from quantum_core.transports.nats import NatsJetStreamTransport
 
     return lambda: NatsJetStreamTransport(nats_url, prefix=nats_prefix, ack_wait=ACK_WAIT)
 

@@ -99,14 +99,14 @@ async def rabbitmq_transports(
     Each is closed after the test (again, if the test did): a connection left open would
     be closed with the test's event loop, and aio-pika's close callbacks with it.
     """
-    from quantum_core.bus.rabbitmq import RabbitMQTransport
+    from quantum_core.transports.rabbitmq import RabbitMQTransport
 
     declared = _DECLARED[rabbitmq_prefix]
     made: list[RabbitMQTransport] = []
 
     def make(**options: object) -> RabbitMQTransport:
         transport = RabbitMQTransport(amqp_url, prefix=rabbitmq_prefix, **options)  # type: ignore[arg-type]
-        transport._declared = declared  # shared: one set for the whole test
+        transport._state.declared = declared  # shared: one set for the whole test
         made.append(transport)
         return transport
 

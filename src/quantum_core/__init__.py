@@ -17,8 +17,6 @@ from .bus import (
     EventHandler,
     EventInfo,
     HandlerTimeoutError,
-    MemoryTransport,
-    RedisStreamsTransport,
     Subscription,
     SubscriptionStats,
     Transport,
@@ -66,14 +64,16 @@ from .runtime import (
     shutdown_policy_store,
 )
 from .tracing import TraceContext, trace_context
+from .transports.memory import MemoryTransport
+from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
-    from .bus.nats_jetstream import NatsJetStreamTransport
-    from .bus.rabbitmq import RabbitMQTransport
+    from .transports.nats import NatsJetStreamTransport
+    from .transports.rabbitmq import RabbitMQTransport
 
 _LAZY = {
-    "NatsJetStreamTransport": ".bus.nats_jetstream",
-    "RabbitMQTransport": ".bus.rabbitmq",
+    "NatsJetStreamTransport": ".transports.nats",
+    "RabbitMQTransport": ".transports.rabbitmq",
 }
 
 __all__ = [

@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from _serve import serve_until_sigterm
 
 from quantum_core import configure_logging
-from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 
 async def main(amqp_url: str, prefix: str, redis_url: str) -> None:

@@ -12,8 +12,8 @@ from collections import Counter
 from _rabbitmq_server import RabbitMQServer
 
 from quantum_core import EventBus
-from quantum_core.bus.rabbitmq import RabbitMQTransport
 from quantum_core.errors import TransportError
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 BEFORE, DURING, AFTER = 200, 300, 200
 

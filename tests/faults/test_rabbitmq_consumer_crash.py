@@ -13,8 +13,8 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from quantum_core import EventBus
-from quantum_core.bus._rabbitmq_names import group_queue, history_stream
-from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq.names import group_queue, history_stream
 
 EVENTS = 5_000
 CONSUMER = Path(__file__).with_name("_rabbitmq_consumer.py")

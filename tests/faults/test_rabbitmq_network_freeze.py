@@ -16,7 +16,7 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, TransportError
-from quantum_core.bus.rabbitmq import RabbitMQTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 HEARTBEAT = 1
 # aiormq's detection ((heartbeat + 1) x 3, checked every second), a reconnect (1 s), the bus's
@@ -52,7 +52,7 @@ async def test_a_consumer_on_a_frozen_connection_resumes_on_a_new_one(
     with FreezableProxy(urlsplit(amqp_url).port or 5672) as proxy:
         url = _through(amqp_url, proxy, f"prefix={rabbitmq_prefix}&heartbeat={HEARTBEAT}")
         transport = RabbitMQTransport(url)
-        transport._declared = rabbitmq_declared  # the fixture deletes its queues
+        transport._state.declared = rabbitmq_declared  # the fixture deletes its queues
         consumer = EventBus(transport, service_name="execution", stop_timeout=1.0)
         consumer.subscribe("orders", handle, name="handle")
         publisher = EventBus(rabbitmq_transports(), service_name="risk")
@@ -80,7 +80,7 @@ async def test_stats_publish_and_stop_are_bounded_while_frozen(
         query = f"prefix={rabbitmq_prefix}&heartbeat=600&publish_timeout={REPLY_WAIT}"
         url = _through(amqp_url, proxy, query)
         transport = RabbitMQTransport(url)
-        transport._declared = rabbitmq_declared
+        transport._state.declared = rabbitmq_declared
         consumer = EventBus(transport, service_name="execution", stop_timeout=1.0)
 
         async def handle(payload: dict) -> None:

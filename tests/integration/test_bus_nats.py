@@ -20,6 +20,7 @@ from quantum_core import (
     TransportError,
     transport_from_url,
 )
+from quantum_core.bus.abilities import HandledRecords
 from quantum_core.bus.envelope import encode_events
 from quantum_core.testing import EventRecorder
 
@@ -204,7 +205,7 @@ async def test_a_client_passed_in_is_not_closed(nats_url, nats_prefix):
 async def test_the_transport_closes_the_connection_it_opened(make):
     transport = make()
     await transport.ping()
-    client = transport._client
+    client = transport._state.client
     await transport.close()
     assert client.is_closed
 
@@ -363,10 +364,10 @@ async def test_dead_letters_are_deduplicated_and_read_by_sequence(make, js, nats
         (delivery,) = await subscription.fetch(1, 1.0)
         # As after a crash between storing the record and acking the message: the same
         # message is dead-lettered twice, and stored once.
-        await transport.publish_dead_letter(
+        await transport._state.publish_dead_letter(
             "orders", b'{"n": 1}', f"g:{delivery.receipt.metadata.sequence.stream}:x"
         )
-        await transport.publish_dead_letter(
+        await transport._state.publish_dead_letter(
             "orders", b'{"n": 1}', f"g:{delivery.receipt.metadata.sequence.stream}:x"
         )
         await subscription.dead_letter(delivery, b'{"n": 2}')
@@ -437,7 +438,7 @@ async def test_handled_records_live_in_a_kv_bucket(make, js, nats_prefix):
     subscription = await transport.subscribe("orders", group="svc:handle", consumer="c")
     other = await transport.subscribe("orders", group="svc:other", consumer="c")
     try:
-        assert subscription.records_handled
+        assert isinstance(subscription, HandledRecords)
         assert not await subscription.was_handled("e1")  # no bucket yet
         await subscription.mark_handled(["e1", "odd id/with.dots"], ttl=60)
         assert await subscription.was_handled("e1")

@@ -14,8 +14,8 @@ import aio_pika
 import pytest
 
 from quantum_core import EventBus, TransportError, transport_from_url
-from quantum_core.bus.rabbitmq import RabbitMQTransport
 from quantum_core.testing import EventRecorder
+from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
 
@@ -31,10 +31,10 @@ def test_url_options_reach_the_transport():
     assert isinstance(transport, RabbitMQTransport)
     assert transport.prefix == "trading"
     assert not transport.keeps_history
-    assert transport._dead_letter_max == 10
+    assert transport._state.settings.dead_letter_max == 10
     assert transport.publish_timeout == 2.5
     assert RabbitMQTransport("amqp://localhost/").publish_timeout == 5.0
-    assert transport._url == "amqp://guest:guest@127.0.0.1:5672/?heartbeat=30"
+    assert transport._state.url == "amqp://guest:guest@127.0.0.1:5672/?heartbeat=30"
 
 
 def test_keyword_arguments_win_over_url_options():
@@ -137,7 +137,7 @@ async def test_bus_on_an_amqp_url_retries_dead_letters_and_replays(
     publisher = EventBus(url, service_name="risk")
     try:
         await consumer.start()
-        rabbitmq_declared.update(consumer.transport._declared)  # type: ignore[attr-defined]
+        rabbitmq_declared.update(consumer.transport._state.declared)  # type: ignore[attr-defined]
         bad = await publisher.publish("orders", {"n": 1})
         await publisher.publish_many("orders", [{"n": 2}, {"n": 3}])
         for _ in range(500):
@@ -164,8 +164,8 @@ async def test_bus_on_an_amqp_url_retries_dead_letters_and_replays(
     finally:
         await consumer.stop()
         await publisher.stop()
-        rabbitmq_declared.update(publisher.transport._declared)  # type: ignore[attr-defined]
-        rabbitmq_declared.update(consumer.transport._declared)  # type: ignore[attr-defined]
+        rabbitmq_declared.update(publisher.transport._state.declared)  # type: ignore[attr-defined]
+        rabbitmq_declared.update(consumer.transport._state.declared)  # type: ignore[attr-defined]
 
 
 async def test_ping_and_a_given_connection_stays_open(amqp_url, rabbitmq_prefix):
@@ -214,7 +214,7 @@ async def test_a_record_stored_twice_for_one_message_shows_once(rabbitmq_transpo
     transport = rabbitmq_transports()
     for record in (b"first", b"again", b"other"):
         origin = "svc:h|m-1" if record != b"other" else "svc:h|m-2"
-        await transport._store_dead_letter("orders", record, origin)
+        await transport._state.store_dead_letter("orders", record, origin)
     letters = await transport.read_dead_letters("orders", 10)
     assert [record for _, record in letters] == [b"first", b"other"]
     assert await transport.read_dead_letters("orders", 10, start=letters[1][0]) == [letters[1]]
@@ -259,14 +259,14 @@ def test_missing_extra_names_it():
 async def test_a_deleted_group_queue_is_recreated_from_the_history(
     amqp_url, rabbitmq_transports, rabbitmq_prefix, rabbitmq_declared
 ):
-    from quantum_core.bus._rabbitmq_names import group_queue
+    from quantum_core.transports.rabbitmq.names import group_queue
 
     recorder = EventRecorder()
     # aio-pika acts on a consumer the broker cancelled at once when its connection's
     # reconnect loop is idle, which is after reconnect_interval (5 s by default): the
     # state of any consumer running for a while, reached here in 0.1 s.
     consuming = RabbitMQTransport(f"{amqp_url}?reconnect_interval=0.1", prefix=rabbitmq_prefix)
-    consuming._declared = rabbitmq_declared
+    consuming._state.declared = rabbitmq_declared
     bus = EventBus(consuming, service_name="svc")
     bus.subscribe("orders", recorder, name="h")
     publisher = EventBus(rabbitmq_transports(), service_name="pub")
@@ -360,7 +360,7 @@ async def test_publishing_goes_on_after_the_broker_closes_the_channel(rabbitmq_t
     transport = rabbitmq_transports(history_max_bytes=0)
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
     await transport.publish("orders", [b"before"])
-    await _close_by_channel_error((await transport._publisher())[0])
+    await _close_by_channel_error((await transport._state.publisher())[0])
     sent = [f"after-{n}".encode() for n in range(count)]
     await transport.publish("orders", sent)
     assert await _receive(subscription, 1 + count) == [b"before", *sent]
@@ -369,7 +369,7 @@ async def test_publishing_goes_on_after_the_broker_closes_the_channel(rabbitmq_t
 async def test_a_batch_the_channel_closed_under_goes_again(rabbitmq_transports):
     transport = rabbitmq_transports(history_max_bytes=0)
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
-    channel, _ = await transport._publisher()
+    channel, _ = await transport._state.publisher()
     sent = [f"m-{n}".encode() for n in range(500)]
     await asyncio.gather(transport.publish("orders", sent), _close_by_channel_error(channel))
     assert channel.is_closed
@@ -453,10 +453,13 @@ async def test_a_silent_connection_is_noticed_within_seconds(
     # aiormq's default is 60 s, given up after (60 + 1) x 3 s: three minutes of a consumer
     # behind a frozen network path that hears nothing (tests/faults/*network_freeze*).
     transport = RabbitMQTransport(f"{amqp_url}?prefix={rabbitmq_prefix}{query}")
-    transport._declared = rabbitmq_declared
+    transport._state.declared = rabbitmq_declared
     try:
         await transport.publish("orders", [b"opens the publishing connection"])
-        assert await _heartbeat_seen_by_broker(transport._connection_name("publish")) == heartbeat
+        assert (
+            await _heartbeat_seen_by_broker(transport._state.connection_name("publish"))
+            == heartbeat
+        )
     finally:
         await transport.close()
 
@@ -467,7 +470,7 @@ async def test_publishing_goes_on_after_the_broker_closes_the_connection(rabbitm
     transport = rabbitmq_transports(history_max_bytes=0)
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
     await transport.publish("orders", [b"before"])
-    await _close_connection_by_broker(transport._connection_name("publish"))
+    await _close_connection_by_broker(transport._state.connection_name("publish"))
     sent = [f"after-{n}".encode() for n in range(50)]
     await transport.publish("orders", sent)
     assert await _receive(subscription, 1 + len(sent)) == [b"before", *sent]
@@ -491,7 +494,7 @@ async def test_a_stream_of_batches_outlives_the_broker_closing_the_connection(
             batch = batch + 1 if closed.is_set() else 0
 
     async def close() -> None:
-        await _close_connection_by_broker(transport._connection_name("publish"))
+        await _close_connection_by_broker(transport._state.connection_name("publish"))
         closed.set()
 
     await asyncio.gather(publish_until_after_the_close(), close())
@@ -507,7 +510,7 @@ async def test_a_consumer_goes_on_after_losing_its_channel(rabbitmq_transports, 
     if closed_by == "channel error":
         await _close_by_channel_error(subscription._channel)
     else:
-        await _close_connection_by_broker(transport._connection_name("consume"))
+        await _close_connection_by_broker(transport._state.connection_name("consume"))
     await transport.publish("orders", [b"after"])
     received: list[bytes] = []
     async with asyncio.timeout(15):

@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 
 from quantum_core import DeliveryGoneError, EventBus, TransportError
-from quantum_core.bus._rabbitmq_names import dead_letter_queue
+from quantum_core.transports.rabbitmq.names import dead_letter_queue
 
 
 async def _one(*subscriptions, timeout: float = 10.0):

@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio as redis
 
 from quantum_core import EventBus, RedisStreamsTransport
-from quantum_core.bus._redis_parser import WholeReplyParser
+from quantum_core.transports.redis.parser import WholeReplyParser
 
 
 @pytest.mark.parametrize("protocol", [2, 3])

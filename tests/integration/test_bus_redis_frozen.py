@@ -13,8 +13,8 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, RedisStreamsTransport, TransportError
-from quantum_core.bus.redis_streams import COMMAND_BUDGET, COMMAND_TIMEOUT
 from quantum_core.testing import EventRecorder
+from quantum_core.transports.redis import COMMAND_BUDGET, COMMAND_TIMEOUT
 
 TOPIC = "orders"
 # One command: its timeout, a retry on a new connection, a little scheduling noise.

@@ -40,7 +40,7 @@ def test_the_fast_path_is_on_only_for_the_tested_range(monkeypatch, log_lines, v
 async def test_an_untested_redis_py_gets_redis_py_s_own_parser_and_the_bus_works(
     untested_redis_py, transports, client
 ):
-    from quantum_core.bus._redis_parser import WholeReplyParser
+    from quantum_core.transports.redis.parser import WholeReplyParser
 
     transport = transports()
     assert transport.fast_path is False
@@ -52,8 +52,8 @@ async def test_an_untested_redis_py_gets_redis_py_s_own_parser_and_the_bus_works
         await bus.publish("t.public", {"n": 150})
         await recorder.wait_for(151)
         for pool in (
-            transport._commands.connection_pool,
-            *(r.connection_pool for r in transport._readers),
+            transport._state.commands.connection_pool,
+            *(r.connection_pool for r in transport._state.readers),
         ):
             assert pool.connection_kwargs.get("parser_class") is not WholeReplyParser
         (group,) = await client.xinfo_groups(transport.stream_key("t.public"))

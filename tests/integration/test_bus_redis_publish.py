@@ -136,7 +136,7 @@ async def test_a_dropped_connection_is_reconnected_and_nothing_is_lost(client, t
     transport = transports()
     bus = EventBus(transport, service_name="pub")
     await bus.publish("t.drop", {"n": 0})
-    own = await transport._commands.client_id()  # the pool's one connection, the publisher's
+    own = await transport._state.commands.client_id()  # the pool's one connection, the publisher's
     assert await client.client_kill_filter(_id=own) == 1
     await bus.publish_many("t.drop", [{"n": n} for n in range(1, 4)])
     payloads = await _payloads(client, transport.stream_key("t.drop"))
@@ -158,9 +158,9 @@ async def test_a_parser_of_the_users_own_is_kept_and_still_works(redis_url, redi
         with pytest.raises(TransportError, match="WRONGTYPE"):
             await bus.publish("not.a.stream", {"n": 3})
         await bus.publish("t.custom", {"n": 4})  # the connection is still in step
-        connection = await transport._commands.connection_pool.get_connection()
+        connection = await transport._state.commands.connection_pool.get_connection()
         assert type(connection._parser) is custom
-        await transport._commands.connection_pool.release(connection)
+        await transport._state.commands.connection_pool.release(connection)
     assert [p["n"] for p in await _payloads(client, transport.stream_key("t.custom"))] == [1, 2, 4]
     await user.aclose()
 
@@ -169,11 +169,11 @@ async def test_the_bus_parses_replies_with_its_own_parser(transports):
     from redis.asyncio.connection import DefaultParser
     from redis.utils import HIREDIS_AVAILABLE
 
-    from quantum_core.bus._redis_parser import WholeReplyParser
+    from quantum_core.transports.redis.parser import WholeReplyParser
 
     transport = transports()
     await EventBus(transport, service_name="pub").publish("t.x", {"n": 1})
-    pool = transport._commands.connection_pool
+    pool = transport._state.commands.connection_pool
     connection = await pool.get_connection()
     try:  # redis-py keeps the parser in ``_parser``: a rename there must fail here, loudly
         chosen = pool.connection_kwargs.get("parser_class", DefaultParser)

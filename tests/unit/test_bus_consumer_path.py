@@ -1,4 +1,4 @@
-"""The lean XREADGROUP path (``_redis_reader.py``): whole-reply RESP parsing, raw entries."""
+"""The lean XREADGROUP path (``redis/reader.py``): whole-reply RESP parsing, raw entries."""
 
 import asyncio
 import itertools
@@ -17,8 +17,8 @@ from redis.exceptions import InvalidResponse, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from quantum_core import EventBus, MemoryTransport, current_event, trace_context
-from quantum_core.bus._redis_parser import WholeReplyParser
-from quantum_core.bus._redis_reader import lean_reader, stream_entries
+from quantum_core.transports.redis.parser import WholeReplyParser
+from quantum_core.transports.redis.reader import lean_reader, stream_entries
 
 
 async def _eventually(predicate, timeout=3.0):

@@ -447,8 +447,8 @@ async def test_a_malformed_entry_is_dead_lettered_counted_and_cannot_be_replayed
 
 async def test_records_that_are_not_ours_are_listed_as_unreadable():
     transport = MemoryTransport()
-    transport._set_aside("t.x", b"not json at all")
-    transport._set_aside("t.x", b'{"handler": 5, "attempts": "three"}')
+    transport._dead_letters.set_aside("t.x", b"not json at all")
+    transport._dead_letters.set_aside("t.x", b'{"handler": 5, "attempts": "three"}')
     bus = EventBus(transport, service_name="svc")
     first, second = await bus.dead_letters("t.x")
     assert (first.error_type, first.original) == ("UnreadableDeadLetter", "not json at all")
@@ -459,7 +459,7 @@ async def test_records_that_are_not_ours_are_listed_as_unreadable():
 async def test_memory_dead_letters_are_bounded_like_a_broker():
     transport = MemoryTransport(max_backlog=3)
     for n in range(5):
-        transport._set_aside("t.x", f'{{"error": "{n}"}}'.encode())
+        transport._dead_letters.set_aside("t.x", f'{{"error": "{n}"}}'.encode())
     bus = EventBus(transport, service_name="svc")
     assert [d.error for d in await bus.dead_letters("t.x")] == ["2", "3", "4"]
 

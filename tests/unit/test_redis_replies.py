@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from redis._parsers.encoders import Encoder
 from redis.exceptions import ResponseError
 
-from quantum_core.bus._redis_parser import WholeReplyParser
+from quantum_core.transports.redis.parser import WholeReplyParser
 
 _reply = st.one_of(
     st.binary(max_size=300).map(lambda b: ("bulk", b)),

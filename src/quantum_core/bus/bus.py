@@ -27,11 +27,13 @@ from ._checks import (
     key_function,
 )
 from ._retry import RetryPolicy
+from .abilities import backlog_of, dead_letter_store, handled_records
 from .dead_letters import DeadLetter, describe_error, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
 from .envelope import encode_events, validate_event_type
+from .registry import resolve_transport
 from .stats import SubscriptionStats
-from .transport import Backlog, Transport, resolve_transport
+from .transport import Backlog, Transport
 
 __all__ = ["EventBus", "EventHandler"]
 
@@ -177,7 +179,7 @@ class EventBus:
                 the event is redelivered (a crash between the handler and the ack): the bus
                 records each completed event id for the group and acknowledges a
                 redelivery of a recorded one unseen. See docs/reliability.md for the window
-                this leaves. Needs a transport that keeps such records (memory, Redis).
+                this leaves. Needs a transport that keeps such records (memory, Redis, NATS).
             idempotency_ttl: Seconds a record is kept (default one day); a redelivery
                 later than that runs the handler again.
         """
@@ -234,15 +236,16 @@ class EventBus:
                 consumer=self._consumer,
                 from_beginning=route.from_beginning,
             )
-            if route.idempotency_ttl is not None and not subscription.records_handled:
+            if route.idempotency_ttl is not None and handled_records(subscription) is None:
                 for opened in [subscription, *(c.subscription for c in self._consumers)]:
                     await opened.close()
                 self._consumers.clear()
                 raise NotImplementedError(
                     f"{route.name!r} is subscribed with idempotent=True, but "
-                    f"{type(self._transport).__name__} keeps no handled-records "
-                    "(Subscription.mark_handled/was_handled); use memory:// or redis://, or "
-                    "subscribe without idempotent=True"
+                    f"{type(self._transport).__name__} keeps no handled-records (its "
+                    "subscriptions would implement mark_handled and was_handled, see "
+                    "docs/transports.md); use memory://, redis:// or nats://, or subscribe "
+                    "without idempotent=True"
                 )
             self._consumers.append(
                 Consumer(
@@ -339,7 +342,7 @@ class EventBus:
     async def backlog(self) -> dict[str, Backlog]:
         """Return pending and lag per running subscription, keyed ``"<event type> -> <name>"``."""
         consumers = list(self._consumers)
-        backlogs = await asyncio.gather(*(c.subscription.backlog() for c in consumers))
+        backlogs = await asyncio.gather(*(backlog_of(c.subscription) for c in consumers))
         return {
             f"{c.route.event_type} -> {c.route.name}": backlog
             for c, backlog in zip(consumers, backlogs, strict=True)
@@ -354,7 +357,7 @@ class EventBus:
         consumers = list(self._consumers)
         # Asked together: on a broker in trouble, each backlog read waits its own bound.
         backlogs = await asyncio.gather(
-            *(c.subscription.backlog() for c in consumers), return_exceptions=True
+            *(backlog_of(c.subscription) for c in consumers), return_exceptions=True
         )
         result: dict[str, SubscriptionStats] = {}
         for consumer, backlog in zip(consumers, backlogs, strict=True):
@@ -406,7 +409,8 @@ class EventBus:
     async def purge_dead_letters(self, event_type: str) -> int:
         """Delete every dead letter of ``event_type`` (of every service); return how many."""
         validate_event_type(event_type)
-        return await self._transport.delete_dead_letters(event_type, None)
+        store = dead_letter_store(self._transport, doing="delete its dead letters")
+        return await store.delete_dead_letters(event_type, None)
 
     async def __aenter__(self) -> Self:
         await self.start()

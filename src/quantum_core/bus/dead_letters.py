@@ -25,6 +25,7 @@ import pydantic_core
 
 from ..errors import TransportError
 from ..logs import get_logger
+from .abilities import DeadLetterRestore, dead_letter_store
 from .envelope import Envelope, decode, encode, publish_time
 from .transport import Transport
 
@@ -161,8 +162,9 @@ async def read_dead_letters(
     transport: Transport, topic: str, limit: int, after: str | None
 ) -> list[DeadLetter]:
     """Up to ``limit`` dead letters of ``topic``, oldest first, after the id ``after``."""
+    store = dead_letter_store(transport, doing="give its dead letters back")
     extra = 0 if after is None else 1  # the transport's start is inclusive
-    found = await transport.read_dead_letters(topic, limit + extra, start=after)
+    found = await store.read_dead_letters(topic, limit + extra, start=after)
     if after is not None and found and found[0][0] == after:
         found = found[1:]
     return [parse_dead_letter(letter_id, record, topic) for letter_id, record in found[:limit]]
@@ -178,7 +180,8 @@ async def replay_dead_letter(transport: Transport, topic: str, letter_id: str) -
     window. A transport that cannot store a record again is replayed the old way
     (publish, then delete), where two replays may both publish.
     """
-    found = await transport.read_dead_letters(topic, 1, start=letter_id)
+    store = dead_letter_store(transport, doing="give its dead letters back")
+    found = await store.read_dead_letters(topic, 1, start=letter_id)
     if not found or found[0][0] != letter_id:
         raise LookupError(
             f"no dead letter {letter_id!r} for {topic!r}; list them with "
@@ -197,11 +200,11 @@ async def replay_dead_letter(transport: Transport, topic: str, letter_id: str) -
     if letter.service and letter.handler:
         headers[REPLAY_FOR] = f"{letter.service}:{letter.handler}"
     data = encode(dataclasses.replace(envelope, headers=headers))
-    if type(transport).restore_dead_letter is Transport.restore_dead_letter:
+    if not isinstance(transport, DeadLetterRestore):
         await transport.publish(topic, (data,))  # a crash between the two replays twice
-        await transport.delete_dead_letters(topic, (letter_id,))
+        await store.delete_dead_letters(topic, (letter_id,))
         return envelope.id
-    if not await transport.delete_dead_letters(topic, (letter_id,)):
+    if not await store.delete_dead_letters(topic, (letter_id,)):
         raise LookupError(
             f"dead letter {letter_id!r} of {topic!r} was replayed or purged meanwhile"
         )
@@ -214,7 +217,7 @@ async def replay_dead_letter(transport: Transport, topic: str, letter_id: str) -
 
 
 async def _put_back(
-    transport: Transport, topic: str, letter_id: str, record: bytes, error: BaseException
+    transport: DeadLetterRestore, topic: str, letter_id: str, record: bytes, error: BaseException
 ) -> None:
     """Store a claimed dead letter again after its replay failed; log it whole if that fails."""
     try:

@@ -49,6 +49,7 @@ from ._deadlines import Deadlines
 from ._limit import Limit
 from ._outage import Outage
 from ._retry import RetryPolicy, call_handler
+from .abilities import HandledRecords, handled_records
 from .context import enter_event
 from .dead_letters import REPLAY_FOR, dead_letter_record, describe_error
 from .envelope import Envelope, decode
@@ -107,6 +108,8 @@ class Consumer:
     ) -> None:
         self.route = route
         self.subscription = subscription
+        # Checked by EventBus.start() for an idempotent route; looked up once, not per event.
+        self._records = handled_records(subscription)
         self.group = f"{service_name}:{route.name}"
         self.counters = Counters()
         self._service_name = service_name
@@ -427,7 +430,7 @@ class Consumer:
             error: BaseException | None = None
             if not checked:  # an unreachable record store fails the attempt, like the handler
                 try:
-                    seen = await self.subscription.was_handled(envelope.id)
+                    seen = await self._handled_records().was_handled(envelope.id)
                 except Exception as exc:
                     error = exc
                 else:
@@ -517,11 +520,16 @@ class Consumer:
     async def _record_handled(self, envelope: Envelope, ttl: float) -> None:
         """For an idempotent route: remember the handler completed, before acknowledging."""
         try:
-            await self.subscription.mark_handled((envelope.id,), ttl)
+            await self._handled_records().mark_handled((envelope.id,), ttl)
         except Exception:  # acknowledged anyway: only a crash before the ack would rerun it
             _log.exception(
                 "event_handled_record_failed", handler=self.route.name, event_id=envelope.id
             )
+
+    def _handled_records(self) -> HandledRecords:
+        if self._records is None:  # EventBus.start() refuses an idempotent route without
+            raise TypeError(f"{type(self.subscription).__name__} keeps no handled-records")
+        return self._records
 
     async def _skip_duplicate(self, delivery: Delivery, envelope: Envelope) -> None:
         self.counters.skipped_duplicates += 1

@@ -22,8 +22,9 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from .._checks import check_name
 from .._redaction import redact_text
-from ..bus import EventBus, RedisStreamsTransport
+from ..bus import EventBus
 from ..health._secrets import Scrubber
+from ..transports.redis import RedisStreamsTransport
 
 __all__ = [
     "DEFAULT_PREFIX",

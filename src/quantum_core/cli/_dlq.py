@@ -23,6 +23,7 @@ import sys
 
 from .._redaction import redact, redact_text
 from ..bus import DeadLetter
+from ..bus.abilities import dead_letter_store
 from ..bus.dead_letters import parse_dead_letter
 from ..bus.envelope import validate_event_type
 from ._arguments import Commands, count_option
@@ -122,7 +123,8 @@ def _masked_original(original: str) -> str:
 async def _letter(context: Context, event_type: str, letter_id: str) -> DeadLetter:
     await _known(context, event_type)
     bus = await context.bus()
-    found = await bus.transport.read_dead_letters(event_type, 1, start=letter_id)
+    store = dead_letter_store(bus.transport, doing="give its dead letters back")
+    found = await store.read_dead_letters(event_type, 1, start=letter_id)
     if not found or found[0][0] != letter_id:
         raise CliError(
             f"no dead letter {letter_id!r} of {event_type!r}; "

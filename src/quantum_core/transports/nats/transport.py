@@ -25,43 +25,35 @@ goes to another replica, with its delivery count (``num_delivered``) raised. A l
 consumer sends an in-progress ack (``+WPI``) for what it holds every third of ``ack_wait``,
 so a slow handler or a retry wait is never mistaken for a dead consumer; a subscription
 that closes hands back what it still holds at once (NAK).
+
+Names: ``names.py``; URL options: ``url.py``; the connection: ``connection.py``; what the
+transport and its subscriptions share (connection, streams, consumers): ``state.py``; dead
+letters: ``dead_letters.py``; handled-records: ``handled.py``; acked publishes:
+``publisher.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 from collections.abc import Sequence
 
-from ..errors import TransportError
-from ..logs import get_logger
-from .transport import Subscription, Transport, register_transport
+from ...bus.registry import register_transport
+from ...bus.transport import Subscription, Transport
+from ...errors import TransportError
+from .names import PREFIX_PATTERN, Names
+from .url import parse_nats_url, redact_server
 
 try:
     import nats.errors
     import nats.js.errors
     from nats.aio.client import Client
-    from nats.js import JetStreamContext, api
+    from nats.js import api
 
-    from ._nats_records import (
-        STREAM_CONFIG_DIFFERS,
-        HandledRecords,
-        delete_dead_letters,
-        read_dead_letters,
-    )
-    from ._nats_subscription import NatsSubscription
-    from ._nats_support import (
-        PREFIX_PATTERN,
-        AckedPublisher,
-        Liveness,
-        Names,
-        connect,
-        is_not_found,
-        parse_nats_url,
-        redact_server,
-        sequence_id,
-    )
+    from .connection import Liveness
+    from .dead_letters import delete_dead_letters, read_dead_letters, sequence_id
+    from .state import NatsState, StreamSettings
+    from .subscription import NatsSubscription
 except ModuleNotFoundError as exc:  # the nats extra is not installed
     if not (exc.name or "").startswith("nats"):
         raise
@@ -71,13 +63,10 @@ else:
 
 __all__ = ["NatsJetStreamTransport"]
 
-_log = get_logger("quantum_core.bus.nats")
 _MISSING_EXTRA = (
     "the NATS JetStream transport needs nats-py, which is not installed: "
     "pip install 'quantum-core[nats]'"
 )
-_DEAD_LETTER_DEDUP_WINDOW = 3600.0
-"""Seconds JetStream remembers a dead letter's ``Nats-Msg-Id`` (see ``dead_letter``)."""
 
 
 class NatsJetStreamTransport(Transport):
@@ -151,61 +140,63 @@ class NatsJetStreamTransport(Transport):
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if storage not in ("file", "memory"):
             raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
-        self.prefix = prefix
-        self.names = Names(prefix)
-        self.ack_wait = float(ack_wait)
-        self.max_ack_pending = max_ack_pending
-        self._maxlen = maxlen
-        self._max_age = max_age
-        self._dead_letter_maxlen = dead_letter_maxlen
-        self._storage = api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY
-        self._replicas = replicas
-        self.publish_timeout = float(publish_timeout)
-        self.liveness = Liveness(float(ping_interval), max_outstanding_pings)
         if isinstance(client, str):
-            self._servers: list[str] | None = parse_nats_url(client).servers
-            self._client: Client | None = None
+            servers: list[str] | None = parse_nats_url(client).servers
+            given: Client | None = None
         elif isinstance(client, Client):
-            self._servers = None
-            self._client = client
+            servers, given = None, client
         else:
             raise TypeError(
                 "NatsJetStreamTransport takes a nats:// URL or a connected "
                 f"nats.aio.client.Client, got {type(client).__name__}"
             )
-        self._owns_client = self._servers is not None
-        self._js: JetStreamContext | None = None
-        self._publisher: AckedPublisher | None = None
-        self._opening = asyncio.Lock()
-        self._closed = False
-        self._stream_ready = False
-        self._dead_stream_ready = False
-        self._handled = HandledRecords(self.names, self._storage, replicas)
-        self._subscriptions: set[NatsSubscription] = set()
+        self.prefix = prefix
+        self.names = Names(prefix)
+        self.ack_wait = float(ack_wait)
+        self.max_ack_pending = max_ack_pending
+        self.publish_timeout = float(publish_timeout)
+        self.liveness = Liveness(float(ping_interval), max_outstanding_pings)
+        settings = StreamSettings(
+            ack_wait=self.ack_wait,
+            max_ack_pending=max_ack_pending,
+            maxlen=maxlen,
+            max_age=max_age,
+            dead_letter_maxlen=dead_letter_maxlen,
+            storage=api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY,
+            replicas=replicas,
+        )
+        self._state = NatsState(
+            self.names,
+            settings,
+            servers=servers,
+            client=given,
+            publish_timeout=self.publish_timeout,
+            liveness=self.liveness,
+        )
 
     def __repr__(self) -> str:
+        servers = self._state.servers
         where = (
-            [redact_server(server) for server in self._servers]
-            if self._servers is not None
+            [redact_server(server) for server in servers]
+            if servers is not None
             else "a client it was given"
         )
         return f"<NatsJetStreamTransport servers={where} prefix={self.prefix!r}>"
-
-    # -- publishing -----------------------------------------------------------------------
 
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Publish every message and return once JetStream acknowledged storing each one."""
         if not messages:
             return
         subject = self.names.subject(topic)
+        state = self._state
         try:
-            publisher = await self._ready_publisher()
-            await self.ensure_stream()
+            publisher = await state.ready_publisher()
+            await state.ensure_stream()
             try:
                 await publisher.publish(subject, messages)
             except nats.js.errors.NoStreamResponseError:  # the stream was lost: make it again
-                self._stream_ready = False
-                await self.ensure_stream()
+                state.stream_lost()
+                await state.ensure_stream()
                 await publisher.publish(subject, messages)
         except TimeoutError:
             raise TransportError(
@@ -215,119 +206,29 @@ class NatsJetStreamTransport(Transport):
         except (nats.errors.Error, OSError) as exc:
             raise TransportError(f"could not publish to {subject!r}: {exc}") from exc
 
-    # -- subscribing ----------------------------------------------------------------------
-
     async def subscribe(
         self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
     ) -> Subscription:
         """Create the group's durable consumer if needed, and a subscription pulling from it."""
-        client = await self._ready_client()
-        js = await self._ready_js()
+        state = self._state
+        client = await state.ready_client()
+        js = await state.ready_js()
         durable = self.names.durable(topic, group)
         try:
-            await self.ensure_stream()
-            info = await self.ensure_consumer(topic, group, from_beginning=from_beginning)
+            await state.ensure_stream()
+            info = await state.ensure_consumer(topic, group, from_beginning=from_beginning)
         except nats.errors.Error as exc:
             raise TransportError(f"could not create consumer {durable!r}: {exc}") from exc
         ack_wait = info.config.ack_wait or self.ack_wait
-        subscription = NatsSubscription(self, client, js, topic, group, durable, ack_wait)
+        subscription = NatsSubscription(state, client, js, topic, group, durable, ack_wait)
         await subscription.start()
-        self._subscriptions.add(subscription)
+        state.subscriptions.add(subscription)
         return subscription
-
-    async def ensure_consumer(
-        self, topic: str, group: str, *, from_beginning: bool, recreate: bool = False
-    ) -> api.ConsumerInfo:
-        """Return the group's consumer, creating it (at the end, or the start) if missing.
-
-        An existing consumer goes on where it was, with the settings it has.
-        """
-        js = await self._ready_js()
-        durable = self.names.durable(topic, group)
-        if not recreate:
-            try:
-                info: api.ConsumerInfo = await js.consumer_info(self.names.stream, durable)
-                return info
-            except nats.js.errors.NotFoundError as exc:
-                if not is_not_found(exc):
-                    raise
-        config = api.ConsumerConfig(
-            name=durable,
-            durable_name=durable,
-            description=f"quantum_core group {group!r} on {topic!r}",
-            deliver_policy=api.DeliverPolicy.ALL if from_beginning else api.DeliverPolicy.NEW,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
-            max_deliver=-1,  # the bus counts attempts and dead-letters; JetStream never drops
-            filter_subject=self.names.subject(topic),
-            max_ack_pending=self.max_ack_pending,
-        )
-        return await js.add_consumer(self.names.stream, config)
-
-    async def ensure_stream(self) -> None:
-        """Create the event stream if it does not exist (once per transport, or when lost)."""
-        if self._stream_ready:
-            return
-        config = api.StreamConfig(
-            name=self.names.stream,
-            description="quantum_core events",
-            subjects=[f"{self.prefix}.events.>"],
-            retention=api.RetentionPolicy.LIMITS,
-            discard=api.DiscardPolicy.OLD,
-            max_msgs_per_subject=-1 if self._maxlen is None else self._maxlen,
-            max_age=self._max_age,
-            storage=self._storage,
-            num_replicas=self._replicas,
-        )
-        await self._add_stream(config)
-        self._stream_ready = True
-
-    async def ensure_dead_letter_stream(self) -> None:
-        """Create the dead-letter stream if it does not exist."""
-        if self._dead_stream_ready:
-            return
-        config = api.StreamConfig(
-            name=self.names.dead_stream,
-            description="quantum_core dead letters",
-            subjects=[f"{self.prefix}.dead.>"],
-            retention=api.RetentionPolicy.LIMITS,
-            discard=api.DiscardPolicy.OLD,
-            max_msgs_per_subject=self._dead_letter_maxlen,
-            duplicate_window=_DEAD_LETTER_DEDUP_WINDOW,
-            storage=self._storage,
-            num_replicas=self._replicas,
-        )
-        await self._add_stream(config)
-        self._dead_stream_ready = True
-
-    async def _add_stream(self, config: api.StreamConfig) -> None:
-        js = await self._ready_js()
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != STREAM_CONFIG_DIFFERS:
-                raise TransportError(f"could not create stream {config.name!r}: {exc}") from exc
-            _log.debug("nats_stream_kept", stream=config.name)  # someone else's settings win
-
-    # -- dead letters ---------------------------------------------------------------------
-
-    async def publish_dead_letter(self, topic: str, record: bytes, dedup_id: str) -> None:
-        """Store a dead-letter record; the same ``dedup_id`` within the window stores nothing."""
-        subject = self.names.dead_subject(topic)
-        publisher = await self._ready_publisher()
-        headers = {"Nats-Msg-Id": dedup_id}
-        await self.ensure_dead_letter_stream()
-        try:
-            await publisher.publish(subject, (record,), headers)
-        except nats.js.errors.NoStreamResponseError:
-            self._dead_stream_ready = False
-            await self.ensure_dead_letter_stream()
-            await publisher.publish(subject, (record,), headers)
 
     async def restore_dead_letter(self, topic: str, record: bytes) -> None:
         """Store ``record`` as a dead letter of ``topic`` again, under a new sequence."""
         try:
-            await self.publish_dead_letter(topic, record, f"restored:{os.urandom(8).hex()}")
+            await self._state.publish_dead_letter(topic, record, f"restored:{os.urandom(8).hex()}")
         except nats.errors.Error as exc:
             raise TransportError(f"storing a dead letter of {topic!r} failed: {exc}") from exc
 
@@ -336,7 +237,7 @@ class NatsJetStreamTransport(Transport):
     ) -> Sequence[tuple[str, bytes]]:
         """Read the topic's dead letters from the sequence ``start`` on, oldest first."""
         first = 1 if start is None else sequence_id(start)
-        js = await self._ready_js()
+        js = await self._state.ready_js()
         try:
             return await read_dead_letters(js, self.names, topic, limit, first)
         except nats.errors.Error as exc:
@@ -345,8 +246,8 @@ class NatsJetStreamTransport(Transport):
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """Delete these dead letters of the topic (all of them for None); return how many."""
         sequences = None if ids is None else [sequence_id(letter_id) for letter_id in ids]
-        client = await self._ready_client()
-        js = await self._ready_js()
+        client = await self._state.ready_client()
+        js = await self._state.ready_js()
         try:
             return await delete_dead_letters(
                 client, js, self.names, topic, sequences, self.publish_timeout
@@ -354,23 +255,10 @@ class NatsJetStreamTransport(Transport):
         except nats.errors.Error as exc:
             raise TransportError(f"deleting dead letters of {topic!r} failed: {exc}") from exc
 
-    # -- handled-records (idempotent=True) ------------------------------------------------
-
-    async def mark_handled(self, group: str, event_ids: Sequence[str], ttl: float) -> None:
-        """Put a key per event in the handled bucket, holding when it expires."""
-        js = await self._ready_js()
-        await self._handled.mark(js, await self._ready_publisher(), group, event_ids, ttl)
-
-    async def was_handled(self, group: str, event_id: str) -> bool:
-        """Whether the group's key for ``event_id`` exists and has not expired."""
-        return await self._handled.seen(await self._ready_js(), group, event_id)
-
-    # -- connection -----------------------------------------------------------------------
-
     async def ping(self) -> None:
         """Ask JetStream for the account's info: the server answers and has JetStream."""
         try:
-            js = await self._ready_js()
+            js = await self._state.ready_js()
             await js.account_info()
         except TransportError:
             raise
@@ -379,57 +267,7 @@ class NatsJetStreamTransport(Transport):
 
     async def close(self) -> None:
         """Close the subscriptions, and the connection if this transport opened it."""
-        self._closed = True
-        for subscription in list(self._subscriptions):
-            await subscription.close()
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            await publisher.stop()
-        client = self._client
-        if client is not None and self._owns_client:
-            self._client = None
-            if not client.is_closed:
-                await client.close()
-        self._js = None
-
-    def _release(self, subscription: NatsSubscription) -> None:
-        self._subscriptions.discard(subscription)
-
-    async def _ready_client(self) -> Client:
-        client = self._client
-        if client is not None and not client.is_closed and not self._closed:  # or reconnecting
-            return client
-        async with self._opening:
-            if self._closed:
-                raise TransportError("this NatsJetStreamTransport is closed")
-            client = self._client
-            if client is None:
-                self._client = client = await connect(
-                    self._servers or [], lambda: self._closed, self.liveness
-                )
-            elif client.is_closed:
-                if not self._owns_client:
-                    raise TransportError("the NATS client given to the transport is closed")
-                self._publisher = None
-                self._js = None
-                self._client = client = await connect(
-                    self._servers or [], lambda: self._closed, self.liveness
-                )
-            return client
-
-    async def _ready_js(self) -> JetStreamContext:
-        client = await self._ready_client()
-        if self._js is None:
-            self._js = client.jetstream(timeout=self.publish_timeout)
-        return self._js
-
-    async def _ready_publisher(self) -> AckedPublisher:
-        client = await self._ready_client()
-        if self._publisher is None:
-            publisher = AckedPublisher(client, self.publish_timeout)
-            await publisher.start()
-            self._publisher = publisher
-        return self._publisher
+        await self._state.close()
 
 
 def _check_positive(name: str, value: object) -> None:

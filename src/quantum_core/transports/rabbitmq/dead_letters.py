@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from ._rabbitmq_channels import open_channel
+from .channels import open_channel
 
 __all__ = ["ORIGIN", "browse_dead_letters", "check_id", "delete_by_id", "new_id"]
 
@@ -32,10 +32,12 @@ _ID = re.compile(r"[0-9]{20}-[0-9a-f]{8}")
 
 
 def new_id() -> str:
+    """A new dead-letter id: the time in ns, then random, so ids sort like the queue."""
     return f"{time.time_ns():020d}-{os.urandom(4).hex()}"
 
 
 def check_id(letter_id: str) -> str:
+    """Return ``letter_id`` if this transport can have made it, else raise ValueError."""
     if isinstance(letter_id, str) and _ID.fullmatch(letter_id):
         return letter_id
     raise ValueError(

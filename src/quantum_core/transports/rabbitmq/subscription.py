@@ -10,7 +10,10 @@ events waiting for a retry can hold them for seconds; were the window full of th
 consumer would get nothing else. RabbitMQ applies basic.qos only to consumers started after
 it, so instead of growing the window, the subscription then starts a fresh consumer on the
 same channel (the old one cancelled, its messages still acknowledgeable): a new window for
-new events, while the bus bounds how many it keeps waiting (see ``dispatch.py``).
+new events, while the bus bounds how many it keeps waiting (see ``bus/dispatch.py``).
+
+What it shares with its transport (connections, declarations, the dead-letter queue) comes
+in a ``RabbitMQState`` (``state.py``).
 
 Acks wait while the old consumer is cancelled. An ack the broker took during the cancel
 would free a place in the old window; the quorum queue would deliver into it, find the
@@ -27,7 +30,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -35,26 +37,19 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
-from ..errors import DeliveryGoneError, TransportError
-from ..logs import get_logger
-from .transport import Backlog, Delivery, Subscription
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import DeliveryGoneError, TransportError
+from ...logs import get_logger
+from .state import AMQP_ERRORS
 
 if TYPE_CHECKING:
-    from .rabbitmq import RabbitMQTransport
+    from .state import RabbitMQState
 
 __all__ = ["RabbitMQSubscription", "delivery_count"]
 
 _log = get_logger("quantum_core.bus.rabbitmq")
 _WINDOW = 32
 """The smallest prefetch; it is four fetches' worth when those are larger."""
-AMQP_ERRORS: tuple[type[BaseException], ...] = (
-    aio_pika.exceptions.AMQPException,
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError: the channel is closed
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
 _ACK_ERRORS: tuple[type[BaseException], ...] = (
     *AMQP_ERRORS,
     aio_pika.exceptions.MessageProcessError,
@@ -66,13 +61,13 @@ class RabbitMQSubscription(Subscription):
 
     def __init__(
         self,
-        transport: RabbitMQTransport,
+        state: RabbitMQState,
         topic: str,
         group: str,
         channel: AbstractChannel,
         queue: AbstractQueue,
     ) -> None:
-        self._transport = transport
+        self._state = state
         self._topic = topic
         self._group = group
         self._channel = channel
@@ -95,7 +90,7 @@ class RabbitMQSubscription(Subscription):
             await self._channel.set_qos(prefetch_count=prefetch)
             self._prefetch = prefetch
         arguments: dict[str, Any] = {}
-        timeout = self._transport._consumer_timeout_ms
+        timeout = self._state.settings.consumer_timeout_ms
         if timeout is not None:
             arguments["x-consumer-timeout"] = timeout
         if isinstance(self._queue, AbstractRobustQueue):  # recovery is ours: see _resume
@@ -131,7 +126,7 @@ class RabbitMQSubscription(Subscription):
                     f"the RabbitMQ channel of {self._group!r} is closed; reconnecting"
                 )
             try:
-                async with asyncio.timeout(self._transport.publish_timeout):
+                async with asyncio.timeout(self._state.settings.publish_timeout):
                     if self._consumer_tag is None:
                         await self._consume(max_count)
                     elif self._outstanding.get(self._consumer_tag, 0) >= self._prefetch:
@@ -191,11 +186,11 @@ class RabbitMQSubscription(Subscription):
         self._outstanding.pop(self._consumer_tag or "", None)
         self._consumer_tag = None
         try:
-            async with asyncio.timeout(self._transport.publish_timeout):
-                if await self._transport._queue_exists(self._queue.name):
+            async with asyncio.timeout(self._state.settings.publish_timeout):
+                if await self._state.queue_exists(self._queue.name):
                     return  # the connection came back: the queue kept what it held
             _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
-            await self._transport._declare_group(self._channel, self._topic, self._queue.name)
+            await self._state.declare_group(self._channel, self._topic, self._queue.name)
         except AMQP_ERRORS as exc:
             raise TransportError(f"recreating the queue of {self._group!r} failed: {exc}") from exc
 
@@ -253,12 +248,12 @@ class RabbitMQSubscription(Subscription):
                 "RabbitMQ delivers it again"
             ) from None
         origin = f"{self._group}|{message.message_id}" if message.message_id else None
-        await self._transport._store_dead_letter(self._topic, record, origin)
+        await self._state.store_dead_letter(self._topic, record, origin)
         await self.ack((delivery,))
 
     async def backlog(self) -> Backlog:
         """Pending: what this consumer holds. Lag: the queue's ready messages."""
-        ready = await self._transport._ready_count(self._queue.name)
+        ready = await self._state.ready_count(self._queue.name)
         return Backlog(pending=sum(self._outstanding.values()), lag=ready)
 
     async def close(self) -> None:
@@ -274,11 +269,11 @@ class RabbitMQSubscription(Subscription):
         self._buffer.clear()
         self._reported_lost.clear()
         with contextlib.suppress(*AMQP_ERRORS, asyncio.CancelledError):
-            async with asyncio.timeout(self._transport.publish_timeout):
+            async with asyncio.timeout(self._state.settings.publish_timeout):
                 if self._consumer_tag is not None and not self._channel.is_closed:
                     await self._queue.cancel(self._consumer_tag)
                 await self._channel.close()
-        self._transport._forget(self)
+        self._state.subscriptions.discard(self)
 
 
 def delivery_count(message: AbstractIncomingMessage) -> int:

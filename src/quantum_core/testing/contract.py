@@ -1,112 +1,28 @@
-"""Helpers for testing code built on quantum_core, and the transport contract suite.
+"""The transport contract: the checks every transport must pass, and how to run them.
 
 ``check_transport(make_transport)`` proves that a transport honours the contract the EventBus
-relies on (see trio's ``check_two_way_stream`` and Watermill's shared pub/sub tests). Our own
-test suite runs it on every transport; run it on yours too.
+relies on (see trio's ``check_two_way_stream`` and Watermill's shared pub/sub tests). The
+checks of fault tolerance (retries, time limits, dead letters) are in ``faults.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
-from .bus import EventBus, EventInfo, Transport, current_event
-from .bus._contract_faults import FAULT_CHECKS
-from .tracing import trace_context
+from ..bus import EventBus
+from ..tracing import trace_context
+from .faults import FAULT_CHECKS
+from .harness import Check, Harness, MakeTransport, TransportFeatures, expect
+from .recorder import EventRecorder
 
-__all__ = [
-    "CHECKS",
-    "EventRecorder",
-    "TransportFeatures",
-    "check_transport",
-]
-
-MakeTransport = Callable[[], Transport]
-"""Returns a transport on the same broker (and namespace) each time it is called."""
+__all__ = ["CHECKS", "check_payload_round_trip", "check_transport"]
 
 
-class EventRecorder:
-    """An async handler that records what it receives, for assertions.
-
-    Example:
-        >>> recorder = EventRecorder()
-        >>> bus.subscribe("ai.signal.generated", recorder)  # doctest: +SKIP
-        >>> await recorder.wait_for(1)  # doctest: +SKIP
-    """
-
-    def __init__(self) -> None:
-        self.payloads: list[dict[str, Any]] = []
-        self.events: list[EventInfo] = []
-        self.traces: list[str | None] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, payload: dict[str, Any]) -> None:
-        """Record one event."""
-        info = current_event()
-        self.payloads.append(payload)
-        self.traces.append(trace_context.get())
-        if info is not None:
-            self.events.append(info)
-        self._changed.set()
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until ``count`` events arrived; raise AssertionError after ``timeout`` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                while len(self.payloads) < count:
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"expected {count} events within {timeout}s, got {len(self.payloads)}"
-            ) from None
-        return self.payloads
-
-
-@dataclass(frozen=True, slots=True)
-class TransportFeatures:
-    """What a transport promises beyond the common contract, and how fast.
-
-    Attributes:
-        redelivery_timeout: Seconds within which an event abandoned by a consumer that
-            stopped without acknowledging it reaches another consumer of its group.
-        reports_backlog: Whether ``Subscription.backlog()`` gives real pending counts.
-    """
-
-    redelivery_timeout: float = 5.0
-    reports_backlog: bool = True
-
-
-@dataclass
-class _Harness:
-    """Buses on one transport namespace, with unique service names, closed at the end."""
-
-    make_transport: MakeTransport
-    stack: AsyncExitStack
-    run: str = field(default_factory=lambda: os.urandom(3).hex())
-
-    def bus(self, service: str, *, transport: Transport | None = None, **options: Any) -> EventBus:
-        bus = EventBus(
-            transport or self.transport(), service_name=f"{service}-{self.run}", **options
-        )
-        self.stack.push_async_callback(bus.stop)
-        return bus
-
-    def transport(self) -> Transport:
-        transport = self.make_transport()
-        self.stack.push_async_callback(transport.close)
-        return transport
-
-    def topic(self, name: str) -> str:
-        return f"contract.{name}.{self.run}"
-
-
-async def _fan_out(h: _Harness, features: TransportFeatures) -> None:
+async def _fan_out(h: Harness, features: TransportFeatures) -> None:
     """Every service, and every handler within one, receives every event."""
     topic = h.topic("fan_out")
     first, second, other = EventRecorder(), EventRecorder(), EventRecorder()
@@ -120,11 +36,11 @@ async def _fan_out(h: _Harness, features: TransportFeatures) -> None:
     ids = await h.bus("publisher").publish_many(topic, [{"n": n} for n in range(20)])
     for recorder in (first, second, other):
         await recorder.wait_for(20)
-        _expect(sorted(p["n"] for p in recorder.payloads) == list(range(20)), recorder.payloads)
-        _expect(sorted(e.id for e in recorder.events) == sorted(ids))
+        expect(sorted(p["n"] for p in recorder.payloads) == list(range(20)), recorder.payloads)
+        expect(sorted(e.id for e in recorder.events) == sorted(ids))
 
 
-async def _competing_consumers(h: _Harness, features: TransportFeatures) -> None:
+async def _competing_consumers(h: Harness, features: TransportFeatures) -> None:
     """Replicas of one service share the events: each handled once, by some replica."""
     topic = h.topic("competing")
     handled: list[tuple[int, int]] = []
@@ -148,11 +64,11 @@ async def _competing_consumers(h: _Harness, features: TransportFeatures) -> None
     await asyncio.wait_for(done.wait(), 10)
     await asyncio.sleep(0.1)  # a duplicate would arrive now
     numbers = sorted(n for _, n in handled)
-    _expect(numbers == list(range(200)), f"{len(numbers)} handled for 200 published")
-    _expect(len({worker for worker, _ in handled}) > 1, "one replica did all the work")
+    expect(numbers == list(range(200)), f"{len(numbers)} handled for 200 published")
+    expect(len({worker for worker, _ in handled}) > 1, "one replica did all the work")
 
 
-async def _ack_after_handler(h: _Harness, features: TransportFeatures) -> None:
+async def _ack_after_handler(h: Harness, features: TransportFeatures) -> None:
     """An event whose handler never finished is delivered again, to another replica."""
     topic = h.topic("ack_after")
     started = asyncio.Event()
@@ -173,11 +89,11 @@ async def _ack_after_handler(h: _Harness, features: TransportFeatures) -> None:
     survivor.subscribe(topic, survivor_handled, name="handle")
     await survivor.start()
     await survivor_handled.wait_for(1, features.redelivery_timeout + 5)
-    _expect(survivor_handled.payloads == [{"order": 1}])
-    _expect(survivor_handled.events[0].attempt >= 2)
+    expect(survivor_handled.payloads == [{"order": 1}])
+    expect(survivor_handled.events[0].attempt >= 2)
 
 
-async def _stop_finishes_in_flight(h: _Harness, features: TransportFeatures) -> None:
+async def _stop_finishes_in_flight(h: Harness, features: TransportFeatures) -> None:
     """stop() lets handlers in flight finish and acknowledges them: nothing comes back."""
     topic = h.topic("stop")
     started: list[int] = []
@@ -196,21 +112,21 @@ async def _stop_finishes_in_flight(h: _Harness, features: TransportFeatures) -> 
         if len(started) == 5:
             break
         await asyncio.sleep(0.01)
-    _expect(len(started) == 5, f"only {len(started)} of 5 handlers started within 5 s")
+    expect(len(started) == 5, f"only {len(started)} of 5 handlers started within 5 s")
     await bus.stop()
-    _expect(sorted(finished) == list(range(5)))
+    expect(sorted(finished) == list(range(5)))
 
     again = EventRecorder()
     replacement = h.bus("svc")
     replacement.subscribe(topic, again, name="handle")
     await replacement.start()
     await asyncio.sleep(features.redelivery_timeout)
-    _expect(again.payloads == [], "a handled event was delivered again")
+    expect(again.payloads == [], "a handled event was delivered again")
     if features.reports_backlog:
-        _expect((await replacement.backlog())[f"{topic} -> handle"].pending == 0)
+        expect((await replacement.backlog())[f"{topic} -> handle"].pending == 0)
 
 
-async def _ordering_key(h: _Harness, features: TransportFeatures) -> None:
+async def _ordering_key(h: Harness, features: TransportFeatures) -> None:
     """Events with one key are handled one at a time in publish order; keys run in parallel."""
     topic = h.topic("ordering")
     seen: dict[str, list[int]] = defaultdict(list)
@@ -239,13 +155,13 @@ async def _ordering_key(h: _Harness, features: TransportFeatures) -> None:
         if sum(map(len, seen.values())) == 200:
             break
         await asyncio.sleep(0.01)
-    _expect(overlap == 0, "two events of one key ran at the same time")
+    expect(overlap == 0, "two events of one key ran at the same time")
     for symbol in symbols:
-        _expect(seen[symbol] == [p["n"] for p in payloads if p["symbol"] == symbol], symbol)
-    _expect(peak > 1, "keys were not handled concurrently")
+        expect(seen[symbol] == [p["n"] for p in payloads if p["symbol"] == symbol], symbol)
+    expect(peak > 1, "keys were not handled concurrently")
 
 
-async def _trace_in_handler(h: _Harness, features: TransportFeatures) -> None:
+async def _trace_in_handler(h: Harness, features: TransportFeatures) -> None:
     """While a handler runs, trace_context and current_event() describe its event."""
     topic = h.topic("trace")
     recorder = EventRecorder()
@@ -258,13 +174,13 @@ async def _trace_in_handler(h: _Harness, features: TransportFeatures) -> None:
     second = await publisher.publish(topic, {"n": 2}, trace_id="explicit-trace")
     await recorder.wait_for(2)
     by_id = {e.id: (e, t) for e, t in zip(recorder.events, recorder.traces, strict=True)}
-    _expect(by_id[first][1] == by_id[first][0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736")
-    _expect(by_id[second][1] == "explicit-trace")
-    _expect(by_id[second][0].source == publisher.service_name)
-    _expect(by_id[second][0].type == topic)
+    expect(by_id[first][1] == by_id[first][0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736")
+    expect(by_id[second][1] == "explicit-trace")
+    expect(by_id[second][0].source == publisher.service_name)
+    expect(by_id[second][0].type == topic)
 
 
-async def _from_beginning(h: _Harness, features: TransportFeatures) -> None:
+async def _from_beginning(h: Harness, features: TransportFeatures) -> None:
     """A new group starts after the newest event, unless it asks to start from the oldest."""
     topic = h.topic("start")
     publisher = h.bus("publisher")
@@ -278,11 +194,11 @@ async def _from_beginning(h: _Harness, features: TransportFeatures) -> None:
     await earliest.wait_for(2)
     await latest.wait_for(1)
     await asyncio.sleep(0.1)
-    _expect([p["n"] for p in earliest.payloads] == ["early", "after"])
-    _expect([p["n"] for p in latest.payloads] == ["after"])
+    expect([p["n"] for p in earliest.payloads] == ["early", "after"])
+    expect([p["n"] for p in latest.payloads] == ["after"])
 
 
-async def _malformed_set_aside(h: _Harness, features: TransportFeatures) -> None:
+async def _malformed_set_aside(h: Harness, features: TransportFeatures) -> None:
     """An entry that is not an envelope is set aside, never fatal, never left pending."""
     topic = h.topic("malformed")
     recorder = EventRecorder()
@@ -299,11 +215,11 @@ async def _malformed_set_aside(h: _Harness, features: TransportFeatures) -> None
             if (await bus.backlog())[f"{topic} -> handle"].pending == 0:
                 break
             await asyncio.sleep(0.02)
-        _expect((await bus.backlog())[f"{topic} -> handle"].pending == 0)
-    _expect(recorder.payloads == [{"fine": True}])
+        expect((await bus.backlog())[f"{topic} -> handle"].pending == 0)
+    expect(recorder.payloads == [{"fine": True}])
 
 
-async def _guide_test_twice(h: _Harness, features: TransportFeatures) -> None:
+async def _guide_test_twice(h: Harness, features: TransportFeatures) -> None:
     """The guide's unit test, run twice against the same namespace: one event each time."""
     for _ in range(2):
         received: list[dict[str, Any]] = []
@@ -320,8 +236,8 @@ async def _guide_test_twice(h: _Harness, features: TransportFeatures) -> None:
             "ai.signal.generated", {"symbol": "BTCUSDT", "confidence": 0.85}, trace_id=trace_id
         )
         await asyncio.sleep(0.5)
-        _expect(len(received) == 1, received)
-        _expect(received[0]["symbol"] == "BTCUSDT")
+        expect(len(received) == 1, received)
+        expect(received[0]["symbol"] == "BTCUSDT")
         await event_bus.stop()
         trace_context.clear()
 
@@ -331,7 +247,7 @@ async def check_payload_round_trip(
 ) -> None:
     """Publish ``payloads`` and check the handler receives each one unchanged, in order."""
     async with AsyncExitStack() as stack:
-        h = _Harness(make_transport, stack)
+        h = Harness(make_transport, stack)
         topic = h.topic("round_trip")
         recorder = EventRecorder()
         bus = h.bus("round-trip", concurrency=1)
@@ -339,16 +255,9 @@ async def check_payload_round_trip(
         await bus.start()
         await h.bus("publisher").publish_many(topic, payloads)
         await recorder.wait_for(len(payloads))
-        _expect(recorder.payloads == list(payloads))
+        expect(recorder.payloads == list(payloads))
 
 
-def _expect(condition: object, message: object = "the transport broke its contract") -> None:
-    """Like ``assert``, but also under ``python -O``: a contract check must never vanish."""
-    if not condition:
-        raise AssertionError(message)
-
-
-Check = Callable[[_Harness, TransportFeatures], Awaitable[None]]
 CHECKS: dict[str, Check] = {
     "fan_out": _fan_out,
     "competing_consumers": _competing_consumers,
@@ -381,4 +290,4 @@ async def check_transport(
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
     for name in chosen:
         async with AsyncExitStack() as stack:
-            await CHECKS[name](_Harness(make_transport, stack), features or TransportFeatures())
+            await CHECKS[name](Harness(make_transport, stack), features or TransportFeatures())

@@ -10,62 +10,22 @@ healthy path takes milliseconds, so a noisy machine does not flip them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from ..bus import current_event
+from ..bus.abilities import backlog_of, dead_letter_store
+from ..bus.dead_letters import REPLAY_FOR
+from ..bus.envelope import decode
+from ..bus.transport import Backlog, Delivery, Subscription, Transport
 from ..errors import TransportError
-from .bus import EventBus
-from .context import current_event
-from .dead_letters import REPLAY_FOR
-from .envelope import decode
-from .transport import Backlog, Delivery, Subscription, Transport
+from .harness import Check, Harness, TransportFeatures, eventually, expect
 
 __all__ = ["FAULT_CHECKS"]
 
 
-class Harness(Protocol):
-    """What a check needs: buses on one transport namespace, and topics of its own."""
-
-    def bus(self, service: str, *, transport: Transport | None = None, **options: Any) -> EventBus:
-        """A bus on ``transport`` (a new one of the namespace), stopped at the end of the check."""
-
-    def transport(self) -> Transport:
-        """A new transport of the namespace, closed at the end of the check."""
-
-    def topic(self, name: str) -> str:
-        """A topic name unique to this run."""
-
-
-class Features(Protocol):
-    """The transport's promises (see ``quantum_core.testing.TransportFeatures``)."""
-
-    @property
-    def redelivery_timeout(self) -> float:
-        """Seconds within which an abandoned event reaches another consumer."""
-
-    @property
-    def reports_backlog(self) -> bool:
-        """Whether ``backlog()`` gives real pending counts."""
-
-
-def _expect(condition: object, message: object = "the transport broke its contract") -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-async def _eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0
-) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await condition():  # noqa: ASYNC110 - polls a broker, no event to wait on
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
-
-
-async def _retry_then_succeed(h: Harness, features: Features) -> None:
+async def _retry_then_succeed(h: Harness, features: TransportFeatures) -> None:
     """A handler that fails twice then succeeds is handled once, on attempt 3."""
     topic = h.topic("retry")
     attempts: list[int] = []
@@ -85,23 +45,21 @@ async def _retry_then_succeed(h: Harness, features: Features) -> None:
     async def handled() -> bool:
         return (await bus.stats())[f"{topic} -> flaky"].handled == 1
 
-    await _eventually(handled, "the flaky event handled")
+    await eventually(handled, "the flaky event handled")
     stats = (await bus.stats())[f"{topic} -> flaky"]
-    _expect(attempts == [1, 2, 3], attempts)
-    _expect(
-        (stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 2, 2, 0), stats
-    )
-    _expect(stats.retrying == 0, stats)
+    expect(attempts == [1, 2, 3], attempts)
+    expect((stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 2, 2, 0), stats)
+    expect(stats.retrying == 0, stats)
     if features.reports_backlog:
 
         async def acknowledged() -> bool:
             return (await bus.stats())[f"{topic} -> flaky"].pending == 0
 
-        await _eventually(acknowledged, "the handled event acknowledged")
-    _expect(await bus.dead_letters(topic) == [], "a handled event was dead-lettered")
+        await eventually(acknowledged, "the handled event acknowledged")
+    expect(await bus.dead_letters(topic) == [], "a handled event was dead-lettered")
 
 
-async def _dead_letter_replay_purge(h: Harness, features: Features) -> None:
+async def _dead_letter_replay_purge(h: Harness, features: TransportFeatures) -> None:
     """Out of attempts: dead-lettered with why; replayed to its group only; purged."""
     topic = h.topic("dead")
     fixed = False
@@ -129,34 +87,32 @@ async def _dead_letter_replay_purge(h: Harness, features: Features) -> None:
     async def one_dead_letter() -> bool:
         return len(await bus.dead_letters(topic)) == 1
 
-    await _eventually(one_dead_letter, "the failing event dead-lettered")
+    await eventually(one_dead_letter, "the failing event dead-lettered")
     (letter,) = await bus.dead_letters(topic)
-    _expect((letter.event_id, letter.trace_id) == (bad_id, "dead-letter-trace"), letter)
-    _expect(
+    expect((letter.event_id, letter.trace_id) == (bad_id, "dead-letter-trace"), letter)
+    expect(
         (letter.service, letter.handler, letter.event_type) == (bus.service_name, "fragile", topic)
     )
-    _expect(
+    expect(
         (letter.attempts, letter.error_type, letter.error) == (3, "ValueError", "cannot handle 1")
     )
-    _expect("ValueError" in letter.traceback and letter.failed_at, letter)
-    _expect(decode(letter.original).payload == {"n": 1}, letter.original)
+    expect("ValueError" in letter.traceback and letter.failed_at, letter)
+    expect(decode(letter.original).payload == {"n": 1}, letter.original)
     stats = (await bus.stats())[f"{topic} -> fragile"]
-    _expect(
-        (stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 3, 2, 1), stats
-    )
+    expect((stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 3, 2, 1), stats)
 
     fixed = True
-    _expect(await bus.replay_dead_letter(topic, letter.id) == bad_id)
+    expect(await bus.replay_dead_letter(topic, letter.id) == bad_id)
     await publisher.publish(topic, {"n": 3})  # handled by "other" after the replay, if at all
 
     async def replay_handled() -> bool:
         return bool(replayed) and 3 in others
 
-    await _eventually(replay_handled, "the replayed event handled")
-    _expect(replayed[0][:2] == (bad_id, "dead-letter-trace"), replayed)
-    _expect(replayed[0][2].get(REPLAY_FOR) == f"{bus.service_name}:fragile", replayed)
-    _expect(sorted(others) == [1, 2, 3], f"a replay reached a group that had handled it: {others}")
-    _expect(await bus.dead_letters(topic) == [], "a replayed dead letter was kept")
+    await eventually(replay_handled, "the replayed event handled")
+    expect(replayed[0][:2] == (bad_id, "dead-letter-trace"), replayed)
+    expect(replayed[0][2].get(REPLAY_FOR) == f"{bus.service_name}:fragile", replayed)
+    expect(sorted(others) == [1, 2, 3], f"a replay reached a group that had handled it: {others}")
+    expect(await bus.dead_letters(topic) == [], "a replayed dead letter was kept")
     try:
         await bus.replay_dead_letter(topic, letter.id)
     except LookupError:
@@ -170,15 +126,15 @@ async def _dead_letter_replay_purge(h: Harness, features: Features) -> None:
     async def two_dead_letters() -> bool:
         return len(await bus.dead_letters(topic)) == 2
 
-    await _eventually(two_dead_letters, "two more dead letters")
+    await eventually(two_dead_letters, "two more dead letters")
     first, second = await bus.dead_letters(topic)
-    _expect([d.id for d in await bus.dead_letters(topic, limit=1)] == [first.id])
-    _expect([d.id for d in await bus.dead_letters(topic, after=first.id)] == [second.id])
-    _expect(await bus.purge_dead_letters(topic) == 2)
-    _expect(await bus.dead_letters(topic) == [], "purge left dead letters")
+    expect([d.id for d in await bus.dead_letters(topic, limit=1)] == [first.id])
+    expect([d.id for d in await bus.dead_letters(topic, after=first.id)] == [second.id])
+    expect(await bus.purge_dead_letters(topic) == 2)
+    expect(await bus.dead_letters(topic) == [], "purge left dead letters")
 
 
-async def _retry_does_not_block_others(h: Harness, features: Features) -> None:
+async def _retry_does_not_block_others(h: Harness, features: TransportFeatures) -> None:
     """Fifty always-failing events among 500 delay none of the other 450 (no ordering key)."""
     topic = h.topic("isolation")
     order: list[str] = []
@@ -202,19 +158,19 @@ async def _retry_does_not_block_others(h: Harness, features: Features) -> None:
     async def all_done() -> bool:
         return (await bus.stats())[f"{topic} -> handle"].dead_lettered == 50
 
-    await _eventually(all_done, "450 handled and 50 dead-lettered", timeout=60)
+    await eventually(all_done, "450 handled and 50 dead-lettered", timeout=60)
     last_good = max(i for i, what in enumerate(order) if what == "good")
     first_last_attempt = order.index("last attempt")
-    _expect(order.count("good") == 450, order.count("good"))
-    _expect(
+    expect(order.count("good") == 450, order.count("good"))
+    expect(
         last_good < first_last_attempt,
         f"good event #{order[:first_last_attempt].count('good')} waited for failing ones",
     )
     stats = (await bus.stats())[f"{topic} -> handle"]
-    _expect((stats.handled, stats.failed, stats.retried) == (450, 150, 100), stats)
+    expect((stats.handled, stats.failed, stats.retried) == (450, 150, 100), stats)
 
 
-async def _handler_timeout(h: Harness, features: Features) -> None:
+async def _handler_timeout(h: Harness, features: TransportFeatures) -> None:
     """A hung handler is cancelled after its timeout, retried, dead-lettered; others flow."""
     topic = h.topic("timeout")
     order: list[str] = []
@@ -242,17 +198,17 @@ async def _handler_timeout(h: Harness, features: Features) -> None:
     async def dead_lettered() -> bool:
         return len(await bus.dead_letters(topic)) == 1
 
-    await _eventually(dead_lettered, "the hung event dead-lettered")
+    await eventually(dead_lettered, "the hung event dead-lettered")
     (letter,) = await bus.dead_letters(topic)
-    _expect((letter.error_type, letter.attempts, cancelled) == ("HandlerTimeoutError", 2, 2))
-    _expect(order.count("good") == 20, order)
+    expect((letter.error_type, letter.attempts, cancelled) == ("HandlerTimeoutError", 2, 2))
+    expect(order.count("good") == 20, order)
     last_good = max(i for i, what in enumerate(order) if what == "good")
-    _expect(last_good < order.index("hang 2"), f"events waited for the hung one: {order}")
+    expect(last_good < order.index("hang 2"), f"events waited for the hung one: {order}")
     stats = (await bus.stats())[f"{topic} -> handle"]
-    _expect((stats.handled, stats.failed, stats.dead_lettered) == (20, 2, 1), stats)
+    expect((stats.handled, stats.failed, stats.dead_lettered) == (20, 2, 1), stats)
 
 
-async def _retry_holds_only_its_key(h: Harness, features: Features) -> None:
+async def _retry_holds_only_its_key(h: Harness, features: TransportFeatures) -> None:
     """With an ordering key, a retrying event holds up its own key, and only that."""
     topic = h.topic("key_retry")
     order: list[tuple[str, int, int]] = []
@@ -279,15 +235,15 @@ async def _retry_holds_only_its_key(h: Harness, features: Features) -> None:
     async def done() -> bool:
         return (await bus.stats())[f"{topic} -> handle"].handled == 44
 
-    await _eventually(done, "every event of A and B handled")
+    await eventually(done, "every event of A and B handled")
     final = order.index(("A", 0, 3))
     a_after = [n for symbol, n, _ in order[final + 1 :] if symbol == "A"]
-    _expect(a_after == [1, 2, 3, 4], f"key A out of order around its retries: {order}")
+    expect(a_after == [1, 2, 3, 4], f"key A out of order around its retries: {order}")
     b_before = [n for symbol, n, _ in order[:final] if symbol == "B"]
-    _expect(b_before == list(range(40)), f"key B waited for key A's retries: {order}")
+    expect(b_before == list(range(40)), f"key B waited for key A's retries: {order}")
 
 
-async def _stop_leaves_retrying_unacknowledged(h: Harness, features: Features) -> None:
+async def _stop_leaves_retrying_unacknowledged(h: Harness, features: TransportFeatures) -> None:
     """stop() gives up an event waiting for a retry at once, unacknowledged, for a replica."""
     topic = h.topic("stop_retry")
     failed = asyncio.Event()
@@ -305,11 +261,11 @@ async def _stop_leaves_retrying_unacknowledged(h: Harness, features: Features) -
     async def retrying() -> bool:
         return (await first.stats())[f"{topic} -> handle"].retrying == 1
 
-    await _eventually(retrying, "the event waiting for its retry")
+    await eventually(retrying, "the event waiting for its retry")
     loop = asyncio.get_running_loop()
     started = loop.time()
     await first.stop()
-    _expect(loop.time() - started < 20, "stop() waited for a retry (or its stop_timeout)")
+    expect(loop.time() - started < 20, "stop() waited for a retry (or its stop_timeout)")
 
     attempts: list[int] = []
 
@@ -324,12 +280,12 @@ async def _stop_leaves_retrying_unacknowledged(h: Harness, features: Features) -
     async def redelivered() -> bool:
         return bool(attempts)
 
-    await _eventually(redelivered, "redelivery", timeout=features.redelivery_timeout + 10)
-    _expect(attempts[0] >= 2, attempts)
-    _expect(await survivor.dead_letters(topic) == [], "a retrying event was dead-lettered")
+    await eventually(redelivered, "redelivery", timeout=features.redelivery_timeout + 10)
+    expect(attempts[0] >= 2, attempts)
+    expect(await survivor.dead_letters(topic) == [], "a retrying event was dead-lettered")
 
 
-async def _backlog_follows_the_queue(h: Harness, features: Features) -> None:
+async def _backlog_follows_the_queue(h: Harness, features: TransportFeatures) -> None:
     """Lag counts what waits for the group, and falls back to zero once it is handled."""
     if not features.reports_backlog:
         return
@@ -352,14 +308,14 @@ async def _backlog_follows_the_queue(h: Harness, features: Features) -> None:
         lag = (await bus.stats())[key].lag
         return lag is not None and lag > 0
 
-    await _eventually(behind, "a lag while the handler is held")
+    await eventually(behind, "a lag while the handler is held")
     gate.set()
 
     async def caught_up() -> bool:
         stats = (await bus.stats())[key]
         return handled == 200 and (stats.pending, stats.lag) == (0, 0)
 
-    await _eventually(caught_up, "pending and lag back to 0 once all 200 were handled")
+    await eventually(caught_up, "pending and lag back to 0 once all 200 were handled")
 
 
 @dataclass
@@ -403,7 +359,7 @@ class _RefusingSubscription(Subscription):
         await self._inner.close()
 
     async def backlog(self) -> Backlog:
-        return await self._inner.backlog()
+        return await backlog_of(self._inner)
 
 
 class _RefusingTransport(Transport):
@@ -427,13 +383,18 @@ class _RefusingTransport(Transport):
     async def read_dead_letters(
         self, topic: str, limit: int, *, start: str | None = None
     ) -> Sequence[tuple[str, bytes]]:
-        return await self._inner.read_dead_letters(topic, limit, start=start)
+        store = dead_letter_store(self._inner, doing="give its dead letters back")
+        return await store.read_dead_letters(topic, limit, start=start)
+
+    async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
+        store = dead_letter_store(self._inner, doing="delete its dead letters")
+        return await store.delete_dead_letters(topic, ids)
 
     async def close(self) -> None:
         await self._inner.close()
 
 
-async def _refused_writes_are_retried(h: Harness, features: Features) -> None:
+async def _refused_writes_are_retried(h: Harness, features: TransportFeatures) -> None:
     """A refused dead-letter write or ack is tried again until it goes; nothing runs twice.
 
     Meanwhile the event waiting for its dead-letter write holds no concurrency slot: with
@@ -458,24 +419,24 @@ async def _refused_writes_are_retried(h: Harness, features: Features) -> None:
     async def refused_twice() -> bool:
         return refusals.dead_letter_refusals >= 2
 
-    await _eventually(refused_twice, "the dead-letter write refused, then tried again")
+    await eventually(refused_twice, "the dead-letter write refused, then tried again")
     await publisher.publish_many(topic, [{"n": n} for n in range(1, 21)])
 
     async def others_handled() -> bool:
         return sorted(runs) == list(range(21))
 
-    await _eventually(others_handled, "the other events handled while the write is refused")
-    _expect(refusals.dead_letters_written == 0, "the dead letter was written too early")
+    await eventually(others_handled, "the other events handled while the write is refused")
+    expect(refusals.dead_letters_written == 0, "the dead letter was written too early")
     refusals.dead_letters_refused = False
 
     async def all_through() -> bool:
         return refusals.dead_letters_written == 1 and refusals.acknowledged == 20
 
-    await _eventually(all_through, "the dead letter written and the 20 acks sent at last")
-    _expect(refusals.ack_refusals == 3, refusals)
-    _expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
+    await eventually(all_through, "the dead letter written and the 20 acks sent at last")
+    expect(refusals.ack_refusals == 3, refusals)
+    expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
     stats = (await bus.stats())[f"{topic} -> handle"]
-    _expect((stats.handled, stats.dead_lettered, stats.failed) == (20, 1, 1), stats)
+    expect((stats.handled, stats.dead_lettered, stats.failed) == (20, 1, 1), stats)
     await bus.stop()
 
     again: list[int] = []
@@ -487,12 +448,12 @@ async def _refused_writes_are_retried(h: Harness, features: Features) -> None:
     replacement.subscribe(topic, replacement_handle, name="handle")
     await replacement.start()
     await asyncio.sleep(features.redelivery_timeout)  # anything left pending comes back now
-    _expect(again == [], f"events came back after their ack or dead letter went: {again}")
-    _expect(sorted(runs) == list(range(21)), f"an event was handled twice: {sorted(runs)}")
-    _expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
+    expect(again == [], f"events came back after their ack or dead letter went: {again}")
+    expect(sorted(runs) == list(range(21)), f"an event was handled twice: {sorted(runs)}")
+    expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
 
 
-FAULT_CHECKS: dict[str, Callable[[Harness, Features], Awaitable[None]]] = {
+FAULT_CHECKS: dict[str, Check] = {
     "retry_then_succeed": _retry_then_succeed,
     "dead_letter_replay_purge": _dead_letter_replay_purge,
     "retry_does_not_block_others": _retry_does_not_block_others,

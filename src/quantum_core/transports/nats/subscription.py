@@ -1,6 +1,8 @@
 """The NATS JetStream subscription: one replica pulling from its group's durable consumer.
 
-See ``nats_jetstream.py`` for the layout on the server and the delivery rules.
+See ``transport.py`` for the layout on the server and the delivery rules. What it shares
+with its transport (the connection, streams and consumers) comes in a ``NatsState``
+(``state.py``).
 
 Messages arrive on an inbox of the subscription's own, into a buffer; ``fetch`` only sends
 pull requests and takes from the buffer without awaiting in between, so a cancelled fetch
@@ -25,13 +27,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from ..errors import TransportError
-from ..logs import get_logger
-from ._nats_support import is_not_found, status_of
-from .transport import Backlog, Delivery, Subscription
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import TransportError
+from ...logs import get_logger
+from .connection import is_not_found, status_of
 
 if TYPE_CHECKING:
-    from .nats_jetstream import NatsJetStreamTransport
+    from .state import NatsState
 
 __all__ = ["NatsSubscription"]
 
@@ -46,7 +48,7 @@ class NatsSubscription(Subscription):
 
     def __init__(
         self,
-        transport: NatsJetStreamTransport,
+        state: NatsState,
         client: Client,
         js: JetStreamContext,
         topic: str,
@@ -54,14 +56,14 @@ class NatsSubscription(Subscription):
         durable: str,
         ack_wait: float,
     ) -> None:
-        self._transport = transport
+        self._state = state
         self._js = js
         self._client = client
         self._topic = topic
         self._group = group
         self._durable = durable
         self._ack_wait = ack_wait
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{transport.names.stream}.{durable}"
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{state.names.stream}.{durable}"
         self._inbox = self._client.new_inbox()
         self._requests = itertools.count(1)
         self._request = ""  # the token of the pull request being waited for
@@ -198,7 +200,7 @@ class NatsSubscription(Subscription):
         from its end would skip it.
         """
         try:
-            await self._js.consumer_info(self._transport.names.stream, self._durable)
+            await self._js.consumer_info(self._state.names.stream, self._durable)
         except nats.js.errors.NotFoundError as exc:
             if not is_not_found(exc):
                 raise TransportError(f"checking {self._durable!r} failed: {exc}") from exc
@@ -209,9 +211,9 @@ class NatsSubscription(Subscription):
             return
         _log.warning("consumer_group_recreated", consumer=self._durable, group=self._group)
         try:
-            self._transport._stream_ready = False
-            await self._transport.ensure_stream()
-            await self._transport.ensure_consumer(
+            self._state.stream_lost()
+            await self._state.ensure_stream()
+            await self._state.ensure_consumer(
                 self._topic, self._group, from_beginning=True, recreate=True
             )
         except nats.errors.Error as exc:
@@ -260,9 +262,9 @@ class NatsSubscription(Subscription):
         stored_at = int(meta.timestamp.timestamp() * 1_000_000)
         dedup_id = f"{self._durable}:{meta.sequence.stream}:{stored_at}"
         try:
-            await self._transport.publish_dead_letter(self._topic, record, dedup_id)
+            await self._state.publish_dead_letter(self._topic, record, dedup_id)
             if self._settle(msg):
-                await msg.ack_sync(timeout=self._transport.publish_timeout)
+                await msg.ack_sync(timeout=self._state.publish_timeout)
         except nats.errors.MsgAlreadyAckdError:  # handed back by close() meanwhile
             pass
         except TimeoutError:
@@ -283,7 +285,7 @@ class NatsSubscription(Subscription):
     async def mark_handled(self, event_ids: Sequence[str], ttl: float) -> None:
         """Record in the KV bucket that this group handled these events, for ``ttl`` seconds."""
         try:
-            await self._transport.mark_handled(self._group, event_ids, ttl)
+            await self._state.mark_handled(self._group, event_ids, ttl)
         except TimeoutError:
             raise TransportError(f"recording handled events of {self._group!r} timed out") from None
         except nats.errors.Error as exc:
@@ -294,14 +296,14 @@ class NatsSubscription(Subscription):
     async def was_handled(self, event_id: str) -> bool:
         """Whether this group's record of ``event_id`` exists, unexpired."""
         try:
-            return await self._transport.was_handled(self._group, event_id)
+            return await self._state.was_handled(self._group, event_id)
         except nats.errors.Error as exc:
             raise TransportError(f"checking handled event {event_id!r} failed: {exc!r}") from exc
 
     async def backlog(self) -> Backlog:
         """Pending (``num_ack_pending``) and lag (``num_pending``) from the consumer's info."""
         try:
-            info = await self._js.consumer_info(self._transport.names.stream, self._durable)
+            info = await self._js.consumer_info(self._state.names.stream, self._durable)
         except nats.errors.Error as exc:
             raise TransportError(f"reading consumer {self._durable!r} failed: {exc!r}") from exc
         return Backlog(pending=info.num_ack_pending, lag=info.num_pending)
@@ -349,7 +351,7 @@ class NatsSubscription(Subscription):
         subscription, self._inbox_subscription = self._inbox_subscription, None
         if subscription is not None and not self._client.is_closed:
             await self._say_goodbye(subscription)
-        self._transport._release(self)
+        self._state.subscriptions.discard(self)
 
     async def _say_goodbye(self, subscription: Any) -> None:
         """Unsubscribe the inbox, the NAKs sent first; never longer than ``_GOODBYE_WAIT``.

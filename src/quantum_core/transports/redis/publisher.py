@@ -13,7 +13,7 @@ it back, and the batch goes on for the others. A caller's entries are never spli
 sends, and a task's next publish starts after its previous one returned, so every task's
 events are stored in the order it published them.
 
-The XADDs are sent by ``_redis_wire.py`` (packed by us and parsed at once, not by
+The XADDs are sent by ``wire.py`` (packed by us and parsed at once, not by
 redis-py's pipeline, which cost more per event than everything else publishing does).
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..errors import TransportError
-from ._redis_wire import Wire
+from ...errors import TransportError
+from .wire import Wire
 
 __all__ = ["RedisPublisher"]
 

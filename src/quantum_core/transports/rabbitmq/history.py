@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from ._rabbitmq_channels import open_channel
+from .channels import open_channel
 
 __all__ = ["MARKER", "copy_history", "stream_arguments"]
 

@@ -1,6 +1,7 @@
 """The Redis Streams subscription: one consumer of one consumer group on one stream.
 
-See ``redis_streams.py`` for the layout on the server and the delivery rules.
+See ``transport.py`` for the layout on the server and the delivery rules. What it shares
+with its transport (connections, keys, settings) comes in a ``RedisState`` (``state.py``).
 """
 
 from __future__ import annotations
@@ -11,44 +12,35 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
-from ..errors import DeliveryGoneError, TransportError
-from ..logs import get_logger
-from ._coalesce import Coalescer
-from ._redis_reader import fields_repr, lean_reader, stream_entries
-from .transport import Backlog, Delivery, Subscription
+from ..._coalesce import Coalescer
+from ...bus.transport import Backlog, Delivery, Subscription
+from ...errors import DeliveryGoneError, TransportError
+from ...logs import get_logger
+from .dead_letters import set_aside
+from .names import FIELD
+from .reader import fields_repr, lean_reader, stream_entries, text
 
 if TYPE_CHECKING:
-    from .redis_streams import RedisStreamsTransport
+    from .state import RedisState
 
-__all__ = ["FIELD", "RedisSubscription", "create_group", "text"]
+__all__ = ["RedisSubscription"]
 
 _log = get_logger("quantum_core.bus.redis")
-FIELD = b"event"
-"""The one field of a stream entry; its value is the envelope."""
 
 
 class RedisSubscription(Subscription):
     """One consumer of one group on one stream: XREADGROUP, XACK, XAUTOCLAIM, keep-alive."""
 
-    def __init__(
-        self,
-        transport: RedisStreamsTransport,
-        topic: str,
-        key: str,
-        group: str,
-        consumer: str,
-        reader: redis.Redis,
-    ) -> None:
-        self._transport = transport
-        self._commands = transport._commands
-        self._wire = transport.wire
-        self._reader = reader
-        lean_reader(reader, fast=transport.fast_path)
+    def __init__(self, state: RedisState, topic: str, group: str, consumer: str) -> None:
+        self._state = state
+        self._commands = state.commands
+        self._wire = state.wire
+        self._reader = state.open_reader()
+        lean_reader(self._reader, fast=state.fast_path)
         self._topic = topic
-        self._key = key
+        key = self._key = state.names.stream(topic)
         self._group = group
         self._key_bytes, self._group_bytes = key.encode(), group.encode()
         self._consumer = consumer
@@ -110,7 +102,7 @@ class RedisSubscription(Subscription):
         A connection whose network path froze (packets dropped, no reset) would otherwise
         wait for ever: the reply can be no later than BLOCK plus one command's timeout.
         """
-        deadline = timeout + self._transport.command_timeout
+        deadline = timeout + self._state.command_timeout
         try:
             async with asyncio.timeout(deadline):
                 return await self._reader.execute_command(  # type: ignore[no-untyped-call]
@@ -130,7 +122,7 @@ class RedisSubscription(Subscription):
             await self._reader.connection_pool.disconnect()  # the next read connects anew
             raise TransportError(
                 f"no reply to XREADGROUP on {self._key!r} within {deadline:g} s (BLOCK "
-                f"{timeout:g} s + {self._transport.command_timeout:g} s); reconnecting"
+                f"{timeout:g} s + {self._state.command_timeout:g} s); reconnecting"
             ) from None
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -165,21 +157,14 @@ class RedisSubscription(Subscription):
         a try whose reply was lost) writes no second record. When it fails, the entry is no
         longer kept fresh, so another consumer takes it over after ``claim_idle``.
         """
-        dead_key = self._transport.dead_letter_key(self._topic)
         receipt = delivery.receipt
         try:
-            stored = await self._transport.set_aside(
-                keys=[self._key, dead_key],
-                args=[
-                    self._group,
-                    self._consumer,
-                    receipt,
-                    self._transport._dead_letter_maxlen,
-                    record,
-                ],
+            stored = await set_aside(
+                self._state, self._topic, self._group, self._consumer, receipt, record
             )
         except RedisError as exc:
             self._unkeep([receipt])
+            dead_key = self._state.names.dead_letters(self._topic)
             raise TransportError(f"dead-lettering on {dead_key!r} failed: {exc}") from exc
         self._in_flight.discard(receipt)
         self._unsettled.discard(receipt)
@@ -211,6 +196,7 @@ class RedisSubscription(Subscription):
             ) from exc
 
     async def was_handled(self, event_id: str) -> bool:
+        """EXISTS the group's key for ``event_id`` (it expires with its ttl)."""
         key = self._handled_key(event_id)
         try:
             return bool(await self._commands.exists(key))
@@ -218,9 +204,10 @@ class RedisSubscription(Subscription):
             raise TransportError(f"checking {key!r} failed: {exc}") from exc
 
     def _handled_key(self, event_id: str) -> str:
-        return f"{self._transport.prefix}:done:{self._group}:{event_id}"
+        return self._state.names.handled(self._group, event_id)
 
     async def backlog(self) -> Backlog:
+        """Pending and lag of the group, from XINFO GROUPS (lag needs Redis 7)."""
         try:
             groups = await self._commands.xinfo_groups(self._key)
         except RedisError as exc:
@@ -246,9 +233,9 @@ class RedisSubscription(Subscription):
         if not self._in_flight and not self._unsettled:  # deleting it would drop its entries
             # the group may be gone with the server, or the server not answer: nothing to tidy
             with contextlib.suppress(RedisError, TimeoutError):
-                async with asyncio.timeout(self._transport.command_timeout):
+                async with asyncio.timeout(self._state.command_timeout):
                     await self._commands.xgroup_delconsumer(self._key, self._group, self._consumer)
-        await self._transport._release(self._reader)
+        await self._state.release(self._reader)
 
     async def _own_pending(self, max_count: int) -> list[Delivery]:
         """Take back what this consumer name holds from a previous life, before new events."""
@@ -269,12 +256,12 @@ class RedisSubscription(Subscription):
 
     async def _claim_abandoned(self, max_count: int) -> list[Delivery]:
         """XAUTOCLAIM entries idle for longer than claim_idle: their consumer is gone."""
-        self._next_claim = time.monotonic() + self._transport._claim_idle_ms / 4000
+        self._next_claim = time.monotonic() + self._state.claim_idle_ms / 4000
         reply = await self._commands.xautoclaim(
             self._key,
             self._group,
             self._consumer,
-            self._transport._claim_idle_ms,
+            self._state.claim_idle_ms,
             start_id=self._claim_cursor,
             count=max_count,
         )
@@ -299,7 +286,7 @@ class RedisSubscription(Subscription):
         return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     async def _new_deliveries(self, reply: Any) -> list[Delivery]:
-        """Deliveries of a raw XREADGROUP reply (``_redis_reader.py``): first deliveries."""
+        """Deliveries of a raw XREADGROUP reply (``reader.py``): first deliveries."""
         entries = stream_entries(reply, FIELD)
         deliveries = [Delivery(data, entry_id, 1) for entry_id, data in entries if data is not None]
         self._in_flight.update(d.receipt for d in deliveries)
@@ -342,12 +329,12 @@ class RedisSubscription(Subscription):
         from its end would skip it.
         """
         _log.warning("consumer_group_recreated", stream=self._key, group=self._group)
-        await create_group(self._commands, self._key, self._group, "0")
+        await self._state.create_group(self._key, self._group, "0")
         self._recovered = False
 
     async def _keep_alive(self) -> None:
         """Reset the idle time of what is in flight, so no live consumer looks dead."""
-        interval = self._transport._claim_idle_ms / 3000
+        interval = self._state.claim_idle_ms / 3000
         failing = False  # warn once per outage, not every interval
         while True:
             await asyncio.sleep(interval)
@@ -366,14 +353,6 @@ class RedisSubscription(Subscription):
                 failing = False
 
 
-async def create_group(client: redis.Redis, key: str, group: str, start: str) -> None:
-    try:
-        await client.xgroup_create(key, group, id=start, mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
 def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:
     """Yield (id, fields) pairs from however deeply redis-py nested them."""
     for item in items or ():
@@ -386,10 +365,6 @@ def _entries_of(items: Any) -> Iterator[tuple[Any, dict[bytes, bytes] | None]]:
             yield item[0], item[1]
         elif isinstance(item, tuple | list):
             yield from _entries_of(item)
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _as_bytes(entry_id: bytes | str) -> bytes:

@@ -1,89 +1,23 @@
-"""What the NATS JetStream transport keeps besides events: dead letters and handled-records.
-
-See ``nats_jetstream.py`` for where they live on the server.
-"""
+"""Handled-records of ``idempotent=True`` subscriptions on NATS: a JetStream KV bucket."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
 
-import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
-from ..errors import TransportError
-from ._nats_support import AckedPublisher, Names
+from .connection import STREAM_CONFIG_DIFFERS
+from .names import Names
+from .publisher import AckedPublisher
 
-__all__ = ["STREAM_CONFIG_DIFFERS", "HandledRecords", "delete_dead_letters", "read_dead_letters"]
-
-STREAM_CONFIG_DIFFERS = 10058
-_STREAM_NOT_FOUND = 10059
+__all__ = ["HandledBucket"]
 
 
-async def read_dead_letters(
-    js: JetStreamContext, names: Names, topic: str, limit: int, first: int
-) -> list[tuple[str, bytes]]:
-    """Up to ``limit`` (sequence, record) of the topic's dead letters, from ``first`` on.
-
-    One ``next_by_subj`` message get per letter: dead letters are few and read rarely.
-    """
-    subject = names.dead_subject(topic)
-    letters: list[tuple[str, bytes]] = []
-    sequence = first
-    while len(letters) < limit:
-        try:
-            raw = await js.get_msg(names.dead_stream, seq=sequence, subject=subject, next=True)
-        except nats.js.errors.NotFoundError:  # no more, or no dead letters at all
-            break
-        if raw.seq is None:
-            break
-        letters.append((str(raw.seq), raw.data or b""))
-        sequence = raw.seq + 1
-    return letters
-
-
-async def delete_dead_letters(
-    client: Client,
-    js: JetStreamContext,
-    names: Names,
-    topic: str,
-    sequences: Sequence[int] | None,
-    timeout: float,
-) -> int:
-    """Delete these sequences of the topic's dead letters (a purge for None); count them.
-
-    A sequence holding another topic's dead letter is left alone: it is not this topic's.
-    """
-    stream, subject = names.dead_stream, names.dead_subject(topic)
-    if sequences is None:  # nats-py's purge_stream does not say how many went
-        reply = await client.request(
-            f"$JS.API.STREAM.PURGE.{stream}",
-            json.dumps({"filter": subject}).encode(),
-            timeout=timeout,
-        )
-        answer = json.loads(reply.data)
-        if "error" in answer:
-            if answer["error"].get("err_code") == _STREAM_NOT_FOUND:  # no dead letters ever
-                return 0
-            raise TransportError(f"purging {stream!r} failed: {answer['error']}")
-        return int(answer.get("purged", 0))
-    deleted = 0
-    for sequence in sequences:
-        try:
-            raw = await js.get_msg(stream, seq=sequence)
-            if raw.subject == subject:
-                deleted += bool(await js.delete_msg(stream, sequence))
-        except nats.js.errors.APIError:  # gone already (or never was)
-            continue
-    return deleted
-
-
-class HandledRecords:
+class HandledBucket:
     """The KV bucket of ``idempotent=True`` subscriptions: a key per (group, event id).
 
     A key holds the Unix time it expires: a bucket has one TTL for every key, and each

@@ -1,6 +1,6 @@
 """A lean read path for XREADGROUP: a whole-reply RESP parser and no per-entry dicts.
 
-The parser (:class:`~._redis_parser.WholeReplyParser`, the fast path) replaces redis-py's
+The parser (:class:`~.parser.WholeReplyParser`, the fast path) replaces redis-py's
 pure-Python one on the bus's own connections, when the installed redis-py is one it was
 tested with; hiredis, when installed, is faster still and is left in place, as is a parser
 the user chose.
@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.connection import DefaultParser
 
-__all__ = ["fields_repr", "lean_reader", "stream_entries", "use_whole_reply_parser"]
+__all__ = ["fields_repr", "lean_reader", "stream_entries", "text", "use_whole_reply_parser"]
 
 
 def lean_reader(reader: redis.Redis, *, fast: bool) -> None:
@@ -44,7 +44,7 @@ def use_whole_reply_parser(settings: dict[str, Any], *, fast: bool) -> None:
     # may have moved them. Only a tested one gets this far.
     from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
 
-    from ._redis_parser import WholeReplyParser
+    from .parser import WholeReplyParser
 
     if settings.get("parser_class", DefaultParser) in (_AsyncRESP3Parser, _AsyncRESP2Parser):
         settings["parser_class"] = WholeReplyParser
@@ -81,3 +81,8 @@ def stream_entries(reply: Any, field: bytes) -> list[tuple[Any, bytes | None]]:
 def fields_repr(pairs: dict[Any, Any]) -> bytes:
     """What the bus sets aside for an entry it did not write: its fields, printed."""
     return repr(pairs).encode()
+
+
+def text(value: Any) -> str:
+    """An entry id or a name as redis-py returned it (bytes or str), as a str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -41,6 +41,7 @@ class WholeReplyParser(_AsyncRESP3Parser):
         self._reset()
 
     def on_connect(self, connection: Any) -> None:
+        """Start a new connection with nothing pending from the last one."""
         super().on_connect(connection)  # type: ignore[no-untyped-call] # redis-py leaves it bare
         self._reset()
 
@@ -50,11 +51,13 @@ class WholeReplyParser(_AsyncRESP3Parser):
         self._open: list[list[Any]] = []  # the containers of the reply being parsed
 
     async def can_read(self) -> bool:
+        """Whether a reply (or part of one) is buffered or waiting on the socket."""
         return bool(self._pending) or await super().can_read()
 
     async def read_response(
         self, disable_decoding: bool = False, push_request: bool = False
     ) -> Any:
+        """The next reply (push messages handed to redis-py's handler on the way)."""
         stream, encoder = self._stream, self.encoder
         if stream is None or encoder is None:
             raise RedisConnectionError(_CLOSED)

@@ -55,14 +55,17 @@ def check_topic(topic: str) -> str:
 
 
 def group_queue(prefix: str, topic: str, group: str) -> str:
+    """The quorum queue of ``group`` on ``topic``."""
     return _fit(f"{prefix}.group.{topic}.{group}")
 
 
 def history_stream(prefix: str, topic: str) -> str:
+    """The stream keeping ``topic``'s history, for groups that start from the beginning."""
     return _fit(f"{prefix}.history.{topic}")
 
 
 def dead_letter_queue(prefix: str, topic: str) -> str:
+    """The queue of ``topic``'s dead letters."""
     return _fit(f"{prefix}.dead.{topic}")
 
 

@@ -5,7 +5,7 @@ command from keyword arguments, encodes it argument by argument and reads each r
 through its own timed ``read_response`` (an event-loop timer per reply): for a batch of
 small XADDs that cost more than everything else publishing did. Here every XADD of a batch
 shares one packed prefix (key, trim, field), only the message differs, and the replies are
-read straight from the connection's parser (ours, see ``_redis_parser.py``, or hiredis),
+read straight from the connection's parser (ours, see ``parser.py``, or hiredis),
 under one timeout for the batch. The connection, its handshake, retries and reconnects
 stay redis-py's.
 

@@ -1,0 +1,22 @@
+"""Helpers for testing code built on quantum_core, and the transport contract suite.
+
+``check_transport(make_transport)`` proves that a transport honours the contract the EventBus
+relies on (see trio's ``check_two_way_stream`` and Watermill's shared pub/sub tests). Our own
+test suite runs it on every transport; run it on yours too.
+"""
+
+# recorder.py: EventRecorder; harness.py: what every check is given (the harness,
+# TransportFeatures); contract.py: the common contract, CHECKS, check_transport; faults.py:
+# the checks of fault tolerance. `import quantum_core` does not import this package.
+from .contract import CHECKS, check_payload_round_trip, check_transport
+from .harness import MakeTransport, TransportFeatures
+from .recorder import EventRecorder
+
+__all__ = [
+    "CHECKS",
+    "EventRecorder",
+    "MakeTransport",
+    "TransportFeatures",
+    "check_payload_round_trip",
+    "check_transport",
+]
