@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,13 +14,12 @@ from quantum_core import (
     MemoryTransport,
     RedisStreamsTransport,
     Transport,
-    configure_logging,
     shutdown_event_bus,
     shutdown_health_checker,
     shutdown_policy_store,
     trace_context,
 )
-from quantum_core.testing import TransportFeatures
+from quantum_core.testing import TransportFeatures, capture_logs
 from rabbitmq_fixtures import *  # noqa: F403
 from service_helpers import REDIS_URL, service_missing
 
@@ -46,15 +43,9 @@ async def _clean_runtime() -> AsyncIterator[None]:
 
 @pytest.fixture
 def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Send quantum_core's JSON log lines to a buffer; call the fixture to read them parsed."""
-    stream = io.StringIO()
-    configure_logging("test-service", "DEBUG", stream=stream)
-
-    def read() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-    yield read
-    configure_logging("test-service", "INFO")
+    """The log lines of the test as dicts (``capture_logs``); call the fixture to read them."""
+    with capture_logs() as lines:
+        yield lambda: list(lines)
 
 
 @pytest.fixture

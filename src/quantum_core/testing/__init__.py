@@ -7,9 +7,11 @@ test suite runs it on every transport; run it on yours too.
 
 # recorder.py: EventRecorder; harness.py: what every check is given (the harness,
 # TransportFeatures); contract.py: the common contract, CHECKS, check_transport; faults.py:
-# the checks of fault tolerance. `import quantum_core` does not import this package.
+# the checks of fault tolerance; log_capture.py: capture_logs. `import quantum_core` does not
+# import this package.
 from .contract import CHECKS, check_payload_round_trip, check_transport
 from .harness import MakeTransport, TransportFeatures
+from .log_capture import capture_logs
 from .recorder import EventRecorder
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "EventRecorder",
     "MakeTransport",
     "TransportFeatures",
+    "capture_logs",
     "check_payload_round_trip",
     "check_transport",
 ]
