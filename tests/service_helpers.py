@@ -6,6 +6,7 @@ CI must run every test against every service; a developer without one still gets
 from __future__ import annotations
 
 import os
+import socket
 from typing import NoReturn
 
 import pytest
@@ -19,3 +20,11 @@ def service_missing(what: str, why: object = "not reachable") -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI={os.environ['CI']!r} requires it")
     pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server of the test's own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
