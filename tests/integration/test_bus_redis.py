@@ -221,7 +221,7 @@ async def test_a_deleted_stream_and_group_are_recreated_and_nothing_is_skipped(
 
 
 async def test_publish_to_an_unreachable_redis_fails_clearly_and_quickly():
-    from _services import free_port
+    from service_helpers import free_port
 
     port = free_port()
     bus = EventBus(f"redis://127.0.0.1:{port}/0", service_name="p")
@@ -266,6 +266,6 @@ async def test_handler_log_lines_carry_the_event_trace_on_redis(transports, log_
             if sum(line["event"] == "handled_on_redis" for line in log_lines()) == 2:
                 break
             await asyncio.sleep(0.01)
-    lines = [line for line in log_lines() if line["event"] == "handled_on_redis"]
+    lines = log_lines.named("handled_on_redis")
     assert {line["n"]: line["trace_id"] for line in lines} == {1: "trace-one", 2: "trace-two"}
     assert all(line["domain"] == "risk_safety" for line in lines)

@@ -12,6 +12,7 @@ import pytest
 from quantum_core import EventBus, MemoryTransport, RedisStreamsTransport
 from quantum_core.bus import Delivery, Subscription, Transport
 from quantum_core.errors import TransportError
+from quantum_core.testing import eventually
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -22,12 +23,6 @@ def make_transport(request):
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
     return lambda: RedisStreamsTransport(url, prefix=prefix, claim_idle=1.0)
-
-
-async def eventually(condition, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
@@ -67,7 +62,7 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
 async def test_an_idempotent_handler_is_not_run_again_after_a_lost_ack(make_transport, log_lines):
     runs, skipped = await _crash_after_handler_then_redeliver(make_transport, idempotent=True)
     assert (runs, skipped) == (1, 1)
-    skips = [line for line in log_lines() if line["event"] == "event_duplicate_skipped"]
+    skips = log_lines.named("event_duplicate_skipped")
     assert len(skips) == 1
     assert skips[0]["attempt"] == 2
 

@@ -16,14 +16,7 @@ from quantum_core import (
     trace_context,
 )
 from quantum_core.bus.transport import Delivery
-
-
-async def eventually(predicate, timeout=2.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+from quantum_core.testing import eventually
 
 
 class Recorder:
@@ -226,7 +219,7 @@ async def test_a_failing_handler_is_logged_set_aside_and_the_consumer_goes_on(lo
         await bus.publish("t.x", {"n": 2})
         await eventually(lambda: len(good.payloads) == 1 and len(other.payloads) == 2)
     assert good.payloads == [{"n": 2}]
-    failure = next(line for line in log_lines() if line["event"] == "event_handler_failed")
+    failure = log_lines.named("event_handler_failed")[0]
     assert failure["event_id"] == failing_id
     assert failure["trace_id"] == "trace-of-the-failure"
     assert failure["level"] == "error"

@@ -34,6 +34,7 @@ __all__ = [
     "RedisBroker",
     "delete_nats_namespace",
     "delete_rabbitmq_names",
+    "nats_server_unavailable",
     "new_namespace",
     "unavailable",
 ]
