@@ -32,7 +32,10 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     async def handle(payload):
         runs.append(payload["n"])
 
+    ack_tried = asyncio.Event()
+
     async def lost_ack(deliveries):
+        ack_tried.set()
         raise TransportError("connection reset before XACK (simulated crash)")
 
     first_transport = make_transport()
@@ -42,7 +45,7 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     first._consumers[0].subscription.ack = lost_ack
     await first.publish("t.x", {"n": 1})
     await eventually(lambda: runs == [1])
-    await asyncio.sleep(0.1)  # the record (if any) and the failed ack are done
+    await asyncio.wait_for(ack_tried.wait(), 10)  # after the record, if the group keeps them
     assert (await first.stats())["t.x -> h"].pending == 1  # handled, not acknowledged
     await first.stop()
 
@@ -51,7 +54,11 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     second.subscribe("t.x", handle, name="h", idempotent=idempotent)
     async with second:
         await eventually(lambda: second._consumers[0].counters.skipped_duplicates + len(runs) > 1)
-        await asyncio.sleep(0.1)
+
+        async def acknowledged():
+            return (await second.stats())["t.x -> h"].pending == 0
+
+        await eventually(acknowledged, "the redelivered event acknowledged")
         stats = (await second.stats())["t.x -> h"]
     for transport in {id(t): t for t in (first_transport, second_transport)}.values():
         await transport.close()
