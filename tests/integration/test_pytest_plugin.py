@@ -7,6 +7,7 @@ would: the plugin comes in through the pytest11 entry point, none of our conftes
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,29 +26,23 @@ asyncio_default_test_loop_scope = function
 filterwarnings = error
 """
 
-# A user's test of a service with a probe bus that sees what the service publishes: the two
-# buses must meet on every transport, memory included.
-ROUND_TRIP = """
+# The user's test is the one docs/testing.md shows: a service and a probe bus that sees what
+# it publishes. The two buses must meet on every transport, memory included.
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+USER_TEST = DOCS.read_text().split('```py title="test_signals.py"\n', 1)[1].split("```", 1)[0]
+
+# Writes down the URL each test got, for the assertions here.
+RECORD_URLS = """
 import json, os
-from quantum_core import EventBus
-from quantum_core.testing import EventRecorder
+import pytest
 
 
-async def test_a_signal_is_approved(quantum_core_transport):
-    with open(os.environ["URLS_FILE"], "a") as urls:
-        urls.write(json.dumps(quantum_core_transport) + "\\n")
-    service = EventBus(quantum_core_transport, service_name="risk")
-
-    async def approve(payload):
-        await service.publish("signal.approved", payload)
-
-    service.subscribe("signal.generated", approve, name="approve")
-    probe = EventBus(quantum_core_transport, service_name="probe")
-    approved = EventRecorder()
-    probe.subscribe("signal.approved", approved, name="approved")
-    async with service, probe:
-        await probe.publish("signal.generated", {"symbol": "BTCUSDT"})
-        assert await approved.wait_for(1, timeout=20) == [{"symbol": "BTCUSDT"}]
+@pytest.fixture(autouse=True)
+def _record_the_url(request):
+    if "quantum_core_transport" in request.fixturenames:
+        url = request.getfixturevalue("quantum_core_transport")
+        with open(os.environ["URLS_FILE"], "a") as urls:
+            urls.write(json.dumps(url) + "\\n")
 """
 
 ALL = ["memory", "redis", "nats", "amqp"]
@@ -63,7 +58,8 @@ def user(pytester, monkeypatch):
     """A user's project holding the round-trip test; ``run(*args)`` runs its pytest."""
     monkeypatch.delenv("CI", raising=False)
     pytester.makefile(".ini", pytest=INI)
-    pytester.makepyfile(test_user=ROUND_TRIP)
+    pytester.makepyfile(test_user=USER_TEST)
+    pytester.makeconftest(RECORD_URLS)
     urls_file = pytester.path / "urls.jsonl"
     monkeypatch.setenv("URLS_FILE", str(urls_file))
 
@@ -78,7 +74,9 @@ def user(pytester, monkeypatch):
 def test_a_test_runs_once_per_transport_on_a_namespace_of_its_own(user):
     result, urls = user()
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([f"*test_a_signal_is_approved?{name}? PASSED*" for name in ALL])
+    result.stdout.fnmatch_lines(
+        [f"*test_a_confident_signal_is_approved?{name}? PASSED*" for name in ALL]
+    )
     assert [urlsplit(url).scheme for url in urls] == ALL
     assert len({namespace_of(url) for url in urls}) == 4
 
@@ -104,10 +102,10 @@ async def test_what_a_test_left_on_the_servers_is_deleted_afterwards(user, clien
 
     namespace = namespace_of(on_rabbitmq)
     names = [
-        group_queue(namespace, "signal.generated", "risk:approve"),
-        group_queue(namespace, "signal.approved", "probe:approved"),
-        history_stream(namespace, "signal.generated"),
-        history_stream(namespace, "signal.approved"),
+        group_queue(namespace, "ai.signal.generated", "risk_safety:on_signal"),
+        group_queue(namespace, "risk.signal.approved", "probe:approved"),
+        history_stream(namespace, "ai.signal.generated"),
+        history_stream(namespace, "risk.signal.approved"),
     ]
     connection = await aio_pika.connect(BROKERS["amqp"].base_url)
     try:
@@ -179,7 +177,7 @@ def test_under_ci_a_transport_that_cannot_run_fails(user, monkeypatch):
 def test_a_missing_client_library_is_skipped_naming_the_extra(user, pytester):
     # As if nats-py and aio-pika were not installed: an import of them fails.
     pytester.makeconftest(
-        "import sys\nsys.modules['nats'] = None\nsys.modules['aio_pika'] = None\n"
+        f"import sys\nsys.modules.update(nats=None, aio_pika=None)\n{RECORD_URLS}"
     )
     result, urls = user()
     result.assert_outcomes(passed=2, skipped=2)
