@@ -92,7 +92,7 @@ def quantum_core_transport(request: pytest.FixtureRequest) -> Iterator[str]:
     ``amqp://...?prefix=<namespace>``; what the namespace left on a server is deleted after
     the test. A transport that cannot run is skipped with the reason (failed under ``CI``).
     """
-    from quantum_core.testing.brokers import BROKERS, new_namespace, unavailable
+    from quantum_core.testing.brokers import BROKERS, new_namespace, skip_or_fail
 
     transport = getattr(request, "param", TRANSPORTS[0])
     broker = BROKERS.get(transport)
@@ -104,7 +104,7 @@ def quantum_core_transport(request: pytest.FixtureRequest) -> Iterator[str]:
         why_not[transport] = broker.unavailable()
     reason = why_not[transport]
     if reason is not None:
-        unavailable(reason)
+        skip_or_fail(reason)
     namespace = new_namespace()
     yield broker.url(namespace)
     broker.clean(namespace)

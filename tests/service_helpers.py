@@ -12,7 +12,7 @@ import functools
 import socket
 from typing import NoReturn
 
-from quantum_core.testing.brokers import BROKERS, unavailable
+from quantum_core.testing.brokers import BROKERS, skip_or_fail
 
 REDIS_URL = BROKERS["redis"].base_url
 NATS_URL = BROKERS["nats"].base_url
@@ -21,14 +21,14 @@ AMQP_URL = BROKERS["amqp"].base_url
 
 def service_missing(what: str, why: object = "not reachable") -> NoReturn:
     """Fail when CI is set, else skip, saying which service is missing and why."""
-    unavailable(f"{what} is not available ({why}); `make test` starts it where it can")
+    skip_or_fail(f"{what} is not available ({why}); `make test` starts it where it can")
 
 
 def require(scheme: str) -> str:
     """The shared server of a transport (``redis``, ``nats``, ``amqp``), or skip/fail saying why."""
     reason = _why_not(scheme)
     if reason is not None:
-        unavailable(f"{reason}; `make test` starts it where it can")
+        skip_or_fail(f"{reason}; `make test` starts it where it can")
     return BROKERS[scheme].base_url
 
 

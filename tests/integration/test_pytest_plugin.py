@@ -250,3 +250,25 @@ def test_a_plain_memory_url_still_gives_a_broker_of_its_own():
     finally:
         memory.clean(namespace)
     assert transport_from_url(url) is not shared  # forgotten after the test
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [
+        (None, pytest.skip.Exception),
+        ("", pytest.skip.Exception),
+        ("false", pytest.skip.Exception),
+        ("0", pytest.skip.Exception),
+        ("true", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+    ],
+)
+def test_the_ci_variable_turns_a_skip_into_a_failure(monkeypatch, ci, outcome):
+    from quantum_core.testing.brokers import skip_or_fail
+
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=r"^redis: gone"):
+        skip_or_fail("redis: gone")

@@ -36,7 +36,7 @@ __all__ = [
     "delete_rabbitmq_names",
     "nats_server_unavailable",
     "new_namespace",
-    "unavailable",
+    "skip_or_fail",
 ]
 
 _T = TypeVar("_T")
@@ -48,7 +48,7 @@ def new_namespace() -> str:
     return f"{_NAMESPACE_START}{uuid.uuid4().hex[:12]}"
 
 
-def unavailable(reason: str) -> NoReturn:
+def skip_or_fail(reason: str) -> NoReturn:
     """Skip the test saying why; fail it instead when the ``CI`` variable is set.
 
     A developer without a server still gets a run; CI, which must run every test it was
