@@ -1,30 +1,29 @@
-"""Shared fixtures: every test starts and ends with no process-wide bus or policy store."""
+"""Shared fixtures: every test starts and ends with no process-wide bus or policy store.
+
+Each broker's fixtures live in a module of their own (``redis_fixtures``, ``nats_fixtures``,
+``rabbitmq_fixtures``); a test that runs on every transport takes the pytest plugin's
+``quantum_core_transport`` (src/_quantum_core_pytestplugin.py), or ``transport_factory`` and
+``transport_features`` below for the contract's fast redelivery.
+"""
 
 from __future__ import annotations
 
-import io
-import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-import redis.asyncio as redis
 
-from nats_fixtures import *  # noqa: F403  (each broker's fixtures live in their own module)
 from quantum_core import (
-    MemoryTransport,
-    RedisStreamsTransport,
-    Transport,
-    configure_logging,
     shutdown_event_bus,
     shutdown_health_checker,
     shutdown_policy_store,
     trace_context,
+    transport_from_url,
 )
-from quantum_core.testing import TransportFeatures
-from rabbitmq_fixtures import *  # noqa: F403
-from service_helpers import REDIS_URL, service_missing
+from quantum_core.testing import MakeTransport, TransportFeatures, capture_logs
+
+pytest_plugins = ["redis_fixtures", "nats_fixtures", "rabbitmq_fixtures"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -44,88 +43,50 @@ async def _clean_runtime() -> AsyncIterator[None]:
     await shutdown_health_checker()
 
 
-@pytest.fixture
-def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Send quantum_core's JSON log lines to a buffer; call the fixture to read them parsed."""
-    stream = io.StringIO()
-    configure_logging("test-service", "DEBUG", stream=stream)
+class LogLines:
+    """The test's log lines so far: ``log_lines()`` all of them, ``log_lines.named(event)``."""
 
-    def read() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in stream.getvalue().splitlines()]
+    def __init__(self, lines: list[dict[str, Any]]) -> None:
+        self._lines = lines
 
-    yield read
-    configure_logging("test-service", "INFO")
+    def __call__(self) -> list[dict[str, Any]]:
+        return list(self._lines)
 
-
-@pytest.fixture
-async def redis_url() -> str:
-    """The shared Redis; the test must use keys under a prefix of its own."""
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except redis.ConnectionError as exc:
-        service_missing("Redis", exc)
-    finally:
-        await client.aclose()
-    return REDIS_URL
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self._lines if line["event"] == event]
 
 
 @pytest.fixture
-async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
-    """A key prefix of the test's own on the shared Redis, deleted afterwards."""
-    prefix = f"qc-test-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+def log_lines() -> Iterator[LogLines]:
+    """The log lines of the test as dicts (``capture_logs``), nothing written meanwhile."""
+    with capture_logs() as lines:
+        yield LogLines(lines)
+
+
+# How soon an event a consumer abandoned reaches another one: as soon as each transport
+# allows, so that the redelivery checks take a second, not the defaults' thirty.
+FAST_REDELIVERY = {"redis": {"claim_idle": "1.0"}, "nats": {"ack_wait": "1.0"}}
+FEATURES = {
+    "memory": TransportFeatures(redelivery_timeout=0.5),
+    "redis": TransportFeatures(redelivery_timeout=2.0),
+    # A NATS consumer that closes hands its messages back at once (NAK); one that dies
+    # leaves them for ack_wait. Closing a RabbitMQ channel requeues at once.
+    "nats": TransportFeatures(redelivery_timeout=2.0),
+    "amqp": TransportFeatures(redelivery_timeout=2.0),
+}
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    """A client of the shared Redis, for looking at what a test left on the server."""
-    client = redis.from_url(redis_url)
-    yield client
-    await client.aclose()
+def transport_factory(quantum_core_transport: str) -> MakeTransport:
+    """New transports on the plugin's URL (one namespace), with the fastest redelivery."""
+    parts = urlsplit(quantum_core_transport)
+    options = FAST_REDELIVERY.get(parts.scheme, {})
+    query = urlencode([*parse_qsl(parts.query), *options.items()])
+    url = urlunsplit(parts._replace(query=query))
+    return lambda: transport_from_url(url)
 
 
 @pytest.fixture
-async def transports(
-    redis_url: str, redis_prefix: str
-) -> AsyncIterator[Callable[..., RedisStreamsTransport]]:
-    """Make Redis transports under the test's own prefix; all are closed at teardown."""
-    made: list[RedisStreamsTransport] = []
-
-    def make(**options: Any) -> RedisStreamsTransport:
-        transport = RedisStreamsTransport(redis_url, prefix=redis_prefix, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.close()
-
-
-@pytest.fixture
-def memory_transport_factory() -> Callable[[], Transport]:
-    """One in-memory broker shared by every 'connection' the contract opens."""
-    shared = MemoryTransport()
-    return lambda: shared
-
-
-@pytest.fixture
-def memory_transport_features() -> TransportFeatures:
-    return TransportFeatures(redelivery_timeout=0.5)
-
-
-@pytest.fixture
-def redis_transport_factory(redis_url: str, redis_prefix: str) -> Callable[[], Transport]:
-    return lambda: RedisStreamsTransport(redis_url, prefix=redis_prefix, claim_idle=1.0)
-
-
-@pytest.fixture
-def redis_transport_features() -> TransportFeatures:
-    return TransportFeatures(redelivery_timeout=2.0)
+def transport_features(quantum_core_transport: str) -> TransportFeatures:
+    """What the transport promises, and how fast (for ``check_transport``)."""
+    return FEATURES[urlsplit(quantum_core_transport).scheme]

@@ -33,6 +33,10 @@ class FreezableProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.connections = 0
+        # How the target sees the proxied clients: the local port of each upstream connection.
+        self.upstream_ports: list[int] = []
+        # Chunks that frozen connections swallowed: something was sent into the dead path.
+        self.dropped = 0
 
     def __enter__(self) -> FreezableProxy:
         self._thread.start()
@@ -78,6 +82,7 @@ class FreezableProxy:
         except OSError:
             writer.close()
             return
+        self.upstream_ports.append(up_writer.get_extra_info("sockname")[1])
         gate = asyncio.Event()
         gate.set()
         self._frozen.add(gate)
@@ -95,6 +100,7 @@ class FreezableProxy:
                 await gate.wait()
                 data = await source.read(65536)
                 if not gate.is_set():  # frozen while reading: drop what came, like the network
+                    self.dropped += bool(data)
                     await asyncio.Event().wait()
                 if not data:
                     break

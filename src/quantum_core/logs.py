@@ -33,13 +33,16 @@ none of them imports this module, so there is no import cycle.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Final, TextIO
 
 from ._log_pipeline import RootHandler as _RootHandler
 from ._log_pipeline import StreamConfig as _StreamConfig
 from ._logger import Logger, get_logger
+from ._logger import active_config as _active_config
 from ._logger import use_config as _use_config
 from ._trading_log import Quantity as Quantity
 from ._trading_log import TradingLogger
@@ -107,3 +110,29 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     _use_config(config)
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put logging back as it was when the block ends, also on error.
+
+    For code that points log lines elsewhere for a while (the CLI sends them to stderr while a
+    command runs, :func:`quantum_core.testing.capture_logs` into a list): the configuration
+    our loggers write with, our handler on the root logger and the root level come back.
+    Other root handlers (the application's, pytest's) are left alone.
+    """
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, _RootHandler)]
+    level, active = root.level, _active_config()
+    for handler in ours:  # taken off, not closed: they come back afterwards
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if isinstance(h, _RootHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in ours:
+            root.addHandler(handler)
+        root.setLevel(level)
+        _use_config(active)

@@ -1,42 +1,26 @@
-"""One contract, every transport: the same checks on memory and on the real Redis."""
+"""One contract, every transport: the same checks on memory, Redis, NATS and RabbitMQ."""
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quantum_core import MemoryTransport, Transport
+from quantum_core import MemoryTransport
 from quantum_core.testing import (
     CHECKS,
-    TransportFeatures,
     check_payload_round_trip,
     check_transport,
 )
 
-TRANSPORTS = ["memory", "redis", "nats", "rabbitmq"]
-
-
-@pytest.fixture(params=TRANSPORTS)
-def transport_name(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def make_transport(transport_name, request) -> Callable[[], Transport]:
-    """The `<name>_transport_factory` fixture: a callable that opens a new transport."""
-    return request.getfixturevalue(f"{transport_name}_transport_factory")
-
-
-@pytest.fixture
-def features(transport_name, request) -> TransportFeatures:
-    return request.getfixturevalue(f"{transport_name}_transport_features")
+# Every test here runs on each transport through the pytest plugin's quantum_core_transport
+# (its URL of the test's own namespace); transport_factory and transport_features are in
+# tests/conftest.py.
 
 
 @pytest.mark.parametrize("check", list(CHECKS))
-async def test_contract(check, make_transport, features):
-    await check_transport(make_transport, features=features, checks=[check])
+async def test_contract(check, transport_factory, transport_features):
+    await check_transport(transport_factory, features=transport_features, checks=[check])
 
 
 JSON_SCALARS = (
@@ -60,15 +44,15 @@ PAYLOADS = st.lists(st.dictionaries(st.text(), JSON_VALUES, max_size=6), min_siz
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(payloads=PAYLOADS)
-def test_payloads_round_trip_unchanged(make_transport, payloads):
-    asyncio.run(check_payload_round_trip(make_transport, payloads))
+def test_payloads_round_trip_unchanged(transport_factory, payloads):
+    asyncio.run(check_payload_round_trip(transport_factory, payloads))
 
 
-def test_deeply_nested_payload_round_trips(make_transport):
+def test_deeply_nested_payload_round_trips(transport_factory):
     deep: dict = {"leaf": "ü€😀"}
     for depth in range(60):
         deep = {f"level{depth}": [deep]}
-    asyncio.run(check_payload_round_trip(make_transport, [deep]))
+    asyncio.run(check_payload_round_trip(transport_factory, [deep]))
 
 
 async def test_unknown_check_names_the_known_ones():

@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,24 +13,17 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis
 
 from quantum_core import EventBus
 from quantum_core.models import MarketDataEvent
-from service_helpers import service_missing
+from quantum_core.testing.brokers import BROKERS, new_namespace
+from service_helpers import REDIS_URL, free_port, require
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKEN = f"test-admin-{uuid.uuid4().hex}"
 API_KEY = "AKEYtest0123456789abcdefghij"
 API_SECRET = f"api-secret-{uuid.uuid4().hex}"
 SWITCH = {"mode": "DEFENSIVE", "updated_by": "test-operator", "reason": "test"}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class App:
@@ -89,23 +81,12 @@ class App:
         return [json.loads(line) for line in self.stdout_path.read_text().splitlines()]
 
 
-def require_redis():
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-
-
 @pytest.fixture(scope="module")
 def prefix():
-    require_redis()
-    name = f"qc-test-{uuid.uuid4().hex[:12]}"
+    require("redis")
+    name = new_namespace()
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    BROKERS["redis"].clean(name)
 
 
 @pytest.fixture(scope="module")

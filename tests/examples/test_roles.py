@@ -72,7 +72,7 @@ async def rabbitmq_queues_under(amqp_url):
     )
     listed, _ = await asyncio.wait_for(listing.communicate(), 60)
     assert listing.returncode == 0, "rabbitmqctl list_queues failed"
-    from rabbitmq_fixtures import delete_rabbitmq_names
+    from quantum_core.testing.brokers import delete_rabbitmq_names
 
     for prefix in prefixes:
         names = {name for name in listed.decode().split() if name.startswith(f"{prefix}.")}

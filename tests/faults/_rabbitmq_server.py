@@ -11,15 +11,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from _services import free_port  # the integration tests' own helper
-
-from service_helpers import service_missing
+from service_helpers import free_port, service_missing
 
 _SBIN = Path("/usr/lib/rabbitmq/bin")
 

@@ -1,37 +1,22 @@
 """A consumer SIGKILLed mid-stream loses nothing: a replacement finishes its work."""
 
 import asyncio
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
+from _processes import finish, handled_numbers, start_consumer
 
 from quantum_core import EventBus, RedisStreamsTransport
 
 EVENTS = 10_000
-CONSUMER = Path(__file__).with_name("_consumer.py")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def handled_numbers(client, prefix):
-    return [int(n) for n in await client.lrange(f"{prefix}:handled", 0, -1)]
 
 
 @pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
 async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix, idempotent):
     client = redis.from_url(redis_url)
-    child = subprocess.Popen(
-        [sys.executable, str(CONSUMER), redis_url, redis_prefix]
-        + (["idempotent"] if idempotent else []),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = start_consumer(redis_url, redis_prefix, idempotent=idempotent)
     try:
-        assert child.stdout.readline().strip() == "ready"
         async with RedisStreamsTransport(redis_url, prefix=redis_prefix) as publisher_transport:
             publisher = EventBus(publisher_transport, service_name="risk")
             for start in range(0, EVENTS, 500):
@@ -76,8 +61,5 @@ async def test_sigkilled_consumer_loses_nothing(redis_url, redis_prefix, idempot
         if not idempotent:
             assert skipped == 0
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
+        finish(child)
         await client.aclose()

@@ -5,18 +5,15 @@ What the dead process held comes back after ``ack_wait`` (1 s here), to the repl
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from _processes import finish, start_process
 
 from quantum_core import EventBus, NatsJetStreamTransport
 
 EVENTS = 10_000
-CONSUMER = Path(__file__).with_name("_nats_consumer.py")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def handled_numbers(record: Path) -> list[int]:
@@ -26,15 +23,12 @@ def handled_numbers(record: Path) -> list[int]:
 @pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
 async def test_sigkilled_nats_consumer_loses_nothing(nats_url, nats_prefix, tmp_path, idempotent):
     record = tmp_path / "handled.txt"
-    child = subprocess.Popen(
-        [sys.executable, str(CONSUMER), nats_url, nats_prefix, str(record)]
-        + (["idempotent"] if idempotent else []),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+    child = start_process(
+        "_nats_consumer.py",
+        *(nats_url, nats_prefix, str(record)),
+        *(["idempotent"] if idempotent else []),
     )
     try:
-        assert child.stdout.readline().strip() == "ready"
         async with NatsJetStreamTransport(nats_url, prefix=nats_prefix) as publisher_transport:
             publisher = EventBus(publisher_transport, service_name="risk")
             for start in range(0, EVENTS, 500):
@@ -81,7 +75,4 @@ async def test_sigkilled_nats_consumer_loses_nothing(nats_url, nats_prefix, tmp_
         if not idempotent:
             assert skipped == 0
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
+        finish(child)

@@ -16,6 +16,7 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, NatsJetStreamTransport, TransportError
+from quantum_core.testing import eventually
 
 PING_INTERVAL = 0.5
 MAX_PINGS = 2
@@ -30,15 +31,6 @@ STOP_WITHIN = 1.0 + 2.0 + 2.0  # stop_timeout, the goodbye round trip (2 s), roo
 def _proxied(proxy: FreezableProxy, **options: object) -> str:
     query = "&".join(f"{name}={value}" for name, value in options.items())
     return f"nats://127.0.0.1:{proxy.port}?{query}"
-
-
-async def _until(condition, what: str, timeout: float) -> float:
-    """Wait for ``condition()``; return the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"{what} within {timeout}s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def test_a_consumer_on_a_frozen_connection_resumes_on_a_new_one(nats_url, nats_prefix):
@@ -61,11 +53,13 @@ async def test_a_consumer_on_a_frozen_connection_resumes_on_a_new_one(nats_url, 
         async with direct, consumer:
             publisher = EventBus(direct, service_name="risk")
             await publisher.publish("orders", {"n": 0})
-            await _until(lambda: handled == [0], "the first event handled", 10)
+            await eventually(lambda: handled == [0], "the first event handled", timeout=10)
             connections = proxy.connections
             proxy.freeze()
             await publisher.publish("orders", {"n": 1})
-            took = await _until(lambda: 1 in handled, "the event after the freeze", RESUMED_WITHIN)
+            took = await eventually(
+                lambda: 1 in handled, "the event after the freeze", timeout=RESUMED_WITHIN
+            )
             assert proxy.connections > connections  # it came through a new connection
             print(f"nats frozen: event handled {took:.1f}s after the freeze")
 

@@ -5,24 +5,16 @@ queue counts the return, so the replacement sees those events as a second attemp
 """
 
 import asyncio
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import redis.asyncio as redis
+from _processes import finish, handled_numbers, start_process
 
 from quantum_core import EventBus
 from quantum_core.transports.rabbitmq import RabbitMQTransport
 from quantum_core.transports.rabbitmq.names import group_queue, history_stream
 
 EVENTS = 5_000
-CONSUMER = Path(__file__).with_name("_rabbitmq_consumer.py")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def handled_numbers(client, prefix):
-    return [int(n) for n in await client.lrange(f"{prefix}:handled", 0, -1)]
 
 
 async def test_sigkilled_rabbitmq_consumer_loses_nothing(
@@ -33,14 +25,8 @@ async def test_sigkilled_rabbitmq_consumer_loses_nothing(
         {group_queue(prefix, "orders", "execution:handle"), history_stream(prefix, "orders")}
     )
     client = redis.from_url(redis_url)
-    child = subprocess.Popen(
-        [sys.executable, str(CONSUMER), amqp_url, prefix, redis_url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = start_process("_rabbitmq_consumer.py", amqp_url, prefix, redis_url)
     try:
-        assert child.stdout.readline().strip() == "ready"
         async with RabbitMQTransport(amqp_url, prefix=prefix) as publisher_transport:
             publisher = EventBus(publisher_transport, service_name="risk")
             for start in range(0, EVENTS, 500):
@@ -83,9 +69,6 @@ async def test_sigkilled_rabbitmq_consumer_loses_nothing(
         # At most what it held: handlers in flight and its prefetch windows.
         assert duplicates <= 32 + 2 * 4 * 50
     finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait(timeout=10)
-        child.stdout.close()
+        finish(child)
         await client.delete(f"{prefix}:handled")
         await client.aclose()

@@ -16,6 +16,7 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, TransportError
+from quantum_core.testing import eventually
 from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 HEARTBEAT = 1
@@ -30,15 +31,6 @@ def _through(amqp_url: str, proxy: FreezableProxy, query: str) -> str:
     parts = urlsplit(amqp_url)
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
     return parts._replace(netloc=netloc, query=query).geturl()
-
-
-async def _until(condition, what: str, timeout: float) -> float:
-    """Wait for ``condition()``; return the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"{what} within {timeout}s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def test_a_consumer_on_a_frozen_connection_resumes_on_a_new_one(
@@ -59,11 +51,13 @@ async def test_a_consumer_on_a_frozen_connection_resumes_on_a_new_one(
         try:
             await consumer.start()
             await publisher.publish("orders", {"n": 0})
-            await _until(lambda: handled == [0], "the first event handled", 10)
+            await eventually(lambda: handled == [0], "the first event handled", timeout=10)
             connections = proxy.connections
             proxy.freeze()
             await publisher.publish("orders", {"n": 1})
-            took = await _until(lambda: 1 in handled, "the event after the freeze", RESUMED_WITHIN)
+            took = await eventually(
+                lambda: 1 in handled, "the event after the freeze", timeout=RESUMED_WITHIN
+            )
             assert proxy.connections > connections  # it came through a new connection
             print(f"rabbitmq frozen: event handled {took:.1f}s after the freeze")
         finally:

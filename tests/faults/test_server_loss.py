@@ -37,7 +37,7 @@ async def test_a_flushed_server_is_met_by_recreating_and_going_on(log_lines):
                     await publisher.publish("orders", {"n": n})
                 await recorder.wait_for(49, timeout=10)
         assert sorted(p["n"] for p in recorder.payloads) == list(range(1, 50))
-        warnings = [line for line in log_lines() if line["event"] == "consumer_group_recreated"]
+        warnings = log_lines.named("consumer_group_recreated")
         assert len(warnings) == 1  # said once, not in a loop
     finally:
         await client.aclose()
@@ -102,10 +102,10 @@ async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(log
             "transport_recovered": 1,
             "consumer_group_recreated": 1,
         }, events
-        failed = next(line for line in log_lines() if line["event"] == "event_fetch_failed")
+        failed = log_lines.named("event_fetch_failed")[0]
         assert failed["level"] == "warning"
         assert failed["retry_max"] == 5.0
-        recovered = next(line for line in log_lines() if line["event"] == "transport_recovered")
+        recovered = log_lines.named("transport_recovered")[0]
         assert recovered["level"] == "info"
         assert recovered["outage_seconds"] >= 1.5
         assert events.count("event_fetch_still_failing") <= 10  # backoff, not a tight loop

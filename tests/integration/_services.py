@@ -10,10 +10,8 @@ import shutil
 import socket
 import subprocess
 import time
-from urllib.parse import urlparse
 
-from service_helpers import REDIS_URL as SHARED_REDIS_URL
-from service_helpers import service_missing
+from service_helpers import free_port, service_missing
 
 
 def ping(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -24,22 +22,6 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def require_shared_redis() -> str:
-    """The shared Redis URL, or skip/fail when it does not answer."""
-    url = urlparse(SHARED_REDIS_URL)
-    host, port = url.hostname or "127.0.0.1", url.port or 6379
-    if not ping(host, port):
-        service_missing(f"Redis at {host}:{port}", "no answer to PING")
-    return SHARED_REDIS_URL
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:

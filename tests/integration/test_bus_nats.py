@@ -22,7 +22,7 @@ from quantum_core import (
 )
 from quantum_core.bus.abilities import HandledRecords
 from quantum_core.bus.envelope import encode_events
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
 
 
 @pytest.fixture
@@ -45,13 +45,6 @@ async def make(nats_url, nats_prefix):
     yield make_transport
     for transport in made:
         await transport.close()
-
-
-async def eventually(condition, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
 
 
 # -- URLs, options and secrets -----------------------------------------------------------------
@@ -283,14 +276,14 @@ async def test_backlog_reports_lag_and_pending(make):
         async def prefetched():  # the fetch that emptied the buffer asked for two more
             return await subscription.backlog() == Backlog(pending=4, lag=1)
 
-        await eventually(prefetched, "two more fetched ahead")
+        await eventually(prefetched, "two more fetched ahead", timeout=15)
         await subscription.ack(deliveries)
         assert [d.data for d in await subscription.fetch(5, 1.0)] == [b"c", b"d"]
 
         async def acknowledged():
             return (await subscription.backlog()).pending == 3  # c, d, and e fetched ahead
 
-        await eventually(acknowledged, "a and b acknowledged")
+        await eventually(acknowledged, "a and b acknowledged", timeout=15)
     finally:
         await subscription.close()
 
@@ -338,7 +331,7 @@ async def test_event_bus_end_to_end_on_a_nats_url(nats_url, nats_prefix):
         async def one_dead_letter():
             return len(await bus.dead_letters("orders")) == 1
 
-        await eventually(one_dead_letter, "the failing event dead-lettered")
+        await eventually(one_dead_letter, "the failing event dead-lettered", timeout=15)
         assert attempts.count(1) == 3  # two failures, then handled
         (letter,) = await bus.dead_letters("orders")
         assert (letter.event_id, letter.trace_id, letter.attempts) == (bad_id, "trace-2", 3)
@@ -349,7 +342,7 @@ async def test_event_bus_end_to_end_on_a_nats_url(nats_url, nats_prefix):
         async def replayed():
             return attempts.count(2) == 4 and await bus.dead_letters("orders") == []
 
-        await eventually(replayed, "the replayed event handled")
+        await eventually(replayed, "the replayed event handled", timeout=15)
         stats = (await bus.stats())["orders -> flaky"]
         assert (stats.handled, stats.dead_lettered, stats.pending) == (2, 1, 0)
     await publisher.stop()
@@ -418,10 +411,10 @@ async def test_a_replay_reaches_only_the_group_that_failed(nats_url, nats_prefix
         async def dead():
             return len(await bus.dead_letters("orders")) == 1
 
-        await eventually(dead, "dead-lettered")
+        await eventually(dead, "dead-lettered", timeout=15)
         (letter,) = await bus.dead_letters("orders")
         await bus.replay_dead_letter("orders", letter.id)
-        await eventually(lambda: _true(len(seen["fragile"]) == 2), "replayed")
+        await eventually(lambda: _true(len(seen["fragile"]) == 2), "replayed", timeout=15)
         await asyncio.sleep(0.3)
     assert seen == {"fragile": [1, 1], "other": [1]}  # the replay went to "fragile" only
 
@@ -468,13 +461,13 @@ async def test_idempotent_subscription_skips_an_event_it_handled(make):
     bus.subscribe("orders", handle, name="handle", idempotent=True)
     async with bus:
         await transport.publish("orders", [data])
-        await eventually(lambda: _true(handled == [1]), "handled")
+        await eventually(lambda: _true(handled == [1]), "handled", timeout=15)
         await transport.publish("orders", [data])  # the same event again, as a redelivery
 
         async def skipped():
             return (await bus.stats())["orders -> handle"].skipped_duplicates == 1
 
-        await eventually(skipped, "the second copy skipped")
+        await eventually(skipped, "the second copy skipped", timeout=15)
         assert await bus._consumers[0].subscription.was_handled(event_id)
     assert handled == [1]
 

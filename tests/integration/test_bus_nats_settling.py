@@ -17,6 +17,7 @@ import pytest
 from nats.js import api
 
 from quantum_core import NatsJetStreamTransport, TransportError
+from quantum_core.testing import eventually
 
 
 @pytest.fixture
@@ -114,7 +115,9 @@ async def test_an_ack_sent_twice_is_harmless(make):
 
 
 async def _until_acknowledged(subscription) -> None:
-    """Wait (5 s at most) until the consumer holds nothing: acks are applied asynchronously."""
-    async with asyncio.timeout(5):
-        while (await subscription.backlog()).pending:
-            await asyncio.sleep(0.02)
+    """Wait until the consumer holds nothing: acks are applied asynchronously."""
+
+    async def nothing_held():
+        return (await subscription.backlog()).pending == 0
+
+    await eventually(nothing_held, "every delivery acknowledged", timeout=5)

@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 
 from quantum_core import EventBus, TransportError, transport_from_url
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
 from quantum_core.transports.rabbitmq import RabbitMQTransport
 
 SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
@@ -140,12 +140,12 @@ async def test_bus_on_an_amqp_url_retries_dead_letters_and_replays(
         rabbitmq_declared.update(consumer.transport._state.declared)  # type: ignore[attr-defined]
         bad = await publisher.publish("orders", {"n": 1})
         await publisher.publish_many("orders", [{"n": 2}, {"n": 3}])
-        for _ in range(500):
-            letters = await consumer.dead_letters("orders")
-            if letters and len(handled) == 2:
-                break
-            await asyncio.sleep(0.02)
-        (letter,) = letters
+
+        async def one_dead_two_handled():
+            return len(handled) == 2 and len(await consumer.dead_letters("orders")) == 1
+
+        await eventually(one_dead_two_handled, "the bad event dead-lettered, the others handled")
+        (letter,) = await consumer.dead_letters("orders")
         assert (letter.event_id, letter.attempts, letter.error_type) == (bad, 3, "RuntimeError")
         assert sorted(handled) == [(2, 1), (3, 1)]
         stats = (await consumer.stats())["orders -> handle"]
@@ -153,10 +153,7 @@ async def test_bus_on_an_amqp_url_retries_dead_letters_and_replays(
 
         fixed = True
         assert await consumer.replay_dead_letter("orders", letter.id) == bad
-        for _ in range(500):
-            if len(handled) == 3:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(handled) == 3, "the replayed event handled")
         assert handled[-1] == (1, 1)
         assert await consumer.dead_letters("orders") == []
         backlog = (await consumer.backlog())["orders -> handle"]

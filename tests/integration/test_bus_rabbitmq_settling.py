@@ -106,7 +106,7 @@ async def test_the_bus_retries_a_refused_dead_letter_and_counts_it_once_stored(
         await bus.publish("orders", {"n": 1})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not [e for e in log_lines() if e["event"] == "dead_letter_failed"]:
+        while not log_lines.named("dead_letter_failed"):
             assert loop.time() < deadline, "the refused dead letter was never reported"
             await asyncio.sleep(0.05)
         (stats,) = (await bus.stats()).values()

@@ -14,7 +14,7 @@ from quantum_core import (
     initialize_event_bus,
     trace_context,
 )
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
@@ -55,7 +55,7 @@ async def test_event_bus_takes_a_redis_client_directly_as_in_the_guide(client, r
         event_bus.subscribe("ai.signal.generated", capture_event)
         await event_bus.start()
         await event_bus.publish("ai.signal.generated", {"symbol": "BTCUSDT", "confidence": 0.85})
-        await asyncio.sleep(0.5)
+        await eventually(lambda: received_events, "the event handled")
         assert received_events == [{"symbol": "BTCUSDT", "confidence": 0.85}]
         await event_bus.stop()
         assert await client.ping()
@@ -93,7 +93,13 @@ async def test_layout_on_the_server_and_nothing_left_pending(client, redis_prefi
         await transport.publish("ai.signal.generated", [b"not an envelope"])
         await first.wait_for(50)
         await second.wait_for(50)
-        await asyncio.sleep(0.2)
+
+        async def settled():  # acknowledgements and dead letters are written after handling
+            groups = await client.xinfo_groups(f"{redis_prefix}:stream:ai.signal.generated")
+            dead = await client.xlen(f"{redis_prefix}:dead:ai.signal.generated")
+            return dead == 2 and all(g["pending"] == 0 for g in groups)
+
+        await eventually(settled, "every entry acknowledged, the bad one dead-lettered twice")
         groups = await client.xinfo_groups(f"{redis_prefix}:stream:ai.signal.generated")
         consumers = await client.xinfo_consumers(
             f"{redis_prefix}:stream:ai.signal.generated", "risk:governor"
@@ -120,7 +126,12 @@ async def test_entries_written_by_other_programs_are_set_aside(client, redis_pre
         await client.xadd(stream, {"event": '{"v": 2, "id": "from-the-future"}'})
         await bus.publish("orders", {"ok": 1})
         await recorder.wait_for(1)
-        await asyncio.sleep(0.2)
+
+        async def settled():
+            (group,) = await client.xinfo_groups(stream)
+            return group["pending"] == 0 and await client.xlen(f"{redis_prefix}:dead:orders") == 3
+
+        await eventually(settled, "the good entry acknowledged, the three others set aside")
         (group,) = await client.xinfo_groups(stream)
     assert recorder.payloads == [{"ok": 1}]
     assert group["pending"] == 0
@@ -221,7 +232,7 @@ async def test_a_deleted_stream_and_group_are_recreated_and_nothing_is_skipped(
 
 
 async def test_publish_to_an_unreachable_redis_fails_clearly_and_quickly():
-    from _services import free_port
+    from service_helpers import free_port
 
     port = free_port()
     bus = EventBus(f"redis://127.0.0.1:{port}/0", service_name="p")
@@ -262,10 +273,7 @@ async def test_handler_log_lines_carry_the_event_trace_on_redis(transports, log_
         await bus.publish("signals", {"n": 1}, trace_id="trace-one")
         with trace_context.scope("trace-two"):
             await bus.publish("signals", {"n": 2})
-        for _ in range(200):
-            if sum(line["event"] == "handled_on_redis" for line in log_lines()) == 2:
-                break
-            await asyncio.sleep(0.01)
-    lines = [line for line in log_lines() if line["event"] == "handled_on_redis"]
+        await eventually(lambda: len(log_lines.named("handled_on_redis")) == 2)
+    lines = log_lines.named("handled_on_redis")
     assert {line["n"]: line["trace_id"] for line in lines} == {1: "trace-one", 2: "trace-two"}
     assert all(line["domain"] == "risk_safety" for line in lines)

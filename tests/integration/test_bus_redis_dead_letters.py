@@ -19,7 +19,7 @@ from quantum_core import (
     TransportError,
     current_event,
 )
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
 
 TOPIC = "orders"
 GROUP = "exec:h"
@@ -120,14 +120,6 @@ async def test_a_dead_letter_whose_reply_was_lost_is_not_written_twice(
     await asyncio.wait_for(subscription.close(), 5)
 
 
-async def eventually(predicate, timeout):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
-
-
 # The replica claims after 1.8 s idle; the consumer that failed would only take its own
 # entry back after 3.6 s, and kept it fresh every 1.2 s while it still held it.
 FAILED_CLAIM_IDLE, REPLICA_CLAIM_IDLE = 3.6, 1.8
@@ -157,7 +149,7 @@ async def test_an_entry_whose_dead_letter_failed_is_taken_over_by_a_replica(
         async def dead_letter_failed():
             return any(line["event"] == "dead_letter_failed" for line in log_lines())
 
-        await eventually(dead_letter_failed, 10)
+        await eventually(dead_letter_failed, timeout=10)
         # Still refused: the failing consumer keeps trying, without keeping the entry alive.
         async with replica:
             await recorder.wait_for(1, timeout=REPLICA_CLAIM_IDLE + 6)
@@ -165,7 +157,7 @@ async def test_an_entry_whose_dead_letter_failed_is_taken_over_by_a_replica(
             async def acknowledged():
                 return await _pending(client, stream) == []
 
-            await eventually(acknowledged, 5)
+            await eventually(acknowledged, timeout=5)
     assert recorder.payloads == [{"n": 1}]
     assert recorder.events[0].attempt == 2  # a redelivery, counted
     assert await client.type(dead) == b"string"  # handled by the replica: no dead letter
@@ -196,13 +188,13 @@ async def test_an_entry_whose_ack_failed_is_taken_over_by_a_replica(log_lines):
             async def ack_failed():
                 return any(line["event"] == "event_ack_failed" for line in log_lines())
 
-            await eventually(ack_failed, 10)
+            await eventually(ack_failed, timeout=10)
             async with _replica(replica_transport, handle):
 
                 async def acknowledged():
                     return await _pending(admin, f"p:stream:{TOPIC}") == []
 
-                await eventually(acknowledged, REPLICA_CLAIM_IDLE + 6)
+                await eventually(acknowledged, timeout=REPLICA_CLAIM_IDLE + 6)
         assert handled == [1, 2]  # again by the replica: at least once, not never
     finally:
         await no_ack.close()

@@ -9,14 +9,7 @@ import asyncio
 import pytest
 
 from quantum_core import EventBus, RedisStreamsTransport, TransportError, current_event
-
-
-async def eventually(predicate, timeout=15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+from quantum_core.testing import eventually
 
 
 async def test_dead_letters_on_the_server_xack_xdel_and_del(client, redis_prefix, transports):
@@ -37,7 +30,7 @@ async def test_dead_letters_on_the_server_xack_xdel_and_del(client, redis_prefix
         async def two_dead():
             return await client.xlen(dead) == 2
 
-        await eventually(two_dead)
+        await eventually(two_dead, timeout=15)
         (group,) = await client.xinfo_groups(stream)
         assert group["pending"] == 0  # set aside and acknowledged in one MULTI
         entries = await client.xrange(dead)
@@ -52,7 +45,7 @@ async def test_dead_letters_on_the_server_xack_xdel_and_del(client, redis_prefix
         async def replayed():
             return handled == [letters[0].event_id]
 
-        await eventually(replayed)
+        await eventually(replayed, timeout=15)
         assert [entry_id.decode() for entry_id, _ in await client.xrange(dead)] == [letters[1].id]
         assert await client.xlen(stream) == 3  # the two events and the replay
         assert await bus.purge_dead_letters("orders") == 1
@@ -84,7 +77,7 @@ async def test_an_event_waiting_for_its_retry_stays_pending_and_is_not_claimed(
             in_a, in_b = (await a.stats())["orders -> h"], (await b.stats())["orders -> h"]
             return in_a.retrying + in_b.retrying == 1
 
-        await eventually(retrying)
+        await eventually(retrying, timeout=15)
         stream = f"{redis_prefix}:stream:orders"
         (before,) = await client.xpending_range(stream, "exec:h", min="-", max="+", count=10)
         await asyncio.sleep(1.8)  # three times claim_idle; the retry comes after 2.5-5 s
@@ -96,7 +89,7 @@ async def test_an_event_waiting_for_its_retry_stays_pending_and_is_not_claimed(
         async def dead():
             return len(await a.dead_letters("orders")) == 1
 
-        await eventually(dead)
+        await eventually(dead, timeout=15)
     (first, second) = attempts
     assert first[0] == second[0]  # both attempts in the replica that took it
     assert [attempt for _, attempt in attempts] == [1, 2]
@@ -128,14 +121,14 @@ async def test_a_restarted_consumer_counts_the_redelivery_as_an_attempt(redis_pr
         async def retrying():
             return (await first.stats())["orders -> h"].retrying == 1
 
-        await eventually(retrying)
+        await eventually(retrying, timeout=15)
     again = pod()
     async with again:
 
         async def dead():
             return len(await again.dead_letters("orders")) == 1
 
-        await eventually(dead)
+        await eventually(dead, timeout=15)
         (letter,) = await again.dead_letters("orders")
         stats = (await again.stats())["orders -> h"]
     assert attempts == [1, 2]
@@ -157,7 +150,7 @@ async def test_stats_report_the_groups_backlog_on_redis(transports):
         async def two_pending():
             return (await bus.stats())["t.x -> slow"].pending == 2
 
-        await eventually(two_pending)
+        await eventually(two_pending, timeout=15)
         assert (await bus.stats())["t.x -> slow"].lag == 3
         release.set()
 
@@ -165,7 +158,7 @@ async def test_stats_report_the_groups_backlog_on_redis(transports):
             stats = (await bus.stats())["t.x -> slow"]
             return (stats.handled, stats.pending, stats.lag) == (5, 0, 0)
 
-        await eventually(all_handled)
+        await eventually(all_handled, timeout=15)
 
 
 async def test_dead_letter_ids_are_checked_and_redis_errors_are_ours(redis_prefix, transports):
@@ -178,7 +171,7 @@ async def test_dead_letter_ids_are_checked_and_redis_errors_are_ours(redis_prefi
         await bus.replay_dead_letter("orders", "1-0")
     await bus.stop()
 
-    from _services import free_port
+    from service_helpers import free_port
 
     unreachable = RedisStreamsTransport(f"redis://127.0.0.1:{free_port()}/0")
     bus = EventBus(unreachable, service_name="svc")

@@ -13,7 +13,7 @@ import pytest
 
 from freezable_proxy import FreezableProxy
 from quantum_core import EventBus, RedisStreamsTransport, TransportError
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
 from quantum_core.transports.redis import COMMAND_BUDGET, COMMAND_TIMEOUT
 
 TOPIC = "orders"
@@ -75,7 +75,20 @@ async def _timed(awaitable):
     return result, loop.time() - started
 
 
-async def test_a_consumer_whose_read_connection_froze_resumes(proxy, through, transports):
+def blocked_in_a_read(client, proxy):
+    """Whether Redis holds one of the proxied connections blocked in XREADGROUP."""
+
+    async def blocked():
+        ours = {f"127.0.0.1:{port}" for port in proxy.upstream_ports}
+        return any(
+            c["addr"] in ours and c["cmd"] == "xreadgroup" and "b" in c["flags"]
+            for c in await client.client_list()
+        )
+
+    return blocked
+
+
+async def test_a_consumer_whose_read_connection_froze_resumes(client, proxy, through, transports):
     recorder = EventRecorder()
     consumer = EventBus(through(), service_name="exec")
     consumer.subscribe(TOPIC, recorder, name="h")
@@ -83,7 +96,7 @@ async def test_a_consumer_whose_read_connection_froze_resumes(proxy, through, tr
     async with consumer, direct:
         await direct.publish(TOPIC, {"n": 1})
         await recorder.wait_for(1)
-        await asyncio.sleep(0.2)  # the consumer is blocked in its next read
+        await eventually(blocked_in_a_read(client, proxy), "the consumer blocked in its next read")
         proxy.freeze()
         await direct.publish(TOPIC, {"n": 2})
         await recorder.wait_for(2, timeout=10)

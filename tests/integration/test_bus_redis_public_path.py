@@ -30,7 +30,7 @@ def untested_redis_py(monkeypatch):
 def test_the_fast_path_is_on_only_for_the_tested_range(monkeypatch, log_lines, version, tested):
     monkeypatch.setattr(redis, "__version__", version)
     assert fast_path_tested() is tested
-    off = [line for line in log_lines() if line["event"] == "redis_fast_path_off"]
+    off = log_lines.named("redis_fast_path_off")
     assert bool(off) is not tested
     if off:
         assert off[0]["level"] == "debug"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
-from _services import free_port
 
 from quantum_core import (
     EventBus,
@@ -26,7 +25,8 @@ from quantum_core import (
     get_logger,
 )
 from quantum_core.cli import main
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
+from service_helpers import free_port
 
 TOPIC = "orders.placed"
 SECRET = "s3cret-pass-42"  # noqa: S105 - a fake password that must never be printed
@@ -81,13 +81,6 @@ async def transport(redis_url, redis_prefix):
     await transport.close()
 
 
-async def eventually(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def dead_letters(transport):
     """Two events of TOPIC that exec:execute gave up on after its one attempt."""
@@ -103,7 +96,7 @@ async def dead_letters(transport):
         async def both_dead():
             return len(await bus.dead_letters(TOPIC)) == 2
 
-        await eventually(both_dead)
+        await eventually(both_dead, timeout=5)
         return await bus.dead_letters(TOPIC)
 
 
@@ -133,7 +126,7 @@ async def test_streams_table_and_json(cli, transport, dead_letters, redis_prefix
             async def held():
                 return (await risk.backlog())[f"{TOPIC} -> hold"].pending == 1
 
-            await eventually(held)
+            await eventually(held, timeout=5)
             table = await cli("streams")
             as_json = await cli("streams", "--json")  # options may follow the command
         finally:
@@ -224,7 +217,7 @@ async def test_dlq_masks_secrets_of_the_original_event_alike_in_table_and_json(c
         async def dead():
             return len(await bus.dead_letters(TOPIC)) == 1
 
-        await eventually(dead)
+        await eventually(dead, timeout=5)
         (letter,) = await bus.dead_letters(TOPIC)
 
     table = await cli("dlq", "show", TOPIC, letter.id)
@@ -358,7 +351,7 @@ async def test_policy_show_switch_and_history(cli, policy_store, transport):
     async def followed():  # the running store was told at once
         return policy_store.policy.active_mode.value == "DEFENSIVE"
 
-    await eventually(followed)
+    await eventually(followed, timeout=5)
     same = await cli("policy", "switch", "DEFENSIVE", "--by", "bob", "--json")
     assert same.json() == {
         "previous_mode": "DEFENSIVE",

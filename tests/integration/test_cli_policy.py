@@ -2,13 +2,13 @@
 
 import asyncio
 import json
-import time
 
 import pytest
 
 from quantum_core import PolicyStore, RedisPolicyBackend
 from quantum_core.cli import main
 from quantum_core.models import RiskMode
+from quantum_core.testing import eventually
 
 JUNK = b'{"version": 7, "active_mode": "PANIC"}'
 
@@ -43,13 +43,6 @@ async def service(redis_url, redis_prefix):
         yield store
 
 
-async def eventually(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def defensive_limits(policy):
     config = policy.configs[RiskMode.DEFENSIVE]
     return config.max_leverage, config.max_open_positions
@@ -60,7 +53,9 @@ async def test_a_switch_over_a_corrupt_value_never_resets_the_limits(
 ):
     key = f"{redis_prefix}:policy:current"
     await client.set(key, JUNK)
-    await eventually(lambda: any(e["event"] == "policy_value_unreadable" for e in log_lines()))
+    await eventually(
+        lambda: any(e["event"] == "policy_value_unreadable" for e in log_lines()), timeout=5
+    )
 
     code, out, err = await cli("policy", "switch", "DEFENSIVE", "--by", "alice")
 
@@ -91,7 +86,7 @@ async def test_a_reset_writes_the_defaults_on_purpose_above_every_version(
     assert code == 0, err
     assert out.startswith("risk policy reset to the defaults: NORMAL and the default limits")
     assert out.endswith("(version 8, by alice)\n")
-    await eventually(lambda: service.policy.version == 8)
+    await eventually(lambda: service.policy.version == 8, timeout=5)
     assert defensive_limits(service.policy) == (3.0, 2)
     code, out, err = await cli("policy", "reset", "--by", "alice", "--json")
     assert (code, json.loads(out)) == (

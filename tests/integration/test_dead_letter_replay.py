@@ -12,35 +12,21 @@ from collections.abc import Sequence
 import pytest
 
 from quantum_core import EventBus, Transport, TransportError
-
-TRANSPORTS = ["memory", "redis", "nats", "rabbitmq"]
-
-
-@pytest.fixture(params=TRANSPORTS)
-def factory(request):
-    return request.getfixturevalue(f"{request.param}_transport_factory")
+from quantum_core.testing import eventually
 
 
 @pytest.fixture
-async def make_transport(factory):
-    """A new transport on the broker per call (the contract's factories); closed at the end."""
+async def make_transport(transport_factory):
+    """A new transport per call, on each transport in turn; all closed afterwards."""
     made = []
 
     def make():
-        made.append(factory())
+        made.append(transport_factory())
         return made[-1]
 
     yield make
     for transport in made:
         await transport.close()
-
-
-async def eventually(predicate, what, timeout=20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 async def _one_dead_letter(bus, topic):
@@ -49,7 +35,7 @@ async def _one_dead_letter(bus, topic):
     async def dead():
         return len(await bus.dead_letters(topic)) == 1
 
-    await eventually(dead, "the event dead-lettered")
+    await eventually(dead, "the event dead-lettered", timeout=20)
     (letter,) = await bus.dead_letters(topic)
     return letter
 
@@ -88,7 +74,9 @@ async def test_two_replays_of_one_dead_letter_publish_it_once(make_transport):
         async def sentinel_handled():
             return bool(sentinels)
 
-        await eventually(sentinel_handled, "the event published after the replays handled")
+        await eventually(
+            sentinel_handled, "the event published after the replays handled", timeout=20
+        )
         assert await bus.dead_letters(topic) == []
     assert len(poison_runs) == 2  # the first attempt, then one replay
 

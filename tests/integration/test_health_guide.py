@@ -29,22 +29,16 @@ from quantum_core.health import (
     initialize_health_checker,
     shutdown_health_checker,
 )
-from service_helpers import service_missing
+from service_helpers import REDIS_URL as GUIDE_REDIS_URL
+from service_helpers import require
 
-GUIDE_REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FAKE_KEY = "AKEY-ab12cd34ef56gh78ij90kl12mn34op56qr78st90uv12wx34yz56ab78cd90"
 FAKE_SECRET = "SECRET-9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2"  # noqa: S105 - fake
 
 
 @pytest.fixture
 async def guide_env(monkeypatch):
-    client = redis.from_url(GUIDE_REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.ConnectionError, OSError):
-        service_missing(f"Redis at {GUIDE_REDIS_URL}")
-    finally:
-        await client.aclose()
+    require("redis")
     monkeypatch.setenv("REDIS_URL", GUIDE_REDIS_URL)
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("BINANCE_API_KEY", FAKE_KEY)

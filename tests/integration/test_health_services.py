@@ -1,7 +1,5 @@
 """Redis and PostgreSQL checks against the real servers on loopback (never mocked)."""
 
-import os
-import socket
 import time
 import uuid
 
@@ -19,15 +17,7 @@ from quantum_core.health import (
     initialize_health_checker,
     shutdown_health_checker,
 )
-from service_helpers import service_missing
-
-REDIS_URL = os.environ.get("QUANTUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from service_helpers import free_port, require, service_missing
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +27,8 @@ async def _no_process_checker():
 
 
 @pytest.fixture
-async def health_redis_url():
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.ConnectionError, OSError):
-        service_missing(f"Redis at {REDIS_URL}")
-    finally:
-        await client.aclose()
-    return REDIS_URL
+def health_redis_url():
+    return require("redis")
 
 
 @pytest.fixture
@@ -92,7 +75,7 @@ async def test_the_checker_leaves_the_callers_redis_client_open(health_redis_url
 
 
 async def test_redis_where_no_server_listens_is_unhealthy_and_critical():
-    client = redis.Redis(host="127.0.0.1", port=closed_port())  # redis-py's default retries
+    client = redis.Redis(host="127.0.0.1", port=free_port())  # redis-py's default retries
     try:
         checker = await initialize_health_checker(
             service_name="svc",
@@ -114,7 +97,7 @@ async def test_redis_where_no_server_listens_is_unhealthy_and_critical():
 
 
 async def test_redis_without_retries_says_why_at_once():
-    port = closed_port()
+    port = free_port()
     client = redis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
     try:
         async with HealthChecker("svc", system=False) as checker:
@@ -127,7 +110,7 @@ async def test_redis_without_retries_says_why_at_once():
 
 
 async def test_redis_made_non_critical_only_degrades(health_redis_url):
-    client = redis.Redis(host="127.0.0.1", port=closed_port(), retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     try:
         checker = await initialize_health_checker(
             service_name="svc",
@@ -188,7 +171,7 @@ async def test_postgres_pool_is_healthy_and_stays_the_callers(postgres_dsn):
 
 
 async def test_postgres_where_no_server_listens_is_unhealthy():
-    dsn = f"postgresql://postgres:hidden-pass-123@127.0.0.1:{closed_port()}/test"
+    dsn = f"postgresql://postgres:hidden-pass-123@127.0.0.1:{free_port()}/test"
     checker = await initialize_health_checker(service_name="svc", postgres=dsn, check_binance=False)
     started = time.monotonic()
     report = await checker.get_health_report()

@@ -12,7 +12,6 @@ from datetime import UTC
 import pytest
 import redis as sync_redis
 import redis.asyncio as redis
-from _services import require_shared_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,8 @@ from quantum_core import initialize_policy_store, shutdown_policy_store
 from quantum_core.models import RiskConfig, RiskMode, RiskPolicy
 from quantum_core.policy import PolicyStore, PolicyValidationError, RedisPolicyBackend
 from quantum_core.policy.codec import encode_policy
+from quantum_core.testing import eventually
+from service_helpers import require
 
 CHILD = r"""
 import asyncio, json, sys, time
@@ -75,7 +76,7 @@ class Shared:
 
 @pytest.fixture
 async def shared():
-    url = require_shared_redis()
+    url = require("redis")
     prefix = f"qc-test-policy-{uuid.uuid4().hex[:12]}"
     client = redis.Redis.from_url(url)
     yield Shared(url, prefix, client)
@@ -119,18 +120,6 @@ class Child:
                 self.process.kill()
                 await self.process.wait()
         assert self.process.returncode == 0, err.decode()
-
-
-async def eventually(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-def events(log_lines, name):
-    return [line for line in log_lines() if line["event"] == name]
 
 
 # -- several processes ---------------------------------------------------------------------
@@ -285,7 +274,7 @@ async def test_a_corrupt_value_is_reported_once_and_the_last_good_policy_kept(
         await shared.client.publish(f"{shared.prefix}:changes", b"{}")
         await asyncio.sleep(0.3)  # several notices and periodic checks
         assert store.policy.active_mode is RiskMode.DEFENSIVE
-        (report,) = events(log_lines, "policy_value_unreadable")
+        (report,) = log_lines.named("policy_value_unreadable")
         assert report["where"] == f"Redis key {key!r}"
         assert report["serving_version"] == 1
 

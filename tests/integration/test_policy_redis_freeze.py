@@ -15,6 +15,7 @@ import pytest
 from freezable_proxy import FreezableProxy
 from quantum_core.models import RiskMode
 from quantum_core.policy import PolicyStore, RedisPolicyBackend
+from quantum_core.testing import eventually
 
 POLL = 0.2
 TIMEOUT = 0.5
@@ -25,15 +26,6 @@ def proxy(redis_url):
     port = urlparse(redis_url).port or 6379
     with FreezableProxy(port) as proxy:
         yield proxy
-
-
-async def seen_within(predicate, limit):
-    started = time.monotonic()
-    while not predicate():
-        waited = time.monotonic() - started
-        assert waited < limit, f"not seen within {limit} s"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 @pytest.mark.parametrize("poll_interval", [POLL, 60.0])
@@ -50,7 +42,9 @@ async def test_a_frozen_connection_delays_a_switch_by_a_few_intervals_at_most(
     )
     async with writer, follower:
         await writer.switch_mode("AGGRESSIVE", updated_by="desk")
-        await seen_within(lambda: follower.policy.active_mode is RiskMode.AGGRESSIVE, 5.0)
+        await eventually(
+            lambda: follower.policy.active_mode is RiskMode.AGGRESSIVE, "AGGRESSIVE", timeout=5
+        )
         await follower.refresh()  # the command connection is in use, and now frozen too
 
         proxy.freeze()
@@ -58,7 +52,9 @@ async def test_a_frozen_connection_delays_a_switch_by_a_few_intervals_at_most(
         # With checks every 0.2 s, a few of them; with checks every minute, the listener
         # alone must notice its dead connection and come back within its own deadline.
         limit = 4 * POLL + 3 * TIMEOUT if poll_interval == POLL else 10.0
-        waited = await seen_within(lambda: follower.policy.active_mode is RiskMode.DEFENSIVE, limit)
+        waited = await eventually(
+            lambda: follower.policy.active_mode is RiskMode.DEFENSIVE, "DEFENSIVE", timeout=limit
+        )
         started = time.monotonic()
         refreshed = await follower.refresh()  # the periodic check's GET is bounded too
         assert time.monotonic() - started < TIMEOUT * 4
@@ -84,7 +80,8 @@ async def test_close_returns_at_once_while_every_connection_is_frozen(
     await follower.initialize()
     await follower.refresh()  # both connections open: the listener's and the commands'
     proxy.freeze()
-    await asyncio.sleep(POLL * 1.5)  # a periodic check's GET now waits on the frozen socket
+    # A periodic check's GET goes into the frozen path, and waits there for an answer.
+    await eventually(lambda: proxy.dropped, "a command sent into the frozen path", timeout=5)
     started = time.monotonic()
     await follower.close()
     closing = time.monotonic() - started

@@ -10,6 +10,7 @@ from _services import RedisServer
 from quantum_core._backoff import backoff
 from quantum_core.models import RiskMode
 from quantum_core.policy import PolicyStore, PolicyUnavailableError, RedisPolicyBackend
+from quantum_core.testing import eventually
 from sleep_recorder import record_waits
 
 
@@ -19,18 +20,6 @@ def server():
     server.start()
     yield server
     server.stop()
-
-
-async def eventually(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-def events(log_lines, name):
-    return [line for line in log_lines() if line["event"] == name]
 
 
 async def test_stores_ride_out_a_redis_outage_and_a_restart_that_lost_the_data(server, log_lines):
@@ -52,13 +41,13 @@ async def test_stores_ride_out_a_redis_outage_and_a_restart_that_lost_the_data(s
         assert time.monotonic() - started < 2.0
         assert (await writer.get_policy()).active_mode is RiskMode.DEFENSIVE
         await asyncio.sleep(0.3)
-        assert len(events(log_lines, "policy_backend_unreachable")) == 2  # once per store
-        assert len(events(log_lines, "policy_notifications_interrupted")) == 2
+        assert len(log_lines.named("policy_backend_unreachable")) == 2  # once per store
+        assert len(log_lines.named("policy_notifications_interrupted")) == 2
 
         server.start()  # empty: no persistence
-        await eventually(lambda: len(events(log_lines, "policy_notifications_resumed")) == 2)
-        await eventually(lambda: len(events(log_lines, "policy_backend_reachable_again")) == 2)
-        restored = [line for line in log_lines() if line["event"] == "policy_restored"]
+        await eventually(lambda: len(log_lines.named("policy_notifications_resumed")) == 2)
+        await eventually(lambda: len(log_lines.named("policy_backend_reachable_again")) == 2)
+        restored = log_lines.named("policy_restored")
         assert len(restored) == 1  # one store put the last good policy back, not both
         assert (restored[0]["active_mode"], restored[0]["version"]) == ("DEFENSIVE", 1)
         assert (await writer.history())[0].action == "restore"
@@ -77,7 +66,7 @@ async def test_the_listener_reconnects_when_its_connection_is_killed(server, log
         await writer.switch_mode("DEFENSIVE", updated_by="risk_manager")
         await eventually(lambda: reader.policy.active_mode is RiskMode.DEFENSIVE, timeout=5.0)
         assert await client.client_kill_filter(_type="pubsub") == 2
-        await eventually(lambda: len(events(log_lines, "policy_notifications_resumed")) == 2)
+        await eventually(lambda: len(log_lines.named("policy_notifications_resumed")) == 2)
         await writer.switch_mode("AGGRESSIVE", updated_by="desk")
         await eventually(lambda: reader.policy.active_mode is RiskMode.AGGRESSIVE, timeout=5.0)
     await client.aclose()

@@ -8,7 +8,6 @@ over one that Redis confirmed. A gate on each store's reads fixes the order of t
 
 import asyncio
 import json
-import time
 
 import pytest
 import redis.asyncio as redis
@@ -16,6 +15,7 @@ from _services import RedisServer
 
 from quantum_core.models import RiskMode
 from quantum_core.policy import PolicyStore, RedisPolicyBackend
+from quantum_core.testing import eventually
 
 PREFIX = "restart"
 
@@ -68,14 +68,6 @@ async def stores(server):
         await store.close()
 
 
-async def eventually(predicate, describe, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in time: {await describe()}")
-        await asyncio.sleep(0.01)
-
-
 async def stored_document(server):
     client = redis.Redis.from_url(server.url)
     try:
@@ -126,7 +118,10 @@ async def test_a_confirmed_switch_survives_a_restart_whichever_store_checks_firs
         )
         return f"Redis holds {document}; {held}"
 
-    await eventually(settled, state)
+    try:
+        await eventually(settled, "Redis and both stores on DEFENSIVE")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {await state()}") from None
     for store in (a, b):
         assert store.policy.version >= 1
         assert store.policy.updated_by == "risk_manager"

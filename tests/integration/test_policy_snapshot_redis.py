@@ -81,7 +81,7 @@ async def test_a_start_without_redis_uses_the_snapshot_of_the_last_run(
 
     store = await initialize_policy_store(own_redis.url, key_prefix="app")
     assert (store.policy, store.source) == (switched, "snapshot")
-    (line,) = [e for e in log_lines() if e["event"] == "policy_started_without_backend"]
+    (line,) = log_lines.named("policy_started_without_backend")
     assert (line["source"], line["active_mode"]) == ("snapshot", "DEFENSIVE")
     assert "connect" in line["reason"].lower()
 

@@ -17,14 +17,9 @@ from redis.exceptions import InvalidResponse, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from quantum_core import EventBus, MemoryTransport, current_event, trace_context
+from quantum_core.testing import eventually
 from quantum_core.transports.redis.parser import WholeReplyParser
 from quantum_core.transports.redis.reader import lean_reader, stream_entries
-
-
-async def _eventually(predicate, timeout=3.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def _resp(value: Any) -> bytes:
@@ -194,10 +189,10 @@ async def test_quick_handlers_share_a_worker_and_each_sees_its_own_event():
     async with bus:
         for n in range(300):
             await bus.publish("t.x", {"n": n}, trace_id=f"trace-{n}")
-        await _eventually(lambda: len(seen) == 300)
-        await _eventually(lambda: bus._consumers[0].in_flight == 0)
+        await eventually(lambda: len(seen) == 300)
+        await eventually(lambda: bus._consumers[0].in_flight == 0)
         assert bus._consumers[0]._workers <= 2
-        await _eventually(lambda: transport._topics["t.x"]["svc:h"].pending == {})
+        await eventually(lambda: transport._topics["t.x"]["svc:h"].pending == {})
     assert len(tasks) <= 10  # not one per event
     assert sorted(n for n, _, _ in seen) == list(range(300))
     assert all(trace == f"trace-{n}" == event_trace for n, trace, event_trace in seen)
@@ -222,9 +217,9 @@ async def test_a_retrying_event_holds_up_no_other_and_the_limit_still_holds():
     bus.subscribe("t.x", handle, name="h")
     async with bus:
         await bus.publish_many("t.x", [{"n": n} for n in range(8)])
-        await _eventually(lambda: len(handled) == 7)
+        await eventually(lambda: len(handled) == 7)
         assert 0 not in handled  # the others went on while it waited
-        await _eventually(lambda: len(handled) == 8)
+        await eventually(lambda: len(handled) == 8)
     assert handled[-1] == 0
     assert peak == 2
 
@@ -241,9 +236,9 @@ async def test_stop_cancels_the_workers_counts_their_events_and_leaves_them_pend
     await bus.start()
     await bus.publish_many("t.x", [{"n": n} for n in range(3)])
     consumer = bus._consumers[0]
-    await _eventually(lambda: consumer.in_flight == 3)
+    await eventually(lambda: consumer.in_flight == 3)
     await bus.stop()
-    (line,) = [x for x in log_lines() if x["event"] == "event_handlers_cancelled_on_stop"]
+    (line,) = log_lines.named("event_handlers_cancelled_on_stop")
     assert line["cancelled"] == 3
     assert consumer.in_flight == 0
     assert consumer._workers == 0
@@ -256,5 +251,5 @@ async def test_stop_cancels_the_workers_counts_their_events_and_leaves_them_pend
     replacement = EventBus(transport, service_name="svc")
     replacement.subscribe("t.x", record, name="h")
     async with replacement:
-        await _eventually(lambda: len(handled) == 3)
+        await eventually(lambda: len(handled) == 3)
     assert sorted(handled) == [0, 1, 2]

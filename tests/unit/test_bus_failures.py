@@ -19,18 +19,7 @@ from quantum_core.bus import dispatch as dispatch_module
 from quantum_core.bus._acks import AckBatcher
 from quantum_core.bus.dead_letters import dead_letter_record
 from quantum_core.errors import DeliveryGoneError, TransportError
-
-
-async def eventually(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-def events_named(log_lines, name):
-    return [line for line in log_lines() if line["event"] == name]
+from quantum_core.testing import eventually
 
 
 class FlakyTransport(MemoryTransport):
@@ -106,15 +95,15 @@ async def test_a_dead_letter_that_cannot_be_written_is_retried_and_holds_no_slot
         stats = (await bus.stats())["t.x -> h"]
     assert bad_attempts == [1]  # the handler is not run again for a write that failed
     assert (stats.handled, stats.dead_lettered, stats.failed) == (5, 1, 1)
-    (failed,) = events_named(log_lines, "dead_letter_failed")  # once, not per try
+    (failed,) = log_lines.named("dead_letter_failed")  # once, not per try
     assert failed["level"] == "warning"
     assert failed["retry_in"] > 0
     assert failed["trace_id"] == "poison-trace"
     assert "dead-letter write refused" in str(failed["exception"])
-    still = events_named(log_lines, "dead_letter_still_failing")
+    still = log_lines.named("dead_letter_still_failing")
     assert len(still) == transport.dead_letter_failed - 1
     assert all(line["level"] == "debug" for line in still)
-    (written,) = events_named(log_lines, "dead_letter_written")
+    (written,) = log_lines.named("dead_letter_written")
     assert (written["level"], written["failures"]) == ("info", transport.dead_letter_failed)
 
 
@@ -137,7 +126,7 @@ async def test_stop_gives_up_a_dead_letter_that_keeps_failing_and_leaves_it_pend
     group = transport._topics["t.x"]["svc:h"]
     assert len(group.backlog) == 1  # back with the group, for another consumer
     assert transport.dead_letters("t.x") == []
-    (given_up,) = events_named(log_lines, "dead_letters_given_up_on_stop")
+    (given_up,) = log_lines.named("dead_letters_given_up_on_stop")
     assert (given_up["level"], given_up["events"]) == ("warning", 1)
 
 
@@ -159,11 +148,11 @@ async def test_a_failed_ack_is_retried_with_backoff_until_it_goes(log_lines):
     batcher.add("second")
     await eventually(lambda: acked == ["first", "second"])
     await batcher.flush(1.0)
-    (failed,) = events_named(log_lines, "event_ack_failed")  # once per outage
+    (failed,) = log_lines.named("event_ack_failed")  # once per outage
     assert (failed["level"], failed["events"], failed["handler"]) == ("warning", 1, "h")
     assert failed["retry_in"] > 0
-    assert len(events_named(log_lines, "event_ack_still_failing")) == 2
-    (recovered,) = events_named(log_lines, "event_ack_recovered")
+    assert len(log_lines.named("event_ack_still_failing")) == 2
+    (recovered,) = log_lines.named("event_ack_recovered")
     assert recovered["failures"] == 3
 
 
@@ -182,8 +171,8 @@ async def test_an_ack_of_deliveries_gone_elsewhere_is_not_tried_again(log_lines)
     await eventually(lambda: tries == [["a"], ["b"]])
     await batcher.flush(1.0)
     assert tries == [["a"], ["b"]]
-    assert not events_named(log_lines, "event_ack_failed")
-    lost = events_named(log_lines, "event_acks_lost")
+    assert not log_lines.named("event_ack_failed")
+    lost = log_lines.named("event_acks_lost")
     assert [(line["level"], line["events"]) for line in lost] == [("warning", 1)] * 2
 
 
@@ -204,7 +193,7 @@ async def test_flush_tries_once_more_then_gives_up_within_its_time(log_lines):
     await batcher.flush(2.0)
     assert loop.time() - started < 1.0  # a broker that answers "no" is not waited for
     assert tries == [["a"], ["a", "b"]]
-    (given_up,) = events_named(log_lines, "event_acks_given_up")
+    (given_up,) = log_lines.named("event_acks_given_up")
     assert (given_up["level"], given_up["events"]) == ("warning", 2)
 
 
@@ -307,10 +296,7 @@ async def test_an_odd_error_is_retried_then_dead_lettered_like_any_other(error, 
     bus.subscribe("t.x", handle, name="h")
     async with bus:
         await bus.publish("t.x", {"n": 1})
-        for _ in range(500):
-            if await bus.dead_letters("t.x"):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bus.dead_letters("t.x"), "the event dead-lettered")
         (letter,) = await bus.dead_letters("t.x")
     assert attempts == [1, 2]
     assert letter.error_type == error_type
@@ -344,17 +330,14 @@ async def test_a_bad_ordering_key_dead_letters_that_event_and_the_others_flow(ke
             "t.x", [{"k": "a", "n": 0}, {"k": ["x"], "n": 1}, {"k": "a", "n": 2}]
         )
         await eventually(lambda: handled == [0, 2])
-        for _ in range(500):
-            if await bus.dead_letters("t.x"):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bus.dead_letters("t.x"), "the event dead-lettered")
         (letter,) = await bus.dead_letters("t.x")
         assert bus.is_running
         await bus.publish("t.x", {"k": "b", "n": 3})  # the subscription is alive
         await eventually(lambda: handled == [0, 2, 3])
     assert "ordering_key" in letter.error
     assert '"n":1' in letter.original
-    (failed,) = events_named(log_lines, "ordering_key_failed")
+    (failed,) = log_lines.named("ordering_key_failed")
     assert failed["level"] == "error"
 
 
@@ -377,10 +360,10 @@ async def test_a_fetch_loop_that_dies_of_a_bug_is_logged_and_restarted(log_lines
     bus.subscribe("t.x", handle, name="h")
     async with bus:
         await bus.publish("t.x", {"n": 1})
-        await eventually(lambda: events_named(log_lines, "consumer_loop_failed"))
+        await eventually(lambda: log_lines.named("consumer_loop_failed"))
         await bus.publish("t.x", {"n": 2})
         await eventually(lambda: 2 in handled)
-    (failed,) = events_named(log_lines, "consumer_loop_failed")
+    (failed,) = log_lines.named("consumer_loop_failed")
     assert (failed["level"], failed["handler"]) == ("error", "h")
     assert "a bug in the bus" in str(failed["exception"])
 

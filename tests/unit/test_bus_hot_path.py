@@ -16,6 +16,7 @@ from quantum_core.bus.envelope import (
     publish_time,
     validate_event_type,
 )
+from quantum_core.testing import eventually
 
 
 async def test_acks_of_handlers_that_finish_together_share_calls_and_stop_sends_them():
@@ -37,12 +38,10 @@ async def test_acks_of_handlers_that_finish_together_share_calls_and_stop_sends_
 
     subscription.ack = counting
     await bus.publish_many("t.x", [{"n": n} for n in range(200)])
-    while sum(calls) < 200:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sum(calls) == 200, "the 200 acknowledged")
     assert len(calls) < 200
     await bus.publish_many("t.x", [{"n": n} for n in range(5)])
-    while bus._consumers[0].counters.handled < 205:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: bus._consumers[0].counters.handled == 205, interval=0.001)
     await bus.stop()  # returns once what was handled is acknowledged
     assert sum(calls) == 205
     assert transport._topics["t.x"]["svc:h"].pending == {}
@@ -61,8 +60,7 @@ async def test_current_event_is_built_when_asked_and_is_the_events_own():
     bus.subscribe("t.x", handle, name="h")
     async with bus:
         await bus.publish_many("t.x", [{"n": n} for n in range(3)])
-        while len(seen) < 3:
-            await asyncio.sleep(0.001)
+        await eventually(lambda: len(seen) == 3, interval=0.001)
     assert sorted(seen) == [(n, 1, "h", "t.x") for n in range(3)]
     assert current_event() is None
 

@@ -12,6 +12,7 @@ import pytest
 from quantum_core import EventBus, MemoryTransport, RedisStreamsTransport
 from quantum_core.bus import Delivery, Subscription, Transport
 from quantum_core.errors import TransportError
+from quantum_core.testing import eventually
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -24,12 +25,6 @@ def make_transport(request):
     return lambda: RedisStreamsTransport(url, prefix=prefix, claim_idle=1.0)
 
 
-async def eventually(condition, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     """Handle one event whose ack is lost, then restart; return the handler's run count."""
     runs = []
@@ -37,7 +32,10 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     async def handle(payload):
         runs.append(payload["n"])
 
+    ack_tried = asyncio.Event()
+
     async def lost_ack(deliveries):
+        ack_tried.set()
         raise TransportError("connection reset before XACK (simulated crash)")
 
     first_transport = make_transport()
@@ -47,7 +45,7 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     first._consumers[0].subscription.ack = lost_ack
     await first.publish("t.x", {"n": 1})
     await eventually(lambda: runs == [1])
-    await asyncio.sleep(0.1)  # the record (if any) and the failed ack are done
+    await asyncio.wait_for(ack_tried.wait(), 10)  # after the record, if the group keeps them
     assert (await first.stats())["t.x -> h"].pending == 1  # handled, not acknowledged
     await first.stop()
 
@@ -56,7 +54,11 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
     second.subscribe("t.x", handle, name="h", idempotent=idempotent)
     async with second:
         await eventually(lambda: second._consumers[0].counters.skipped_duplicates + len(runs) > 1)
-        await asyncio.sleep(0.1)
+
+        async def acknowledged():
+            return (await second.stats())["t.x -> h"].pending == 0
+
+        await eventually(acknowledged, "the redelivered event acknowledged")
         stats = (await second.stats())["t.x -> h"]
     for transport in {id(t): t for t in (first_transport, second_transport)}.values():
         await transport.close()
@@ -67,7 +69,7 @@ async def _crash_after_handler_then_redeliver(make_transport, *, idempotent):
 async def test_an_idempotent_handler_is_not_run_again_after_a_lost_ack(make_transport, log_lines):
     runs, skipped = await _crash_after_handler_then_redeliver(make_transport, idempotent=True)
     assert (runs, skipped) == (1, 1)
-    skips = [line for line in log_lines() if line["event"] == "event_duplicate_skipped"]
+    skips = log_lines.named("event_duplicate_skipped")
     assert len(skips) == 1
     assert skips[0]["attempt"] == 2
 

@@ -16,14 +16,7 @@ from quantum_core import (
     trace_context,
 )
 from quantum_core.bus.transport import Delivery
-
-
-async def eventually(predicate, timeout=2.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+from quantum_core.testing import eventually
 
 
 class Recorder:
@@ -226,7 +219,7 @@ async def test_a_failing_handler_is_logged_set_aside_and_the_consumer_goes_on(lo
         await bus.publish("t.x", {"n": 2})
         await eventually(lambda: len(good.payloads) == 1 and len(other.payloads) == 2)
     assert good.payloads == [{"n": 2}]
-    failure = next(line for line in log_lines() if line["event"] == "event_handler_failed")
+    failure = log_lines.named("event_handler_failed")[0]
     assert failure["event_id"] == failing_id
     assert failure["trace_id"] == "trace-of-the-failure"
     assert failure["level"] == "error"
@@ -291,29 +284,27 @@ async def test_handlers_log_lines_carry_the_event_trace_without_being_told(log_l
     async with bus:
         await bus.publish("t.x", {"n": 1}, trace_id="trace-a")
         await bus.publish("t.x", {"n": 2}, trace_id="trace-b")
-        await asyncio.sleep(0.05)
-    handled = {
-        line["n"]: line["trace_id"] for line in log_lines() if line["event"] == "handled_in_handler"
-    }
+        await eventually(lambda: len(log_lines.named("handled_in_handler")) == 2)
+    handled = {line["n"]: line["trace_id"] for line in log_lines.named("handled_in_handler")}
     assert handled == {1: "trace-a", 2: "trace-b"}
 
 
 async def test_concurrency_limit_is_respected():
-    running = 0
-    peak = 0
+    running = peak = done = 0
 
     async def handler(payload):
-        nonlocal running, peak
+        nonlocal running, peak, done
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.01)
         running -= 1
+        done += 1
 
     bus = EventBus("memory://", service_name="svc", concurrency=4)
     bus.subscribe("t.x", handler)
     async with bus:
         await bus.publish_many("t.x", [{"n": n} for n in range(40)])
-        await asyncio.sleep(0.3)
+        await eventually(lambda: done == 40, "the 40 events handled")
     assert peak == 4
 
 

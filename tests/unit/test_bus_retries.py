@@ -14,22 +14,7 @@ from quantum_core.bus import DeadLetter, HandlerTimeoutError, SubscriptionStats,
 from quantum_core.bus import dispatch as dispatch_module
 from quantum_core.bus._retry import RetryPolicy
 from quantum_core.bus.dead_letters import REPLAY_FOR
-
-
-async def eventually(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-async def eventually_async(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+from quantum_core.testing import eventually
 
 
 def attempt_now():
@@ -54,8 +39,8 @@ async def test_a_handler_that_fails_twice_is_handled_on_its_third_attempt(log_li
     async with bus:
         await bus.publish("t.x", {"n": 1}, trace_id="flaky-trace")
         await eventually(lambda: len(attempts) == 3)
-        await eventually_async(async_stat(bus, "t.x -> flaky", "handled", 1))
-        await eventually_async(async_stat(bus, "t.x -> flaky", "pending", 0))  # acks go async
+        await eventually(async_stat(bus, "t.x -> flaky", "handled", 1))
+        await eventually(async_stat(bus, "t.x -> flaky", "pending", 0))  # acks go async
         stats = (await bus.stats())["t.x -> flaky"]
         assert await bus.dead_letters("t.x") == []
     assert attempts == [1, 2, 3]
@@ -70,7 +55,7 @@ async def test_a_handler_that_fails_twice_is_handled_on_its_third_attempt(log_li
         pending=0,
         lag=0,
     )
-    failures = [line for line in log_lines() if line["event"] == "event_handler_failed"]
+    failures = log_lines.named("event_handler_failed")
     assert [(f["level"], f["attempt"], f["max_attempts"]) for f in failures] == [
         ("warning", 1, 5),
         ("warning", 2, 5),
@@ -101,7 +86,7 @@ async def test_an_always_failing_handler_is_dead_lettered_after_its_last_attempt
     async with bus:
         failing_id = await bus.publish("t.x", {"n": 1}, trace_id="trace-of-the-failure")
         await bus.publish("t.x", {"n": 2})
-        await eventually_async(async_stat(bus, "t.x -> broken", "dead_lettered", 1))
+        await eventually(async_stat(bus, "t.x -> broken", "dead_lettered", 1))
         (letter,) = await bus.dead_letters("t.x")
     assert handled == [2]
     assert isinstance(letter, DeadLetter)
@@ -117,7 +102,7 @@ async def test_an_always_failing_handler_is_dead_lettered_after_its_last_attempt
     assert letter.failed_at.endswith("Z")
     assert '"n":1' in letter.original
     assert transport.dead_letters("t.x")[0]["attempts"] == 3  # the raw record, for tests
-    last = [line for line in log_lines() if line["event"] == "event_handler_failed"][-1]
+    last = log_lines.named("event_handler_failed")[-1]
     assert (last["level"], last["attempt"], last["retry_in"]) == ("error", 3, None)
 
 
@@ -142,7 +127,7 @@ async def test_a_redelivered_event_starts_at_its_delivery_count_and_keeps_its_bu
     first.subscribe("t.x", fails_once, name="h")
     await first.start()
     await first.publish("t.x", {"n": 1})
-    await eventually_async(async_stat(first, "t.x -> h", "retrying", 1))
+    await eventually(async_stat(first, "t.x -> h", "retrying", 1))
     await first.stop()  # the retry is given up: unacknowledged, for another replica
 
     async def always_fails(payload):
@@ -152,7 +137,7 @@ async def test_a_redelivered_event_starts_at_its_delivery_count_and_keeps_its_bu
     second = EventBus(transport, service_name="svc", max_attempts=3, retry_backoff=0.001)
     second.subscribe("t.x", always_fails, name="h")
     async with second:
-        await eventually_async(async_stat(second, "t.x -> h", "dead_lettered", 1))
+        await eventually(async_stat(second, "t.x -> h", "dead_lettered", 1))
         (letter,) = await second.dead_letters("t.x")
     assert first_attempts == [1]
     assert later_attempts == [2, 3]  # one delivery spent: two attempts left of three
@@ -257,7 +242,7 @@ async def test_a_hung_handler_is_cancelled_and_counted_as_a_failed_attempt():
     bus.subscribe("t.x", hangs_once, name="h", timeout=0.05)
     async with bus:
         await bus.publish("t.x", {})
-        await eventually_async(async_stat(bus, "t.x -> h", "handled", 1))
+        await eventually(async_stat(bus, "t.x -> h", "handled", 1))
         stats = (await bus.stats())["t.x -> h"]
     assert attempts == [1, 2]
     assert (stats.failed, stats.retried) == (1, 1)
@@ -337,7 +322,7 @@ async def test_too_many_events_waiting_for_retries_stop_the_fetching(monkeypatch
     bus.subscribe("t.x", fails, name="h")
     async with bus:
         await bus.publish_many("t.x", [{"n": n} for n in range(20)])
-        await eventually_async(async_stat(bus, "t.x -> h", "retrying", 5))
+        await eventually(async_stat(bus, "t.x -> h", "retrying", 5))
         await asyncio.sleep(0.1)  # the consumer would take more now, if it did
         stats = (await bus.stats())["t.x -> h"]
     assert stats.retrying == 5
@@ -355,7 +340,7 @@ async def test_stop_during_a_keyed_retry_leaves_the_key_for_a_replica_in_order()
     first.subscribe("t.x", fails, name="h", ordering_key="k")
     await first.start()
     await first.publish_many("t.x", [{"k": "A", "n": n} for n in range(5)])
-    await eventually_async(async_stat(first, "t.x -> h", "retrying", 1))
+    await eventually(async_stat(first, "t.x -> h", "retrying", 1))
     assert first._consumers[0].in_flight == 5
     await first.stop()
 
@@ -436,7 +421,7 @@ async def test_a_malformed_entry_is_dead_lettered_counted_and_cannot_be_replayed
     bus.subscribe("t.x", handler, name="h")
     async with bus:
         await transport.publish("t.x", [b"\xff not json"])
-        await eventually_async(async_stat(bus, "t.x -> h", "dead_lettered", 1))
+        await eventually(async_stat(bus, "t.x -> h", "dead_lettered", 1))
         (letter,) = await bus.dead_letters("t.x")
         assert (letter.event_id, letter.trace_id, letter.attempts) == (None, None, 1)
         with pytest.raises(ValueError, match=r"not an event envelope .* only purged"):

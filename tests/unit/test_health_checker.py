@@ -405,7 +405,7 @@ async def test_status_changes_are_logged_once(log_lines):
         ("health_check_recovered", "info"),
         ("health_status_changed", "info"),
     ]
-    failure = next(line for line in log_lines() if line["event"] == "health_check_not_healthy")
+    failure = log_lines.named("health_check_not_healthy")[0]
     assert failure["check"] == "dep"
     assert failure["error"] == "RuntimeError: gone"
     assert failure["critical"] is True

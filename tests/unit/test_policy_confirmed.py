@@ -7,8 +7,6 @@ in-memory backend here, each through a wrapper of its own that the test can take
 the order in which they see a backend that lost its data is the test's to choose.
 """
 
-import asyncio
-
 import pytest
 
 from quantum_core import MemoryPolicyBackend, PolicyStore
@@ -19,6 +17,7 @@ from quantum_core.policy import (
     PolicyDataError,
     PolicyUnavailableError,
 )
+from quantum_core.testing import eventually
 
 
 class Link(PolicyBackend):
@@ -53,18 +52,6 @@ class Link(PolicyBackend):
 def lose_data(shared: MemoryPolicyBackend) -> None:
     """What a Redis restarted without persistence holds: nothing."""
     shared._stored = None
-
-
-async def eventually(predicate, timeout=2.0):
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
-
-
-def events(log_lines, name):
-    return [line for line in log_lines() if line["event"] == name]
 
 
 def mode_and_version(policy):
@@ -113,7 +100,7 @@ async def test_a_confirmed_switch_outlives_a_data_loss_whichever_store_checks_fi
     stored = await shared.load_stored()
     assert (mode_and_version(stored.policy), stored.seed) == ((RiskMode.DEFENSIVE, 1), False)
     assert a.policy == b.policy == stored.policy
-    assert not [e for e in events(log_lines, "policy_changed") if e["active_mode"] == "NORMAL"]
+    assert not [e for e in log_lines.named("policy_changed") if e["active_mode"] == "NORMAL"]
     await b.close()
 
 
@@ -155,7 +142,7 @@ async def test_of_two_confirmed_stores_the_higher_version_wins(stores, log_lines
     await eventually(lambda: behind.policy.version == 2)
     assert behind.policy == ahead.policy == await shared.load()
     assert behind.policy.configs[RiskMode.DEFENSIVE].max_leverage == 2.0
-    (went_back,) = events(log_lines, "policy_version_went_back")
+    (went_back,) = log_lines.named("policy_version_went_back")
     assert (went_back["stored_version"], went_back["version"]) == (1, 2)
 
 
@@ -170,7 +157,7 @@ async def test_a_hand_edit_to_an_older_version_is_undone_and_reset_is_the_way_ba
     # An operator writes the defaults back by hand, as version 0: undone by the stores.
     await shared.save(RiskPolicy(), expected_version=2)
     await eventually(lambda: shared._stored.policy.version == 2)
-    assert events(log_lines, "policy_version_went_back")
+    assert log_lines.named("policy_version_went_back")
     assert a.policy.version == b.policy.version == 2
 
     reset = await b.reset(updated_by="risk_manager", reason="new quarter")

@@ -6,7 +6,6 @@ is all they have, so whether they adopt it or start on the defaults is what each
 
 import json
 import os
-import socket
 import stat
 
 import pytest
@@ -15,14 +14,9 @@ from quantum_core import PolicyStore, RedisPolicyBackend
 from quantum_core.models import RiskMode, RiskPolicy
 from quantum_core.policy import default_snapshot_path
 from quantum_core.policy.snapshot import PolicySnapshot
+from service_helpers import free_port
 
 SWITCHED = RiskPolicy(active_mode=RiskMode.DEFENSIVE, version=4, updated_by="risk_manager")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ async def start(url, path, prefix="app"):
 
 
 def ignored(log_lines):
-    return [line for line in log_lines() if line["event"] == "policy_snapshot_ignored"]
+    return log_lines.named("policy_snapshot_ignored")
 
 
 def test_the_default_place_is_the_user_s_state_directory_never_the_temporary_one(
@@ -176,5 +170,5 @@ async def test_no_snapshot_is_written_where_another_user_could_replace_it(tmp_pa
         await store.switch_mode("DEFENSIVE", updated_by="desk")
         await store.switch_mode("NORMAL", updated_by="desk")
     assert not list(shared.iterdir())
-    (line,) = [e for e in log_lines() if e["event"] == "policy_snapshot_not_written"]
+    (line,) = log_lines.named("policy_snapshot_not_written")
     assert "open to other users" in line["error"]

@@ -24,6 +24,7 @@ from quantum_core.policy import (
 )
 from quantum_core.policy.codec import decode_policy
 from quantum_core.policy.snapshot import PolicySnapshot
+from quantum_core.testing import eventually
 from sleep_recorder import record_waits
 
 
@@ -65,18 +66,6 @@ class FlakyBackend(PolicyBackend):
 
     def wipe(self):
         self.inner._stored = None
-
-
-async def eventually(predicate, timeout=2.0):
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
-
-
-def events(log_lines, name):
-    return [line for line in log_lines() if line["event"] == name]
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -367,7 +356,7 @@ async def test_a_failed_broadcast_does_not_undo_the_switch(log_lines):
     async with PolicyStore(event_bus=bus) as store:
         policy = await store.switch_mode(RiskMode.DEFENSIVE, updated_by="risk_manager")
     assert policy.active_mode is RiskMode.DEFENSIVE
-    assert events(log_lines, "policy_change_not_broadcast")
+    assert log_lines.named("policy_change_not_broadcast")
 
 
 # -- propagation ---------------------------------------------------------------------------
@@ -439,10 +428,10 @@ async def test_an_unreachable_backend_serves_the_last_good_policy_and_refuses_wr
         with pytest.raises(PolicyUnavailableError, match=r"down"):
             await store.switch_mode("AGGRESSIVE", updated_by="desk")
         await asyncio.sleep(0.1)  # several periodic checks
-        assert len(events(log_lines, "policy_backend_unreachable")) == 1
-        assert events(log_lines, "policy_backend_unreachable")[0]["serving_mode"] == "DEFENSIVE"
+        assert len(log_lines.named("policy_backend_unreachable")) == 1
+        assert log_lines.named("policy_backend_unreachable")[0]["serving_mode"] == "DEFENSIVE"
         backend.down = False
-        await eventually(lambda: events(log_lines, "policy_backend_reachable_again"))
+        await eventually(lambda: log_lines.named("policy_backend_reachable_again"))
         assert (await store.switch_mode("AGGRESSIVE", updated_by="desk")).version == 2
 
 
@@ -475,7 +464,7 @@ async def test_an_unreadable_value_is_reported_once_and_the_last_good_policy_kep
         backend.bad = PolicyDataError("test key", "not JSON", stored_version=7)
         await asyncio.sleep(0.1)
         assert store.policy.active_mode is RiskMode.DEFENSIVE
-        (report,) = events(log_lines, "policy_value_unreadable")
+        (report,) = log_lines.named("policy_value_unreadable")
         assert (report["where"], report["reason"], report["serving_version"]) == (
             "test key",
             "not JSON",
@@ -484,7 +473,7 @@ async def test_an_unreadable_value_is_reported_once_and_the_last_good_policy_kep
         policy = await store.switch_mode("AGGRESSIVE", updated_by="desk")
         assert policy.version == 8  # above the bad value's version: versions never repeat
         assert (await backend.load()) == policy
-        assert events(log_lines, "policy_unreadable_value_replaced")
+        assert log_lines.named("policy_unreadable_value_replaced")
 
 
 async def test_a_backend_bug_during_a_reload_is_logged_not_lost(log_lines):
@@ -496,7 +485,7 @@ async def test_a_backend_bug_during_a_reload_is_logged_not_lost(log_lines):
             raise TypeError("a bug in the backend")
 
         backend.save = broken_save
-        await eventually(lambda: events(log_lines, "policy_reload_failed"))
+        await eventually(lambda: log_lines.named("policy_reload_failed"))
         assert store.policy.version == 0
 
 
@@ -507,7 +496,7 @@ async def test_an_emptied_backend_gets_the_last_good_policy_back(log_lines):
         backend.wipe()
         await eventually(lambda: backend.inner._stored is not None)
         assert await backend.load() == switched
-        assert events(log_lines, "policy_restored")[0]["version"] == 1
+        assert log_lines.named("policy_restored")[0]["version"] == 1
         assert (await store.history())[0].action == "restore"
 
 
@@ -524,7 +513,7 @@ async def test_a_start_without_backend_uses_the_snapshot_then_adopts_the_backend
     async with PolicyStore(backend, snapshot_path=path) as store:
         assert store.policy == saved
         assert store.source == "snapshot"
-        (line,) = events(log_lines, "policy_started_without_backend")
+        (line,) = log_lines.named("policy_started_without_backend")
         assert line["source"] == "snapshot"
         backend.down = False
         await eventually(lambda: store.policy.version == 10)
@@ -546,8 +535,8 @@ async def test_a_start_without_backend_or_good_snapshot_uses_the_defaults(
     async with PolicyStore(backend, snapshot_path=path) as store:
         assert store.policy.active_mode is RiskMode.NORMAL
         assert store.source == "defaults"
-        assert events(log_lines, "policy_started_without_backend")[0]["source"] == "defaults"
-        assert bool(events(log_lines, "policy_snapshot_unreadable")) is (content is not None)
+        assert log_lines.named("policy_started_without_backend")[0]["source"] == "defaults"
+        assert bool(log_lines.named("policy_snapshot_unreadable")) is (content is not None)
         backend.down = False  # an empty backend then gets the defaults stored once
         await eventually(lambda: backend.inner._stored is not None)
         assert (await store.history())[0].action == "initial"
@@ -569,7 +558,7 @@ async def test_a_snapshot_that_cannot_be_written_is_reported_once(tmp_path, log_
     async with PolicyStore(snapshot_path=blocker / "policy.json") as store:
         await store.switch_mode("DEFENSIVE", updated_by="desk")
         await store.switch_mode("NORMAL", updated_by="desk")
-    assert len(events(log_lines, "policy_snapshot_not_written")) == 1
+    assert len(log_lines.named("policy_snapshot_not_written")) == 1
 
 
 # -- codec and runtime ---------------------------------------------------------------------

@@ -1,5 +1,3 @@
-import asyncio
-
 import pytest
 
 from quantum_core import (
@@ -13,6 +11,7 @@ from quantum_core import (
     shutdown_policy_store,
 )
 from quantum_core.models import RiskMode
+from quantum_core.testing import eventually
 
 
 def test_get_before_initialize_names_the_call_to_make():
@@ -66,10 +65,7 @@ async def test_policy_changes_are_broadcast_on_the_process_bus_whatever_the_orde
     bus.subscribe("policy.mode.changed", on_change)
     await bus.start()
     await get_policy_store().switch_mode(RiskMode.DEFENSIVE, updated_by="risk_manager")
-    for _ in range(100):
-        if seen:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: seen, "the change received")
     assert seen == ["DEFENSIVE"]
 
 

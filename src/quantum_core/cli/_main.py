@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import re
 import sys
@@ -20,11 +19,10 @@ from typing import Any, NoReturn, TextIO, cast
 
 from redis.exceptions import RedisError
 
-from .._logger import active_config, use_config
 from .._version import __version__
 from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
-from ..logs import configure_logging, get_logger
+from ..logs import configure_logging, get_logger, logging_restored
 from ..policy import DEFAULT_KEY_PREFIX
 from . import _dlq, _health, _policy, _streams
 from ._arguments import seconds_option
@@ -203,19 +201,7 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
     not land there, where they go by default. The previous configuration comes back
     afterwards, so calling :func:`main` in-process changes nothing for the caller.
     """
-    root = logging.getLogger()
-    handlers, root_level, active = list(root.handlers), root.level, active_config()
     stream = cast(TextIO, _CurrentStderr())
-    configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
-    try:
+    with logging_restored():
+        configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
         yield
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        for handler in handlers:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(root_level)
-        use_config(active)

@@ -20,7 +20,8 @@ from ..bus.dead_letters import REPLAY_FOR
 from ..bus.envelope import decode
 from ..bus.transport import Backlog, Delivery, Subscription, Transport
 from ..errors import TransportError
-from .harness import Check, Harness, TransportFeatures, eventually, expect
+from .harness import PATIENCE, Check, Harness, TransportFeatures, expect
+from .waiting import eventually
 
 __all__ = ["FAULT_CHECKS"]
 
@@ -45,7 +46,7 @@ async def _retry_then_succeed(h: Harness, features: TransportFeatures) -> None:
     async def handled() -> bool:
         return (await bus.stats())[f"{topic} -> flaky"].handled == 1
 
-    await eventually(handled, "the flaky event handled")
+    await eventually(handled, "the flaky event handled", timeout=PATIENCE)
     stats = (await bus.stats())[f"{topic} -> flaky"]
     expect(attempts == [1, 2, 3], attempts)
     expect((stats.handled, stats.failed, stats.retried, stats.dead_lettered) == (1, 2, 2, 0), stats)
@@ -55,7 +56,7 @@ async def _retry_then_succeed(h: Harness, features: TransportFeatures) -> None:
         async def acknowledged() -> bool:
             return (await bus.stats())[f"{topic} -> flaky"].pending == 0
 
-        await eventually(acknowledged, "the handled event acknowledged")
+        await eventually(acknowledged, "the handled event acknowledged", timeout=PATIENCE)
     expect(await bus.dead_letters(topic) == [], "a handled event was dead-lettered")
 
 
@@ -87,7 +88,7 @@ async def _dead_letter_replay_purge(h: Harness, features: TransportFeatures) -> 
     async def one_dead_letter() -> bool:
         return len(await bus.dead_letters(topic)) == 1
 
-    await eventually(one_dead_letter, "the failing event dead-lettered")
+    await eventually(one_dead_letter, "the failing event dead-lettered", timeout=PATIENCE)
     (letter,) = await bus.dead_letters(topic)
     expect((letter.event_id, letter.trace_id) == (bad_id, "dead-letter-trace"), letter)
     expect(
@@ -108,7 +109,7 @@ async def _dead_letter_replay_purge(h: Harness, features: TransportFeatures) -> 
     async def replay_handled() -> bool:
         return bool(replayed) and 3 in others
 
-    await eventually(replay_handled, "the replayed event handled")
+    await eventually(replay_handled, "the replayed event handled", timeout=PATIENCE)
     expect(replayed[0][:2] == (bad_id, "dead-letter-trace"), replayed)
     expect(replayed[0][2].get(REPLAY_FOR) == f"{bus.service_name}:fragile", replayed)
     expect(sorted(others) == [1, 2, 3], f"a replay reached a group that had handled it: {others}")
@@ -126,7 +127,7 @@ async def _dead_letter_replay_purge(h: Harness, features: TransportFeatures) -> 
     async def two_dead_letters() -> bool:
         return len(await bus.dead_letters(topic)) == 2
 
-    await eventually(two_dead_letters, "two more dead letters")
+    await eventually(two_dead_letters, "two more dead letters", timeout=PATIENCE)
     first, second = await bus.dead_letters(topic)
     expect([d.id for d in await bus.dead_letters(topic, limit=1)] == [first.id])
     expect([d.id for d in await bus.dead_letters(topic, after=first.id)] == [second.id])
@@ -198,7 +199,7 @@ async def _handler_timeout(h: Harness, features: TransportFeatures) -> None:
     async def dead_lettered() -> bool:
         return len(await bus.dead_letters(topic)) == 1
 
-    await eventually(dead_lettered, "the hung event dead-lettered")
+    await eventually(dead_lettered, "the hung event dead-lettered", timeout=PATIENCE)
     (letter,) = await bus.dead_letters(topic)
     expect((letter.error_type, letter.attempts, cancelled) == ("HandlerTimeoutError", 2, 2))
     expect(order.count("good") == 20, order)
@@ -235,7 +236,7 @@ async def _retry_holds_only_its_key(h: Harness, features: TransportFeatures) -> 
     async def done() -> bool:
         return (await bus.stats())[f"{topic} -> handle"].handled == 44
 
-    await eventually(done, "every event of A and B handled")
+    await eventually(done, "every event of A and B handled", timeout=PATIENCE)
     final = order.index(("A", 0, 3))
     a_after = [n for symbol, n, _ in order[final + 1 :] if symbol == "A"]
     expect(a_after == [1, 2, 3, 4], f"key A out of order around its retries: {order}")
@@ -261,7 +262,7 @@ async def _stop_leaves_retrying_unacknowledged(h: Harness, features: TransportFe
     async def retrying() -> bool:
         return (await first.stats())[f"{topic} -> handle"].retrying == 1
 
-    await eventually(retrying, "the event waiting for its retry")
+    await eventually(retrying, "the event waiting for its retry", timeout=PATIENCE)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await first.stop()
@@ -308,14 +309,16 @@ async def _backlog_follows_the_queue(h: Harness, features: TransportFeatures) ->
         lag = (await bus.stats())[key].lag
         return lag is not None and lag > 0
 
-    await eventually(behind, "a lag while the handler is held")
+    await eventually(behind, "a lag while the handler is held", timeout=PATIENCE)
     gate.set()
 
     async def caught_up() -> bool:
         stats = (await bus.stats())[key]
         return handled == 200 and (stats.pending, stats.lag) == (0, 0)
 
-    await eventually(caught_up, "pending and lag back to 0 once all 200 were handled")
+    await eventually(
+        caught_up, "pending and lag back to 0 once all 200 were handled", timeout=PATIENCE
+    )
 
 
 @dataclass
@@ -419,20 +422,26 @@ async def _refused_writes_are_retried(h: Harness, features: TransportFeatures) -
     async def refused_twice() -> bool:
         return refusals.dead_letter_refusals >= 2
 
-    await eventually(refused_twice, "the dead-letter write refused, then tried again")
+    await eventually(
+        refused_twice, "the dead-letter write refused, then tried again", timeout=PATIENCE
+    )
     await publisher.publish_many(topic, [{"n": n} for n in range(1, 21)])
 
     async def others_handled() -> bool:
         return sorted(runs) == list(range(21))
 
-    await eventually(others_handled, "the other events handled while the write is refused")
+    await eventually(
+        others_handled, "the other events handled while the write is refused", timeout=PATIENCE
+    )
     expect(refusals.dead_letters_written == 0, "the dead letter was written too early")
     refusals.dead_letters_refused = False
 
     async def all_through() -> bool:
         return refusals.dead_letters_written == 1 and refusals.acknowledged == 20
 
-    await eventually(all_through, "the dead letter written and the 20 acks sent at last")
+    await eventually(
+        all_through, "the dead letter written and the 20 acks sent at last", timeout=PATIENCE
+    )
     expect(refusals.ack_refusals == 3, refusals)
     expect(len(await bus.dead_letters(topic)) == 1, "not dead-lettered exactly once")
     stats = (await bus.stats())[f"{topic} -> handle"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -11,7 +10,10 @@ from typing import Any
 
 from ..bus import EventBus, Transport
 
-__all__ = ["Check", "Harness", "MakeTransport", "TransportFeatures", "eventually", "expect"]
+__all__ = ["PATIENCE", "Check", "Harness", "MakeTransport", "TransportFeatures", "expect"]
+
+PATIENCE = 30.0
+"""Seconds a check waits for what a broker should do: generous, for a busy CI machine."""
 
 MakeTransport = Callable[[], Transport]
 """Returns a transport on the same broker (and namespace) each time it is called."""
@@ -66,15 +68,3 @@ def expect(condition: object, message: object = "the transport broke its contrac
     """Like ``assert``, but also under ``python -O``: a contract check must never vanish."""
     if not condition:
         raise AssertionError(message)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0
-) -> None:
-    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` s."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not await condition():  # noqa: ASYNC110 - polls a broker, no event to wait on
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
