@@ -1,0 +1,272 @@
+"""The relay: forwards committed outbox rows to the bus, one relay active per table.
+
+One connection of its own does everything, on purpose: it holds the session-level advisory
+lock that makes this relay the active one (a relay that dies, or loses its connection,
+loses the lock with it, and a standby takes over within ``lock_interval``), it LISTENs for
+the insert trigger's NOTIFY, and it reads rows and advances the cursor. A cursor update on
+a connection that lost the lock cannot succeed, so two relays never both advance.
+
+Each round: read up to ``batch_size`` rows after the cursor and below the transaction
+horizon, publish them in order (consecutive rows of one type in one ``publish``), then
+advance the cursor in one statement. A crash between the publish and the advance sends the
+batch again (at-least-once; the event ids are the same, so ``idempotent=True`` handlers
+run once). NOTIFY only wakes the relay early: the cursor is the truth, and a poll every
+``poll_interval`` seconds finds what a lost notification did not announce.
+
+PostgreSQL or the broker unreachable: the relay drops its connection (and the lock), waits
+with the library's jittered backoff and tries again, logging once when the outage starts
+and once when it ends; then it catches up from the cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from .._checks import check_positive_int, check_seconds
+from ..bus._outage import Outage
+from ..logs import get_logger
+from ._connections import ConnectionSource
+from .schema import OutboxSql
+
+if TYPE_CHECKING:
+    from ..bus import EventBus
+
+__all__ = ["OutboxRelay"]
+
+_log = get_logger("quantum_core.outbox")
+_HELD_BACK_FIRST = 0.005  # seconds: a woken relay that found nothing looks again this soon
+_RETENTION_BATCH = 10_000  # rows one DELETE removes at most, so no statement runs for long
+_RETENTION_BATCHES = 10  # DELETEs per retention round at most; the next round goes on
+_STOP_GRACE = 5.0  # seconds stop() lets a round in flight finish before cancelling it
+
+
+class OutboxRelay:
+    """Forward committed outbox events to an :class:`~quantum_core.EventBus`'s transport.
+
+    Made by :meth:`Outbox.relay <quantum_core.Outbox.relay>`; run it with ``async with`` or
+    :meth:`start`/:meth:`stop`. Several processes may run one: one is active, the others
+    stand by and take over when it goes.
+    """
+
+    def __init__(
+        self,
+        source: ConnectionSource,
+        sql: OutboxSql,
+        bus: EventBus,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        lock_interval: float = 1.0,
+        retention: float = 3600.0,
+        query_timeout: float = 10.0,
+        retry_backoff: float = 0.1,
+        retry_backoff_max: float = 5.0,
+    ) -> None:
+        self._source = source
+        self._sql = sql
+        self._bus = bus
+        self._batch_size = check_positive_int("batch_size", batch_size)
+        self._poll = check_seconds("poll_interval", poll_interval, positive=True)
+        self._lock_interval = check_seconds("lock_interval", lock_interval, positive=True)
+        self._retention = check_seconds("retention", retention, allow_infinite=True)
+        self._timeout = check_seconds("query_timeout", query_timeout, positive=True)
+        self._retry_first = check_seconds("retry_backoff", retry_backoff, positive=True)
+        self._retry_most = check_seconds("retry_backoff_max", retry_backoff_max, positive=True)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # the first attempt ended: active, standing by, or failed
+        self._active = False
+        self._forwarded = 0
+
+    @property
+    def is_active(self) -> bool:
+        """True while this relay holds the lock and forwards events."""
+        return self._active
+
+    @property
+    def forwarded(self) -> int:
+        """Events this relay published since it started (re-sends after a crash included)."""
+        return self._forwarded
+
+    async def start(self) -> None:
+        """Start relaying; returns once the first try to connect and lock has ended.
+
+        It does not raise when PostgreSQL is unreachable: the relay keeps trying in the
+        background (see the log), as it does after any outage.
+        """
+        if self._task is not None:
+            return
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._sql.table}")
+        settled = asyncio.ensure_future(self._settled.wait())
+        await asyncio.wait((settled, self._task), return_when=asyncio.FIRST_COMPLETED)
+        settled.cancel()
+        if self._task.done():  # a bug, not an outage: show it here rather than never
+            self._task.result()
+
+    async def stop(self) -> None:
+        """Finish the round in flight (at most a few seconds), release the lock, stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), _STOP_GRACE)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "running" if self._task else "stopped"
+        return f"<OutboxRelay table={self._sql.table!r} {state} forwarded={self._forwarded}>"
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        outage = Outage(
+            "outbox_relay",
+            recovered="outbox_relay_recovered",
+            first=self._retry_first,
+            most=self._retry_most,
+            table=self._sql.table,
+        )
+        while not self._stopping:
+            connection: Any = None
+            broken = False
+            try:
+                connection = await self._source.acquire()
+                if await self._lock(connection, outage):
+                    await self._relay(connection, outage)
+            except Exception as error:  # an outage of PostgreSQL or of the broker
+                broken = True
+                self._settled.set()
+                delay = outage.failed(error)
+                self._wake.clear()  # a NOTIFY that came before the failure must not cut the wait
+                if not self._stopping:
+                    await self._sleep(delay)
+            finally:
+                if self._active:
+                    _log.info("outbox_relay_inactive", table=self._sql.table)
+                self._active = False
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await self._source.release(connection, broken=broken)
+
+    async def _lock(self, connection: Any, outage: Outage) -> bool:
+        """Wait until this relay holds the table's lock (True), or is stopped (False)."""
+        standing_by = False
+        while not self._stopping:
+            held = await connection.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", *self._sql.lock_keys, timeout=self._timeout
+            )
+            outage.ended()
+            self._settled.set()
+            if held:
+                return True
+            if not standing_by:
+                standing_by = True
+                _log.info("outbox_relay_standing_by", table=self._sql.table)
+            self._wake.clear()
+            if not self._stopping:
+                await self._sleep(self._lock_interval)
+        return False
+
+    async def _relay(self, connection: Any, outage: Outage) -> None:
+        """Forward rows for as long as this relay is active and not stopped."""
+        await connection.add_listener(self._sql.channel, self._notified)
+        connection.add_termination_listener(self._connection_lost)
+        try:
+            await self._forward_rounds(connection, outage)
+        finally:
+            connection.remove_termination_listener(self._connection_lost)
+            with contextlib.suppress(Exception):  # the connection may be gone: nothing to undo
+                await connection.remove_listener(self._sql.channel, self._notified)
+
+    async def _forward_rounds(self, connection: Any, outage: Outage) -> None:
+        sql = self._sql
+        cursor: tuple[str, int] = tuple(
+            await connection.fetchrow(sql.read_cursor, timeout=self._timeout)
+        )
+        self._active = True
+        _log.info("outbox_relay_active", table=sql.table, cursor=f"{cursor[0]}/{cursor[1]}")
+        cleaned = -math.inf
+        held_back = _HELD_BACK_FIRST
+        while not self._stopping:
+            woken = self._wake.is_set()
+            self._wake.clear()
+            cursor, sent = await self._forward(connection, cursor)
+            outage.ended()
+            if sent == self._batch_size:
+                continue  # more is waiting: no sleep, no clean-up between batches
+            if time.monotonic() - cleaned >= min(60.0, self._retention):
+                await self._clean(connection)
+                cleaned = time.monotonic()
+            if woken and not sent:
+                # Announced rows that are not below the horizon yet: an older transaction
+                # is still open. Its end announces nothing, so look again soon.
+                wait, held_back = held_back, min(held_back * 2, self._poll)
+            else:
+                wait, held_back = self._poll, _HELD_BACK_FIRST
+            await self._sleep(wait)
+
+    async def _forward(
+        self, connection: Any, cursor: tuple[str, int]
+    ) -> tuple[tuple[str, int], int]:
+        """Publish the next batch in order, then advance the cursor past it."""
+        rows = await connection.fetch(
+            self._sql.fetch, cursor[0], cursor[1], self._batch_size, timeout=self._timeout
+        )
+        if not rows:
+            return cursor, 0
+        transport = self._bus.transport
+        for event_type, group in itertools.groupby(rows, key=lambda row: row[2]):
+            await transport.publish(event_type, [row[3] for row in group])
+        last_xid, last_id = rows[-1][0], rows[-1][1]
+        await connection.execute(
+            self._sql.advance, last_xid, last_id, len(rows), timeout=self._timeout
+        )
+        self._forwarded += len(rows)
+        return (last_xid, last_id), len(rows)
+
+    async def _clean(self, connection: Any) -> None:
+        """Delete rows sent longer than ``retention`` ago, a bounded amount per round."""
+        if self._retention == math.inf:
+            return
+        for _ in range(_RETENTION_BATCHES):
+            done = await connection.execute(
+                self._sql.delete_sent, self._retention, _RETENTION_BATCH, timeout=self._timeout
+            )
+            if int(done.rpartition(" ")[2]) < _RETENTION_BATCH:
+                return
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when a NOTIFY, a lost connection or stop() wakes us."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    def _connection_lost(self, *_: object) -> None:
+        self._wake.set()
