@@ -181,9 +181,9 @@ class OutboxRelay:
                 "SELECT pg_try_advisory_lock($1, $2)", *self._sql.lock_keys, timeout=self._timeout
             )
             outage.ended()
-            self._settled.set()
             if held:
                 return True
+            self._settled.set()
             if not standing_by:
                 standing_by = True
                 _log.info("outbox_relay_standing_by", table=self._sql.table)
@@ -209,6 +209,7 @@ class OutboxRelay:
             await connection.fetchrow(sql.read_cursor, timeout=self._timeout)
         )
         self._active = True
+        self._settled.set()
         _log.info("outbox_relay_active", table=sql.table, cursor=f"{cursor[0]}/{cursor[1]}")
         cleaned = -math.inf
         held_back = _HELD_BACK_FIRST
