@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from service_helpers import service_missing
 
 from quantum_core import Outbox
+from service_helpers import service_missing
 
 DSN_VARIABLE = "QUANTUM_CORE_TEST_POSTGRES_DSN"
 _USERS = ("postgres", "root")
@@ -18,9 +18,11 @@ _USERS = ("postgres", "root")
 
 async def postgres_dsn() -> str:
     """The shared PostgreSQL (``$QUANTUM_CORE_TEST_POSTGRES_DSN``, else 127.0.0.1:5432/test)."""
-    candidates = [os.environ[DSN_VARIABLE]] if os.environ.get(DSN_VARIABLE) else [
-        f"postgresql://{user}@127.0.0.1:5432/test" for user in _USERS
-    ]
+    candidates = (
+        [os.environ[DSN_VARIABLE]]
+        if os.environ.get(DSN_VARIABLE)
+        else [f"postgresql://{user}@127.0.0.1:5432/test" for user in _USERS]
+    )
     for dsn in candidates:
         try:
             connection = await asyncpg.connect(dsn, timeout=5)
@@ -29,6 +31,7 @@ async def postgres_dsn() -> str:
         await connection.close()
         return dsn
     service_missing("PostgreSQL at 127.0.0.1:5432 (database test, user postgres or root)")
+    return None
 
 
 def new_table() -> str:

@@ -1,4 +1,6 @@
-"""A relay process for the outbox fault tests: ``_outbox_relay.py DSN TABLE REDIS_URL PREFIX [hang]``.
+"""A relay process for the outbox fault tests.
+
+``_outbox_relay.py DSN TABLE REDIS_URL PREFIX [hang]``
 
 Prints ``active`` once it holds the table's lock. With ``hang``, its transport stops for good
 right after its first publish, before the relay marks anything, and prints
