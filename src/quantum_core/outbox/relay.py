@@ -213,17 +213,20 @@ class OutboxRelay:
         _log.info("outbox_relay_active", table=sql.table, cursor=f"{cursor[0]}/{cursor[1]}")
         cleaned = -math.inf
         held_back = _HELD_BACK_FIRST
+        ahead: list[Any] = []  # the next batch, read while this one was being published
         while not self._stopping:
             woken = self._wake.is_set()
             self._wake.clear()
-            cursor, sent = await self._forward(connection, cursor)
+            rows = ahead or await self._fetch(connection, cursor)
             outage.ended()
-            if sent == self._batch_size:
-                continue  # more is waiting: no sleep, no clean-up between batches
+            if rows:
+                cursor, ahead = await self._forward(connection, rows)
+                if ahead or len(rows) == self._batch_size:
+                    continue  # more is waiting: no sleep, no clean-up between batches
             if time.monotonic() - cleaned >= min(60.0, self._retention):
                 await self._clean(connection)
                 cleaned = time.monotonic()
-            if woken and not sent:
+            if woken and not rows:
                 # Announced rows that are not below the horizon yet: an older transaction
                 # is still open. Its end announces nothing, so look again soon.
                 wait, held_back = held_back, min(held_back * 2, self._poll)
@@ -231,24 +234,40 @@ class OutboxRelay:
                 wait, held_back = self._poll, _HELD_BACK_FIRST
             await self._sleep(wait)
 
-    async def _forward(
-        self, connection: Any, cursor: tuple[str, int]
-    ) -> tuple[tuple[str, int], int]:
-        """Publish the next batch in order, then advance the cursor past it."""
-        rows = await connection.fetch(
+    async def _fetch(self, connection: Any, cursor: tuple[str, int]) -> list[Any]:
+        """Up to ``batch_size`` rows after ``cursor`` and below the transaction horizon."""
+        rows: list[Any] = await connection.fetch(
             self._sql.fetch, cursor[0], cursor[1], self._batch_size, timeout=self._timeout
         )
-        if not rows:
-            return cursor, 0
-        transport = self._bus.transport
-        for event_type, group in itertools.groupby(rows, key=lambda row: row[2]):
-            await transport.publish(event_type, [row[3] for row in group])
-        last_xid, last_id = rows[-1][0], rows[-1][1]
-        await connection.execute(
-            self._sql.advance, last_xid, last_id, len(rows), timeout=self._timeout
+        return rows
+
+    async def _forward(self, connection: Any, rows: list[Any]) -> tuple[tuple[str, int], list[Any]]:
+        """Publish ``rows`` in order, then advance the cursor past them.
+
+        A full batch says more is probably waiting: the next one is read from PostgreSQL
+        while this one is published on the broker, and returned (the cursor it starts
+        after is in memory; the stored cursor moves only once this batch is published).
+        """
+        last = (rows[-1][0], rows[-1][1])
+        reading = (
+            asyncio.ensure_future(self._fetch(connection, last))
+            if len(rows) == self._batch_size
+            else None
         )
+        try:
+            transport = self._bus.transport
+            for event_type, group in itertools.groupby(rows, key=lambda row: row[2]):
+                await transport.publish(event_type, [row[3] for row in group])
+            ahead = [] if reading is None else await reading
+        except BaseException:
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(BaseException):  # the connection is dropped anyway
+                    await reading
+            raise
+        await connection.execute(self._sql.advance, *last, len(rows), timeout=self._timeout)
         self._forwarded += len(rows)
-        return (last_xid, last_id), len(rows)
+        return last, ahead
 
     async def _clean(self, connection: Any) -> None:
         """Delete rows sent longer than ``retention`` ago, a bounded amount per round."""
