@@ -69,10 +69,11 @@ class Outbox:
         connect_timeout: Seconds to open (or borrow) a connection.
 
     Example:
-        >>> async def place(pool, outbox: Outbox, order: dict) -> None:
-        ...     async with pool.acquire() as connection, connection.transaction():
-        ...         await connection.execute("INSERT INTO orders ...", ...)
-        ...         await outbox.publish(connection, "trade.execution.completed", order)
+        An order row and its event, in one transaction::
+
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.execute("INSERT INTO orders (id) VALUES ($1)", order_id)
+                await outbox.publish(connection, "trade.execution.completed", {"id": order_id})
     """
 
     def __init__(
