@@ -100,3 +100,27 @@ async def test_publish_in_a_transaction_that_lost_postgres_fails_as_its_own_quer
         theirs.terminate()
     assert type(publish.value) is type(own_query.value)
     assert (await outbox.status()).backlog == 0
+
+
+async def test_a_frozen_network_is_an_outage_and_the_relay_ends_its_own_stale_session(
+    dsn, outbox, proxy, log_lines
+):
+    seen = []
+
+    async def handle(payload):
+        seen.append(payload["n"])
+
+    bus = EventBus("memory://", service_name="fills")
+    bus.subscribe("trade.execution.completed", handle)
+    relayed = Outbox(through(dsn, proxy), outbox.table)
+    options = {"query_timeout": 0.5, "poll_interval": 0.1, "lock_interval": 0.1}
+    async with bus, relayed.relay(bus, retry_backoff=0.02, **options) as relay:
+        await write(dsn, outbox, 1)
+        await eventually(lambda: seen == [1], "delivered before the freeze")
+        proxy.freeze()  # packets dropped both ways; the server still sees the session alive
+        await write(dsn, outbox, 2)
+        # the frozen session still holds the lock: the relay ends it from a new connection
+        await eventually(lambda: seen == [1, 2], "delivered after the freeze", timeout=10)
+        assert relay.is_active
+    assert len(log_lines.named("outbox_relay_failed")) == 1
+    assert log_lines.named("outbox_relay_ended_stale_session")

@@ -84,6 +84,10 @@ class OutboxRelay:
         self._settled = asyncio.Event()  # the first attempt ended: active, standing by, or failed
         self._active = False
         self._forwarded = 0
+        # The server process of the connection this relay lost while active: after a network
+        # that froze, it may still hold the lock (the server has not noticed), so the relay
+        # ends it rather than stand by behind itself until the server's keepalive gives up.
+        self._stale_pid: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -160,6 +164,8 @@ class OutboxRelay:
                     await self._relay(connection, outage)
             except Exception as error:  # an outage of PostgreSQL or of the broker
                 broken = True
+                if self._active:
+                    self._stale_pid = connection.get_server_pid()
                 self._settled.set()
                 delay = outage.failed(error)
                 self._wake.clear()  # a NOTIFY that came before the failure must not cut the wait
@@ -182,7 +188,10 @@ class OutboxRelay:
             )
             outage.ended()
             if held:
+                self._stale_pid = None
                 return True
+            if self._stale_pid is not None and await self._end_stale_session(connection):
+                continue
             self._settled.set()
             if not standing_by:
                 standing_by = True
@@ -192,6 +201,24 @@ class OutboxRelay:
                 await self._sleep(self._lock_interval)
         return False
 
+    async def _end_stale_session(self, connection: Any) -> bool:
+        """End this relay's own lost session if it holds the lock; True: try the lock again."""
+        holder = await connection.fetchval(
+            self._sql.lock_holder, *self._sql.lock_keys, timeout=self._timeout
+        )
+        if holder != self._stale_pid:
+            self._stale_pid = None  # another relay holds it, or nobody: nothing of ours
+            return False
+        ended = await connection.fetchval(
+            "SELECT pg_terminate_backend($1)", holder, timeout=self._timeout
+        )
+        if not ended:
+            self._stale_pid = None  # not allowed, or gone: stand by as usual
+            return False
+        _log.info("outbox_relay_ended_stale_session", table=self._sql.table, pid=holder)
+        await self._sleep(0.05)  # the lock goes when that server process has exited
+        return True
+
     async def _relay(self, connection: Any, outage: Outage) -> None:
         """Forward rows for as long as this relay is active and not stopped."""
         await connection.add_listener(self._sql.channel, self._notified)
@@ -200,8 +227,12 @@ class OutboxRelay:
             await self._forward_rounds(connection, outage)
         finally:
             connection.remove_termination_listener(self._connection_lost)
-            with contextlib.suppress(Exception):  # the connection may be gone: nothing to undo
-                await connection.remove_listener(self._sql.channel, self._notified)
+        # Stopped: UNLISTEN, bounded. After a failure nothing is undone: the connection is
+        # dropped, and an UNLISTEN on a frozen one would wait forever.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                connection.remove_listener(self._sql.channel, self._notified), self._timeout
+            )
 
     async def _forward_rounds(self, connection: Any, outage: Outage) -> None:
         sql = self._sql

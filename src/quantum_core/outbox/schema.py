@@ -27,6 +27,12 @@ _MAX_TABLE = 48  # PostgreSQL names are at most 63 bytes; the longest suffix add
 _IDENTIFIER = re.compile(rf"[a-z_][a-z0-9_]{{0,{_MAX_TABLE - 1}}}")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_SPACE = 0x51C0  # the first key of every outbox's advisory lock: "this is an outbox relay"
+# The relay's lock in pg_locks (two int4 keys show as classid, objid and objsubid 2; advisory
+# locks are per database, pg_locks shows every database's).
+_OUR_LOCK = (
+    "locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 2 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def check_table(table: object) -> str:
@@ -55,6 +61,7 @@ class OutboxSql:
     advance: str
     delete_sent: str
     status: str
+    lock_holder: str
     channel: str
     lock_keys: tuple[int, int]
 
@@ -143,8 +150,10 @@ END $$;
                 " WHERE (o.xid, o.id) <= (r.last_xid, r.last_id)) AS sent_kept, "
                 f"(SELECT sent FROM {relay}) AS sent_total, "
                 f"(SELECT extract(epoch FROM now() - updated_at) FROM {relay}) AS since_advance, "
-                "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                " AND classid = $1 AND objid = $2 AND objsubid = 2) AS relays_active"
+                f"(SELECT count(*) FROM pg_locks WHERE {_OUR_LOCK}) AS relays_active"
+            ),
+            lock_holder=(
+                f"SELECT pid FROM pg_locks WHERE {_OUR_LOCK}"
             ),
             channel=channel,
             lock_keys=(_LOCK_SPACE, key),
