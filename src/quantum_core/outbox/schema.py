@@ -152,9 +152,7 @@ END $$;
                 f"(SELECT extract(epoch FROM now() - updated_at) FROM {relay}) AS since_advance, "
                 f"(SELECT count(*) FROM pg_locks WHERE {_OUR_LOCK}) AS relays_active"
             ),
-            lock_holder=(
-                f"SELECT pid FROM pg_locks WHERE {_OUR_LOCK}"
-            ),
+            lock_holder=(f"SELECT pid FROM pg_locks WHERE {_OUR_LOCK}"),
             channel=channel,
             lock_keys=(_LOCK_SPACE, key),
         )
