@@ -120,6 +120,29 @@ async def test_the_event_keeps_its_id_trace_id_and_source(outbox, bus, connect):
     assert [p["n"] for p in seen.payloads] == [1, 2, 3]
 
 
+async def test_notify_wakes_the_relay_long_before_its_poll(outbox, bus, connect):
+    seen = Seen()
+    bus.subscribe("trade.execution.completed", seen)
+    connection = await connect()
+    async with bus, outbox.relay(bus, poll_interval=60) as relay:
+        await eventually(lambda: relay.is_active, "the relay active")
+        async with connection.transaction():
+            await outbox.publish(connection, "trade.execution.completed", {"n": 1})
+        waited = await eventually(lambda: seen.payloads, "delivered on the NOTIFY", timeout=5)
+    assert waited < 5  # a poll would have taken 60 s
+
+
+async def test_without_notify_the_poll_still_finds_every_event(outbox, bus, connect):
+    seen = Seen()
+    bus.subscribe("trade.execution.completed", seen)
+    connection = await connect()
+    await connection.execute(f'DROP TRIGGER "{outbox.table}_wake" ON "{outbox.table}"')
+    async with bus, outbox.relay(bus, poll_interval=0.1):
+        async with connection.transaction():
+            await outbox.publish(connection, "trade.execution.completed", {"n": 1})
+        await eventually(lambda: seen.payloads == [{"n": 1}], "delivered by the poll")
+
+
 async def test_publish_outside_a_transaction_raises_and_writes_nothing(outbox, connect):
     connection = await connect()
     with pytest.raises(RuntimeError, match="needs an open transaction"):
