@@ -78,7 +78,8 @@ async def test_urls_select_the_redis_transport_with_options_in_the_query(redis_u
     assert bus.transport.prefix == redis_prefix
     await bus.ping()
     await bus.stop()
-    with pytest.raises(ValueError, match=r"URL option claim_idle='soon' is not a valid float"):
+    expected = r"Redis URL option claim_idle='soon' is not valid: expected a number of seconds > 0"
+    with pytest.raises(ValueError, match=expected):
         EventBus(f"{redis_url}?claim_idle=soon", service_name="svc")
 
 
