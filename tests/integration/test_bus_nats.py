@@ -106,7 +106,7 @@ def test_bad_urls_say_what_is_wrong(url, message):
 
 
 def test_bad_arguments_say_what_is_wrong():
-    with pytest.raises(ValueError, match="ack_wait must be a positive number of seconds"):
+    with pytest.raises(ValueError, match="ack_wait must be a number of seconds > 0"):
         NatsJetStreamTransport("nats://127.0.0.1:4222", ack_wait=0)
     with pytest.raises(ValueError, match="maxlen must be a whole number >= 1"):
         NatsJetStreamTransport("nats://127.0.0.1:4222", maxlen=0)

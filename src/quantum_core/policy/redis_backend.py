@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from .._checks import check_name, check_positive_int, check_seconds
+from .._checks import check_int, check_name, check_seconds
 from .._redis import connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
@@ -74,7 +74,7 @@ class RedisPolicyBackend(PolicyBackend):
         poll_interval: float = 1.0,
     ) -> None:
         self.key_prefix = check_name("key_prefix", key_prefix)
-        self.history_size = check_positive_int("history_size", history_size)
+        self.history_size = check_int("history_size", history_size)
         self.timeout = check_seconds("timeout", timeout, positive=True)
         self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
         self._pool_class, self._settings = connection_settings(client, owner="RedisPolicyBackend")
