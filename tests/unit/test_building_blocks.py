@@ -1,14 +1,18 @@
 """The shared building blocks every part of the library uses: backoff and input checks."""
 
 import math
+import random
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quantum_core import RedisPolicyBackend
 from quantum_core._backoff import backoff
 from quantum_core._checks import check_choice, check_int, check_name, check_seconds, check_text
+from quantum_core._redis import JitteredBackoff
+from quantum_core.transports.redis import RedisStreamsTransport
 
 
 @given(
@@ -80,3 +84,17 @@ def test_check_text_and_check_choice_say_what_was_expected():
     assert check_choice("storage", "file", ("file", "memory")) == "file"
     with pytest.raises(ValueError, match=r"^storage must be 'file' or 'memory', got 'tape'$"):
         check_choice("storage", "tape", ("file", "memory"))
+
+
+def test_redis_py_retries_wait_with_the_shared_jittered_backoff(monkeypatch):
+    transport = RedisStreamsTransport("redis://127.0.0.1:6379/0")  # nothing connects
+    policy = RedisPolicyBackend("redis://127.0.0.1:6379/0")
+    for client in (transport._state.commands, policy.new_client()):
+        waits = client.get_retry()._backoff
+        assert isinstance(waits, JitteredBackoff)
+        assert len({waits.compute(3) for _ in range(20)}) > 15  # no two clients in lockstep
+        monkeypatch.setattr(random, "uniform", lambda low, high: low)
+        assert [waits.compute(n) for n in (1, 2, 3)] == [
+            backoff(n, waits.first, waits.most) for n in (1, 2, 3)
+        ]
+        monkeypatch.undo()

@@ -23,11 +23,11 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from .._checks import check_int, check_name, check_seconds
-from .._redis import connection_settings
+from .._redis import JitteredBackoff, connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
 from .backends import ChangeCallback, PolicyBackend, PolicyWatch
@@ -129,7 +129,7 @@ class RedisPolicyBackend(PolicyBackend):
             settings["retry"] = Retry(NoBackoff(), retries=0)
             settings["socket_timeout"] = None  # get_message(timeout=) bounds each wait
         else:
-            settings["retry"] = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2)
+            settings["retry"] = Retry(JitteredBackoff(first=0.02, most=0.2), retries=2)
             settings["socket_timeout"] = settings.get("socket_timeout") or self.timeout
         return redis.Redis.from_pool(self._pool_class(**settings))
 
