@@ -95,7 +95,7 @@ async def test_an_unreachable_server_fails_fast_without_the_password(cli, dsn):
     ("args", "fragment"),
     [
         (["outbox", "status"], "the following arguments are required: --dsn"),
-        (["outbox", "status", "--dsn", "x", "--table", "Bad-Name"], "invalid outbox table"),
+        (["outbox", "status", "--dsn", "x", "--table", "Bad"], "--table must be a lowercase"),
         (["outbox"], "ACTION"),
     ],
 )

@@ -193,7 +193,7 @@ async def test_install_is_idempotent_from_several_connections_at_once(dsn):
 
 @pytest.mark.parametrize("table", ["Orders", "a-b", "x;drop", "", "s.t.u", "a" * 49, 7])
 def test_a_bad_table_name_is_refused(table):
-    with pytest.raises(ValueError, match="invalid outbox table"):
+    with pytest.raises(ValueError, match="table must be a lowercase PostgreSQL name"):
         Outbox("postgresql://localhost/test", table)
 
 

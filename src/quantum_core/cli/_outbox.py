@@ -48,7 +48,7 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 def _table(value: str) -> str:
     try:
-        return check_table(value)
+        return check_table(value, "--table")
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

@@ -28,7 +28,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from .._checks import check_positive_int, check_seconds
+from .._checks import check_int, check_seconds
 from ..bus._outage import Outage
 from ..logs import get_logger
 from ._connections import ConnectionSource
@@ -71,7 +71,7 @@ class OutboxRelay:
         self._source = source
         self._sql = sql
         self._bus = bus
-        self._batch_size = check_positive_int("batch_size", batch_size)
+        self._batch_size = check_int("batch_size", batch_size)
         self._poll = check_seconds("poll_interval", poll_interval, positive=True)
         self._lock_interval = check_seconds("lock_interval", lock_interval, positive=True)
         self._retention = check_seconds("retention", retention, allow_infinite=True)

@@ -20,12 +20,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from .._checks import check_text
+
 __all__ = ["DEFAULT_TABLE", "OutboxSql", "check_table"]
 
 DEFAULT_TABLE = "quantum_core_outbox"
 _MAX_TABLE = 48  # PostgreSQL names are at most 63 bytes; the longest suffix added is 7
-_IDENTIFIER = re.compile(rf"[a-z_][a-z0-9_]{{0,{_MAX_TABLE - 1}}}")
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_TABLE = re.compile(rf"(?:[a-z_][a-z0-9_]{{0,62}}\.)?[a-z_][a-z0-9_]{{0,{_MAX_TABLE - 1}}}")
 _LOCK_SPACE = 0x51C0  # the first key of every outbox's advisory lock: "this is an outbox relay"
 # The relay's lock in pg_locks (two int4 keys show as classid, objid and objsubid 2; advisory
 # locks are per database, pg_locks shows every database's).
@@ -35,16 +36,16 @@ _OUR_LOCK = (
 )
 
 
-def check_table(table: object) -> str:
+def check_table(table: object, name: str = "table") -> str:
     """Return ``table`` (``name`` or ``schema.name``, lowercase) if usable, else raise."""
-    if isinstance(table, str):
-        schema, _, name = table.rpartition(".")
-        if _IDENTIFIER.fullmatch(name) and (not schema or _SCHEMA_NAME.fullmatch(schema)):
-            return table
-    raise ValueError(
-        f"invalid outbox table {table!r}: expected a lowercase PostgreSQL name of letters, "
-        f"digits and '_' (at most {_MAX_TABLE} characters), optionally after 'schema.', "
-        f"such as {DEFAULT_TABLE!r}"
+    return check_text(
+        name,
+        table,
+        pattern=_TABLE,
+        expected=(
+            "a lowercase PostgreSQL name of letters, digits and '_' (at most "
+            f"{_MAX_TABLE} characters), optionally after 'schema.', such as {DEFAULT_TABLE!r}"
+        ),
     )
 
 
