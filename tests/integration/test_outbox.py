@@ -226,6 +226,25 @@ async def _kept(outbox, count):
     return (await outbox.status()).sent_kept == count
 
 
+async def test_a_stopped_relay_starts_again_where_it_left_off(outbox, bus, connect):
+    seen = Seen()
+    bus.subscribe("trade.execution.completed", seen)
+    connection = await connect()
+    relay = outbox.relay(bus)
+    async with bus:
+        for n in (1, 2):
+            await relay.start()
+            assert relay.is_active
+            async with connection.transaction():
+                await outbox.publish(connection, "trade.execution.completed", {"n": n})
+            await eventually(lambda n=n: len(seen.payloads) == n, f"event {n} delivered")
+            await relay.stop()
+            assert not relay.is_active
+            assert not (await outbox.status()).relay_active  # the lock went with it
+    assert seen.payloads == [{"n": 1}, {"n": 2}]
+    assert relay.forwarded == 2
+
+
 async def test_a_pool_serves_as_the_target(dsn, bus):
     seen = Seen()
     bus.subscribe("trade.execution.completed", seen)

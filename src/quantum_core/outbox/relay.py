@@ -108,6 +108,8 @@ class OutboxRelay:
         if self._task is not None:
             return
         self._stopping = False
+        self._settled.clear()
+        self._wake.clear()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._sql.table}")
         settled = asyncio.ensure_future(self._settled.wait())
         await asyncio.wait((settled, self._task), return_when=asyncio.FIRST_COMPLETED)
@@ -252,11 +254,11 @@ class OutboxRelay:
             outage.ended()
             if rows:
                 cursor, ahead = await self._forward(connection, rows)
-                if ahead or len(rows) == self._batch_size:
-                    continue  # more is waiting: no sleep, no clean-up between batches
             if time.monotonic() - cleaned >= min(60.0, self._retention):
-                await self._clean(connection)
+                await self._clean(connection)  # also under a steady load, once a minute
                 cleaned = time.monotonic()
+            if ahead or len(rows) == self._batch_size:
+                continue  # more is waiting: no sleep
             if woken and not rows:
                 # Announced rows that are not below the horizon yet: an older transaction
                 # is still open. Its end announces nothing, so look again soon.
