@@ -132,6 +132,25 @@ async def test_notify_wakes_the_relay_long_before_its_poll(outbox, bus, connect)
     assert waited < 5  # a poll would have taken 60 s
 
 
+async def test_an_event_held_behind_an_open_transaction_goes_soon_after_it_ends(
+    outbox, bus, connect
+):
+    seen = Seen()
+    bus.subscribe("trade.execution.completed", seen)
+    blocker, writer = await connect(), await connect()
+    async with bus, outbox.relay(bus, poll_interval=60) as relay:
+        await eventually(lambda: relay.is_active, "the relay active")
+        unrelated = blocker.transaction()
+        await unrelated.start()
+        await blocker.fetchval("SELECT pg_current_xact_id()")  # holds the horizon back
+        async with writer.transaction():
+            await outbox.publish(writer, "trade.execution.completed", {"n": 1})
+        await asyncio.sleep(0.3)  # the NOTIFY came and found nothing: a negative check
+        assert seen.payloads == []
+        await unrelated.rollback()  # announces nothing
+        await eventually(lambda: seen.payloads, "delivered by the quick looks", timeout=5)
+
+
 async def test_without_notify_the_poll_still_finds_every_event(outbox, bus, connect):
     seen = Seen()
     bus.subscribe("trade.execution.completed", seen)

@@ -1,6 +1,6 @@
 """The guard, as a property: whatever the order of inserts, commits, rollbacks and relay reads,
 reading below the transaction horizon after a cursor yields every committed row once, in
-(transaction id, id) order, and never a rolled-back one.
+(transaction id, id) order, and never a rolled-back one (once the horizon has passed them).
 
 The relay's own statement (``OutboxSql.fetch``) runs against the real PostgreSQL, with
 transactions on separate connections interleaved as hypothesis chooses; small batches make
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from outbox_helpers import drop_outbox, new_table, postgres_dsn
 from quantum_core import Outbox
 from quantum_core.outbox.schema import OutboxSql, check_table
+from quantum_core.testing import eventually
 
 TRANSACTIONS = st.lists(
     st.tuples(
@@ -75,6 +76,10 @@ async def _schedule(dsn, name, transactions, reads):
                 await (open_.pop(n).commit() if transactions[n][1] else open_.pop(n).rollback())
             else:
                 cursor = await _read_all(relay, sql, cursor, read)
+        # The horizon is the whole server's: another test's open transaction holds it back
+        # for a moment. Every row is read once it has passed them all.
+        newest = max(int(xid) for rows in ids.values() for xid, _ in rows)
+        await eventually(lambda: _horizon_passed(relay, newest), "the horizon passes our rows")
         await _read_all(relay, sql, cursor, read)
         committed = sorted(
             (int(xid), row_id, (xid, row_id))
@@ -86,6 +91,11 @@ async def _schedule(dsn, name, transactions, reads):
     finally:
         for connection in (relay, *writers):
             await connection.close()
+
+
+async def _horizon_passed(connection, xid):
+    horizon = await connection.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+    return int(horizon) > xid
 
 
 async def _read_all(relay, sql, cursor, read):

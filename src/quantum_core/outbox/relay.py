@@ -245,7 +245,7 @@ class OutboxRelay:
         self._settled.set()
         _log.info("outbox_relay_active", table=sql.table, cursor=f"{cursor[0]}/{cursor[1]}")
         cleaned = -math.inf
-        held_back = _HELD_BACK_FIRST
+        held_back: float | None = None  # the next quick look, while announced rows wait
         ahead: list[Any] = []  # the next batch, read while this one was being published
         while not self._stopping:
             woken = self._wake.is_set()
@@ -259,13 +259,16 @@ class OutboxRelay:
                 cleaned = time.monotonic()
             if ahead or len(rows) == self._batch_size:
                 continue  # more is waiting: no sleep
-            if woken and not rows:
-                # Announced rows that are not below the horizon yet: an older transaction
-                # is still open. Its end announces nothing, so look again soon.
-                wait, held_back = held_back, min(held_back * 2, self._poll)
-            else:
-                wait, held_back = self._poll, _HELD_BACK_FIRST
-            await self._sleep(wait)
+            # Woken, and nothing below the horizon: the announced rows wait behind an older
+            # transaction still open, whose end announces nothing. Look again soon, then
+            # less and less often (5 ms, 10, 20...), until the poll takes over.
+            if rows:
+                held_back = None
+            elif woken:
+                held_back = _HELD_BACK_FIRST
+            elif held_back is not None:
+                held_back = held_back * 2 if held_back * 2 < self._poll else None
+            await self._sleep(self._poll if held_back is None else held_back)
 
     async def _fetch(self, connection: Any, cursor: tuple[str, int]) -> list[Any]:
         """Up to ``batch_size`` rows after ``cursor`` and below the transaction horizon."""
