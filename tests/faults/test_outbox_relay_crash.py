@@ -5,6 +5,7 @@ consumes, with one plain and one ``idempotent=True`` subscription, so a re-send 
 duplicate to the first and not to the second.
 """
 
+import asyncio
 import time
 from collections import Counter
 
@@ -71,7 +72,8 @@ async def test_a_relay_killed_between_publish_and_mark_re_sends_and_loses_nothin
     child = start_relay(dsn, outbox, redis_url, redis_prefix, "hang")
     try:
         ids = await write(dsn, outbox, 20)
-        assert child.stdout.readline().strip() == "published 20"  # on the bus, not marked
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 10)
+        assert line.strip() == "published 20"  # on the bus, not marked
         await eventually(lambda: len(plain) == 20, "the first send delivered")
         child.kill()
         child.wait(timeout=10)
