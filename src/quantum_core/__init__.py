@@ -9,6 +9,7 @@ transports whose broker library is optional (``NatsJetStreamTransport``,
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .app import App
 from .bus import (
     Backlog,
     DeadLetter,
@@ -79,6 +80,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "App",
     "Backlog",
     "CheckResult",
     "DeadLetter",

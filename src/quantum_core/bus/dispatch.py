@@ -41,6 +41,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..errors import DeliveryGoneError
 from ..logs import get_logger
 from ..tracing import adopt_trace_id
@@ -55,11 +57,12 @@ from .dead_letters import REPLAY_FOR, dead_letter_record, describe_error
 from .envelope import Envelope, decode
 from .stats import Counters, SubscriptionStats
 from .transport import Backlog, Delivery, Subscription
+from .typed import TypedPayload
 
 __all__ = ["Consumer", "EventHandler", "KeyFunction", "Route"]
 
-EventHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""An async function taking the event's payload dict."""
+EventHandler = Callable[[Any], Awaitable[Any]]
+"""An async function taking the event's payload: the dict, or the model its parameter names."""
 
 KeyFunction = Callable[[dict[str, Any]], Hashable | None]
 
@@ -84,6 +87,7 @@ class Route:
     ordering_key: KeyFunction | None = None
     from_beginning: bool = False
     idempotency_ttl: float | None = None  # None: not idempotent
+    payload: TypedPayload | None = None  # None: the handler takes the payload dict
 
 
 @dataclass(slots=True)
@@ -424,6 +428,13 @@ class Consumer:
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
         checked = self.route.idempotency_ttl is None
+        payload: Any = envelope.payload
+        typed = self.route.payload
+        if typed is not None:  # a typed handler: validated once, before any attempt
+            try:
+                payload = typed.adapter.validate_python(payload)
+            except ValidationError as exc:
+                return await self._reject(delivery, envelope, typed.invalid(exc), attempt, lane)
         if not checked:  # the record store's log lines carry the event's trace
             adopt_trace_id(envelope.trace_id)  # validated by decode()
         while True:
@@ -446,7 +457,7 @@ class Consumer:
                     context.run(enter_event, envelope, attempt, self.route.name)
                     error = await call_handler(
                         self.route.handler,
-                        envelope.payload,
+                        payload,
                         policy.timeout,
                         self._deadlines,
                         context,
@@ -485,6 +496,31 @@ class Consumer:
                 return False  # stopping: left unacknowledged, for another replica
             self.counters.retried += 1
             attempt += 1
+
+    async def _reject(
+        self,
+        delivery: Delivery,
+        envelope: Envelope,
+        reason: ValueError,
+        attempt: int,
+        lane: _Lane | None,
+    ) -> bool:
+        """Dead-letter an event whose payload fails the typed handler's validation, at once.
+
+        Retrying cannot fix a payload, so it costs no attempt and waits for no backoff.
+        """
+        adopt_trace_id(envelope.trace_id)
+        self.counters.failed += 1
+        _log.error(
+            "event_payload_invalid",
+            event_id=envelope.id,
+            event_type=envelope.type,
+            handler=self.route.name,
+            error=str(reason),
+        )
+        return await self._dead_letter(
+            delivery, envelope, reason, attempt, lane, worker=lane is None
+        )
 
     async def _wait_to_retry(self, delay: float, lane: _Lane | None) -> bool:
         """Wait ``delay`` seconds for the next attempt; False if ``stop()`` came meanwhile."""
