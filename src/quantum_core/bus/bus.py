@@ -134,6 +134,11 @@ class EventBus:
         return self._consumer
 
     @property
+    def stop_timeout(self) -> float:
+        """Seconds :meth:`stop` waits for handlers in flight before cancelling them."""
+        return self._stop_timeout
+
+    @property
     def is_running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._state is _State.RUNNING
@@ -291,7 +296,8 @@ class EventBus:
         except Exception as exc:
             raise TypeError(
                 f"publisher({event_type!r}, {model!r}): pydantic cannot describe it "
-                f"({type(exc).__name__}: {exc}); pass a pydantic model, a TypedDict or a dataclass"
+                f"({type(exc).__name__}: {' '.join(str(exc).split())}); pass a pydantic model, "
+                "a TypedDict or a dataclass"
             ) from None
         self._publishes[event_type] = TypedPayload(model, adapter, f"{self.service_name} publisher")
 

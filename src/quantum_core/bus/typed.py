@@ -72,8 +72,8 @@ def typed_payload(handler: object, name: str) -> TypedPayload | None:
     except Exception as exc:
         raise TypeError(
             f"handler {name!r}: its first parameter is annotated {_show(annotation)}, which "
-            f"pydantic cannot validate ({type(exc).__name__}: {exc}); annotate it with a "
-            "pydantic model, a TypedDict or a dataclass, or with dict for the payload dict"
+            f"pydantic cannot validate ({type(exc).__name__}: {_one_line(exc)}); annotate it "
+            "with a pydantic model, a TypedDict or a dataclass, or with dict for the payload dict"
         ) from None
     return TypedPayload(annotation, adapter, name)
 
@@ -93,7 +93,8 @@ def _first_annotation(handler: object, name: str) -> Any:
     except Exception as exc:
         raise TypeError(
             f"handler {name!r}: the annotation {first.annotation!r} of its first parameter "
-            f"cannot be resolved ({type(exc).__name__}: {exc}); import the type at module level"
+            f"cannot be resolved ({type(exc).__name__}: {exc}); define or import the type at "
+            "module level"
         ) from None
     return hints.get(first.name, inspect.Parameter.empty)
 
@@ -109,6 +110,10 @@ def _annotated_function(handler: object) -> Any:
             return handler
         else:  # an object with an async __call__
             return type(handler).__call__
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _show(annotation: object) -> str:
