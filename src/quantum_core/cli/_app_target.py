@@ -40,10 +40,13 @@ async def load_app(spec: str) -> App:
             target = getattr(target, part)
         except AttributeError:
             raise CliError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if callable(target) and not isinstance(target, App) and not hasattr(target, "subscribe"):
-        target = target()
-        if inspect.isawaitable(target):
-            target = await target
+    if inspect.isfunction(target):  # a factory
+        try:
+            target = target()
+            if inspect.isawaitable(target):
+                target = await target
+        except Exception as error:
+            raise CliError(f"{spec}() failed: {type(error).__name__}: {error}") from None
     try:
         return as_app(target)
     except TypeError:
