@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
+from ._checks import check_name
 from .bus import EventBus
 from .health import HealthChecker
 from .logs import get_logger
@@ -28,17 +29,20 @@ class App:
     """A service: its EventBus, and optionally its PolicyStore and HealthChecker.
 
     ``start()`` checks the broker answers, loads the policy, runs the ``on_startup`` hooks,
-    then starts consuming: a handler never runs before what it reads is there. ``stop()``
-    goes the other way: the bus stops taking events and drains the handlers in flight
-    (within its ``stop_timeout``), then the ``on_shutdown`` hooks run, then the policy store
-    and the health checker close. Each part is stopped even when an earlier one fails.
+    starts consuming, then runs the ``after_startup`` hooks: a handler never runs before
+    what it reads is there. ``stop()`` goes the other way: the ``on_shutdown`` hooks (stop
+    what publishes), the bus stops taking events and drains the handlers in flight (within
+    its ``stop_timeout``), the ``after_shutdown`` hooks, then the policy store and the
+    health checker close. Each part is stopped even when an earlier one fails.
 
     Args:
-        bus: The service's EventBus; its ``service_name`` names the app.
+        bus: The service's EventBus.
         policy_store: Loaded at start, closed at stop; announces its changes on ``bus``
             unless it has a bus already.
         health: Closed at stop.
-        title: The AsyncAPI document's title; the service name by default.
+        name: The app in log lines (``quantum-core run``) and the AsyncAPI document's title;
+            the bus's ``service_name`` by default. Replicas of one consumer group (one
+            service name) may run as apps of different names, such as one per role.
         version: The AsyncAPI document's ``info.version``.
 
     Example:
@@ -54,7 +58,7 @@ class App:
         *,
         policy_store: PolicyStore | None = None,
         health: HealthChecker | None = None,
-        title: str | None = None,
+        name: str | None = None,
         version: str = "1.0.0",
     ) -> None:
         if not isinstance(bus, EventBus):
@@ -62,25 +66,39 @@ class App:
         self.bus = bus
         self.policy_store = policy_store
         self.health = health
-        self.title = title or bus.service_name
+        self.name = check_name("name", bus.service_name if name is None else name)
         self.version = version
-        self._startup: list[Hook] = []
-        self._shutdown: list[Hook] = []
+        self._hooks: dict[str, list[Hook]] = {
+            "on_startup": [],
+            "after_startup": [],
+            "on_shutdown": [],
+            "after_shutdown": [],
+        }
         self._started = False
 
     @property
     def service_name(self) -> str:
-        """The bus's service name."""
+        """The bus's service name (its consumer groups are named after it)."""
         return self.bus.service_name
 
     def on_startup(self, hook: Hook) -> Hook:
-        """Run ``hook`` at start, after the policy loads and before events flow (a decorator)."""
-        self._startup.append(hook)
+        """Run ``hook`` at start, after the policy loads, before events flow (a decorator)."""
+        self._hooks["on_startup"].append(hook)
+        return hook
+
+    def after_startup(self, hook: Hook) -> Hook:
+        """Run ``hook`` once the bus consumes: every subscription's group exists (a decorator)."""
+        self._hooks["after_startup"].append(hook)
         return hook
 
     def on_shutdown(self, hook: Hook) -> Hook:
-        """Run ``hook`` at stop, after the bus drained (a decorator)."""
-        self._shutdown.append(hook)
+        """Run ``hook`` at stop, before the bus stops: stop what publishes (a decorator)."""
+        self._hooks["on_shutdown"].append(hook)
+        return hook
+
+    def after_shutdown(self, hook: Hook) -> Hook:
+        """Run ``hook`` at stop, once the bus drained: close what handlers used (a decorator)."""
+        self._hooks["after_shutdown"].append(hook)
         return hook
 
     async def start(self) -> None:
@@ -88,7 +106,6 @@ class App:
 
         Raises:
             TransportError: the broker does not answer; nothing was started.
-            PolicyUnavailableError: the policy cannot be loaded.
         """
         await self.bus.initialize()
         try:
@@ -97,40 +114,42 @@ class App:
                 if self.policy_store.event_bus is None:
                     self.policy_store.event_bus = self.bus
                 await self.policy_store.initialize()
-            for hook in self._startup:
+            for hook in self._hooks["on_startup"]:
                 await hook()
             await self.bus.start()
+            self._started = True
+            for hook in self._hooks["after_startup"]:
+                await hook()
         except BaseException:
-            await self._close()
+            await self.stop()
             raise
-        self._started = True
 
     async def stop(self) -> None:
-        """Stop taking events, drain the handlers in flight, run the hooks, close the rest."""
+        """Run the shutdown hooks, drain the bus, run the after-shutdown hooks, close the rest."""
         started, self._started = self._started, False
         try:
+            if started:
+                await self._run_hooks("on_shutdown")
             await self.bus.stop()
+            if started:
+                await self._run_hooks("after_shutdown")
         finally:
+            await self._close()
+
+    async def _run_hooks(self, stage: str) -> None:
+        for hook in self._hooks[stage]:
             try:
-                if started:
-                    for hook in self._shutdown:
-                        try:
-                            await hook()
-                        except Exception:
-                            _log.exception("app_shutdown_hook_failed", hook=repr(hook))
-            finally:
-                await self._close()
+                await hook()
+            except Exception:  # the rest of the shutdown goes on
+                _log.exception("app_hook_failed", app=self.name, stage=stage, hook=repr(hook))
 
     async def _close(self) -> None:
         try:
-            await self.bus.stop()
+            if self.policy_store is not None:
+                await self.policy_store.close()
         finally:
-            try:
-                if self.policy_store is not None:
-                    await self.policy_store.close()
-            finally:
-                if self.health is not None:
-                    await self.health.close()
+            if self.health is not None:
+                await self.health.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -145,7 +164,7 @@ class App:
         await self.stop()
 
     def __repr__(self) -> str:
-        return f"<App {self.service_name!r} bus={self.bus!r}>"
+        return f"<App {self.name!r} bus={self.bus!r}>"
 
 
 def as_app(target: object) -> App:

@@ -54,7 +54,7 @@ def asyncapi_document(target: App | Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
-            "title": app.title,
+            "title": app.name,
             "version": app.version,
             "description": f"Events of the service {app.service_name!r}, on quantum_core",
         },

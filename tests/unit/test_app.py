@@ -24,27 +24,34 @@ class Signal(BaseModel):
     confidence: float
 
 
-async def test_start_loads_the_policy_and_runs_hooks_before_events_flow_stop_reverses() -> None:
+async def test_start_and_stop_run_every_part_in_order() -> None:
     order: list[str] = []
     bus = EventBus("memory://", service_name="risk")
     store = PolicyStore(MemoryPolicyBackend())
     health = HealthChecker("risk")
-    app = App(bus, policy_store=store, health=health)
+    app = App(bus, policy_store=store, health=health, name="risk.replica")
 
-    @app.on_startup
-    async def opened() -> None:
-        order.append(f"startup: policy {store.policy.active_mode.value}, running {bus.is_running}")
+    def hook(stage: str):  # type: ignore[no-untyped-def]
+        async def record() -> None:
+            order.append(f"{stage}: policy {store.policy.active_mode.value}, bus {bus.is_running}")
 
-    @app.on_shutdown
-    async def closed() -> None:
-        order.append(f"shutdown: running {bus.is_running}")
+        return record
+
+    for stage in ("on_startup", "after_startup", "on_shutdown", "after_shutdown"):
+        getattr(app, stage)(hook(stage))
 
     async with app:
-        assert bus.is_running
         assert store.event_bus is bus  # its changes are announced on the app's bus
         await store.switch_mode(RiskMode.DEFENSIVE, updated_by="test")
-    assert order == ["startup: policy NORMAL, running False", "shutdown: running False"]
-    assert not bus.is_running
+    assert order == [
+        "on_startup: policy NORMAL, bus False",  # the policy is loaded first
+        "after_startup: policy NORMAL, bus True",
+        "on_shutdown: policy DEFENSIVE, bus True",
+        "after_shutdown: policy DEFENSIVE, bus False",  # the bus has drained
+    ]
+    assert (app.name, app.service_name) == ("risk.replica", "risk")
+    with pytest.raises(RuntimeError):
+        await store.switch_mode(RiskMode.NORMAL, updated_by="test")  # closed
 
 
 async def test_a_broker_that_does_not_answer_fails_start_and_leaves_nothing_open() -> None:

@@ -64,7 +64,7 @@ async def run_app(args: argparse.Namespace, context: Context, output: Output) ->
     """Run the app (or ``--workers`` replicas of it) until asked to stop; return 0."""
     app = await load_app(args.app)
     configure_logging(
-        app.service_name,
+        app.name,
         getattr(args, "log_level", "INFO"),
         json_output=args.log_format == "json",
     )
@@ -75,7 +75,7 @@ async def run_app(args: argparse.Namespace, context: Context, output: Output) ->
             await app.start()
         except Exception as error:
             why = describe_error(error) or type(error).__name__
-            raise CliError(f"cannot start {app.service_name!r}: {why}") from None
+            raise CliError(f"cannot start {app.name!r}: {why}") from None
         try:
             _log.info(
                 "app_ready",
@@ -86,6 +86,7 @@ async def run_app(args: argparse.Namespace, context: Context, output: Output) ->
             await stop.wait()
         finally:
             await app.stop()
+    _log.info("app_stopped", app=args.app, pid=os.getpid())
     return 0
 
 
