@@ -32,6 +32,7 @@ MODULES = [
     "bench_e2e",
     "bench_latency",
     "bench_inmemory",
+    "bench_typed",
     "bench_policy",
     "bench_logging",
     "bench_memory",

@@ -432,7 +432,7 @@ class Consumer:
         typed = self.route.payload
         if typed is not None:  # a typed handler: validated once, before any attempt
             try:
-                payload = typed.adapter.validate_python(payload)
+                payload = typed.validate(payload)
             except ValidationError as exc:
                 return await self._reject(delivery, envelope, typed.invalid(exc), attempt, lane)
         if not checked:  # the record store's log lines carry the event's trace

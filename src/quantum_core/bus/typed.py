@@ -13,7 +13,8 @@ import collections.abc
 import functools
 import inspect
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, get_origin
 
 from pydantic import TypeAdapter, ValidationError
@@ -37,6 +38,11 @@ class TypedPayload:
     annotation: Any
     adapter: TypeAdapter[Any]
     handler: str
+    validate: Callable[[Any], Any] = field(init=False)  # the compiled validator: ~1 us
+
+    def __post_init__(self) -> None:
+        # TypeAdapter.validate_python, without its Python-level wrapper (0.7 us an event)
+        object.__setattr__(self, "validate", self.adapter.validator.validate_python)
 
     @property
     def name(self) -> str:
