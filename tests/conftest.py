@@ -73,6 +73,10 @@ FEATURES = {
     # leaves them for ack_wait. Closing a RabbitMQ channel requeues at once.
     "nats": TransportFeatures(redelivery_timeout=2.0),
     "amqp": TransportFeatures(redelivery_timeout=2.0),
+    # A closing Kafka replica leaves its group at once, but the rebalance that hands its
+    # partitions on takes Tansu about 2 s; events without an ordering key go to any
+    # partition, so only a key keeps publish order (the ordering checks publish with one).
+    "kafka": TransportFeatures(redelivery_timeout=5.0, orders_unkeyed=False),
 }
 
 
