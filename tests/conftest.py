@@ -76,7 +76,7 @@ FEATURES = {
     # A closing Kafka replica leaves its group at once, but the rebalance that hands its
     # partitions on takes Tansu about 2 s; events without an ordering key go to any
     # partition, so only a key keeps publish order (the ordering checks publish with one).
-    "kafka": TransportFeatures(redelivery_timeout=5.0, orders_unkeyed=False),
+    "kafka": TransportFeatures(redelivery_timeout=3.0, orders_unkeyed=False),
 }
 
 

@@ -92,7 +92,6 @@ class KafkaSubscription(Subscription):
                 max(settings.request_timeout, settings.session_timeout + 5) * 1000
             ),
             retry_backoff_ms=200,
-            reconnect_backoff_ms=500,
         )
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._held: dict[tuple[TopicPartition, int], Delivery] = {}
