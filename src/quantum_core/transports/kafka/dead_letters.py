@@ -88,10 +88,11 @@ async def delete_letters(state: KafkaState, event_type: str, offsets: Sequence[i
     topic = state.names.dead_topic(event_type)
     await state.ensure_topics([topic], partitions=1)
     producer = await state.producer()
-    for offset in offsets:  # one at a time: Tansu reports the end of a batch wrong (its first + 1)
-        await producer.send_and_wait(
-            topic, b"", key=str(offset).encode(), partition=0, headers=[(_DELETE_HEADER, token)]
-        )
+    async with state.dead_letter_writes:  # one record per batch: see write_dead_letter
+        for offset in offsets:
+            await producer.send_and_wait(
+                topic, b"", key=str(offset).encode(), partition=0, headers=[(_DELETE_HEADER, token)]
+            )
     log = await read_log(state, event_type)
     return sum(
         1
