@@ -50,7 +50,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 def parse_kafka_url(url: str) -> KafkaURL:
     """Split ``kafka://host:port[,host:port...]?option=value...``; errors never echo the URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # such as an unbalanced '[' (IPv6)
+        raise ValueError(f"a kafka:// URL that cannot be parsed: {exc}") from None
     if parts.scheme.lower() != "kafka":
         raise ValueError(f"not a kafka:// URL (scheme {parts.scheme!r})")
     netloc = parts.netloc
