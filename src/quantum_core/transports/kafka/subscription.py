@@ -122,6 +122,15 @@ class KafkaSubscription(Subscription):
         ``from_beginning``), committed at once, so what is published after ``subscribe()``
         returned is never skipped, whoever reads it.
         """
+        try:
+            async with asyncio.timeout(self._state.settings.request_timeout):
+                await self._start_partitions(assigned)
+        except (KafkaError, TimeoutError) as exc:
+            # fetch() starts tracking such a partition at the first record it reads.
+            _log.warning("kafka_assignment_not_read", group=self._group_id, error=repr(exc))
+        self._assigned.set()
+
+    async def _start_partitions(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer
         fresh: list[TopicPartition] = []
         for tp in assigned:
@@ -141,7 +150,6 @@ class KafkaSubscription(Subscription):
             for tp in fresh:
                 self._partitions[tp] = PartitionOffsets(ends[tp])
                 consumer.seek(tp, ends[tp])
-        self._assigned.set()
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Stop fetching revoked partitions, wait for their records in flight, commit, let go."""
@@ -189,8 +197,10 @@ class KafkaSubscription(Subscription):
         skipped: list[TopicPartition] = []
         for tp, records in batches.items():
             offsets = self._partitions.get(tp)
-            if offsets is None:  # revoked meanwhile: its next owner reads these
-                continue
+            if offsets is None:
+                if not records or tp not in self._consumer.assignment():
+                    continue  # revoked meanwhile: its next owner reads these
+                offsets = self._partitions[tp] = PartitionOffsets(records[0].offset)
             for record in records:
                 offsets.fetched(record.offset)
                 attempt, for_group = _read_headers(record)
@@ -248,7 +258,16 @@ class KafkaSubscription(Subscription):
         if not positions:
             return
         try:
-            await self._consumer.commit(positions)
+            async with asyncio.timeout(self._state.settings.request_timeout):
+                await self._consumer.commit(positions)  # aiokafka retries some errors for ever
+        except TimeoutError:
+            if quietly:
+                _log.warning("kafka_commit_timed_out", group=self._group_id)
+                return
+            raise TransportError(
+                f"Kafka at {self._state.shown} did not take a commit of {self._group_id!r} "
+                f"within {self._state.settings.request_timeout}s"
+            ) from None
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved the partitions on: their next owner reads from the last commit.
             _log.debug("kafka_commit_after_rebalance", group=self._group_id, error=repr(exc))
