@@ -2,8 +2,8 @@
 
 Everything public is importable from here; the modules behind it are internal. The
 transports whose broker library is optional (``NatsJetStreamTransport``,
-``RabbitMQTransport``) load on first use, so ``import quantum_core`` needs only the core
-dependencies.
+``RabbitMQTransport``, ``KafkaTransport``) load on first use, so ``import quantum_core``
+needs only the core dependencies.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -68,10 +68,12 @@ from .transports.memory import MemoryTransport
 from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
+    from .transports.kafka import KafkaTransport
     from .transports.nats import NatsJetStreamTransport
     from .transports.rabbitmq import RabbitMQTransport
 
 _LAZY = {
+    "KafkaTransport": ".transports.kafka",
     "NatsJetStreamTransport": ".transports.nats",
     "RabbitMQTransport": ".transports.rabbitmq",
 }
@@ -90,6 +92,7 @@ __all__ = [
     "HealthChecker",
     "HealthReport",
     "HealthStatus",
+    "KafkaTransport",
     "Logger",
     "MalformedEventError",
     "MemoryPolicyBackend",

@@ -25,6 +25,7 @@ EXPECTED = {
     "MemoryTransport",
     "NatsJetStreamTransport",
     "RabbitMQTransport",
+    "KafkaTransport",
     "PolicyBackend",
     "PolicyChange",
     "PolicyConflictError",
