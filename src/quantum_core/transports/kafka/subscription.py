@@ -92,6 +92,10 @@ class KafkaSubscription(Subscription):
                 max(settings.request_timeout, settings.session_timeout + 5) * 1000
             ),
             retry_backoff_ms=200,
+            # An empty fetch is answered after 0.1 s (aiokafka's default is 0.5 s). Kafka
+            # answers a waiting fetch as soon as records arrive; Tansu waits the whole time,
+            # so this is also the latency of a quiet topic there.
+            fetch_max_wait_ms=100,
         )
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._held: dict[tuple[TopicPartition, int], Delivery] = {}

@@ -39,6 +39,7 @@ try:
     from aiokafka.errors import KafkaError
 
     from .dead_letters import delete_letters, letter_id, read_log
+    from .publisher import BatchPublisher
     from .state import KafkaSettings, KafkaState
     from .subscription import KafkaSubscription
 except ModuleNotFoundError as exc:  # the kafka extra is not installed
@@ -111,6 +112,7 @@ class KafkaTransport(Transport):
         self.names = Names(prefix)
         self.settings = settings
         self._state = KafkaState(self.names, settings, hosts)
+        self._publisher = BatchPublisher()
 
     def __repr__(self) -> str:
         return f"<KafkaTransport servers={self._state.shown} prefix={self.prefix!r}>"
@@ -131,11 +133,7 @@ class KafkaTransport(Transport):
         try:
             producer = await state.producer()
             await state.ensure_topics([name])
-            sent = [
-                await producer.send(name, message, key=None if encoded is None else encoded[i])
-                for i, message in enumerate(messages)
-            ]
-            await asyncio.gather(*sent)
+            await self._publisher.send(producer, name, messages, encoded)
         except KafkaError as exc:
             state.topic_lost(name)
             raise TransportError(
