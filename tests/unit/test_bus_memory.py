@@ -491,7 +491,9 @@ def test_stop_timeout_is_checked(value):
 
 
 def test_unknown_transport_url_names_the_known_schemes():
-    with pytest.raises(ValueError, match=r"no transport for URL scheme pulsar://.*kafka://.*memory://"):
+    with pytest.raises(
+        ValueError, match=r"no transport for URL scheme pulsar://.*kafka://.*memory://"
+    ):
         EventBus("pulsar://broker:6650", service_name="svc")
 
 
