@@ -82,7 +82,7 @@ def parse_kafka_url(url: str) -> KafkaURL:
         raise ValueError("a kafka:// URL needs a server, such as kafka://127.0.0.1:9092")
     for server in servers:
         host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(
                 f"a kafka:// server must be host:port, such as 127.0.0.1:9092; got {server!r}"
             )
