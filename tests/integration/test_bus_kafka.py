@@ -41,6 +41,11 @@ async def test_an_unreachable_cluster_fails_start_naming_it():
     await bus.stop()
 
 
+def test_a_url_with_options_is_refused_by_the_constructor():
+    with pytest.raises(ValueError, match="options as arguments"):
+        KafkaTransport("kafka://127.0.0.1:9092?prefix=trading")
+
+
 def test_a_missing_aiokafka_names_the_extra():
     code = (
         "import sys; sys.modules['aiokafka'] = None\n"
@@ -71,7 +76,7 @@ async def test_a_record_that_is_not_an_envelope_is_dead_lettered_and_the_consume
     recorder = EventRecorder()
     bus = EventBus(url, service_name="robust")
     bus.subscribe("orders.raw", recorder, name="handle")
-    async with bus, KafkaTransport(url, prefix=kafka_prefix) as raw:
+    async with bus, KafkaTransport(kafka_url, prefix=kafka_prefix) as raw:
         await raw.publish("orders.raw", [b"\xff not json", b'{"v": 1}'])
         await bus.publish("orders.raw", {"fine": True})
         await recorder.wait_for(1)
@@ -87,9 +92,8 @@ async def test_a_record_that_is_not_an_envelope_is_dead_lettered_and_the_consume
 
 
 async def test_the_ordering_key_is_the_message_key(kafka_url, kafka_prefix):
-    url = f"{kafka_url}?prefix={kafka_prefix}&partitions=3"
     payloads = [{"symbol": f"S{n % 5}", "n": n} for n in range(100)]
-    async with KafkaTransport(url, prefix=kafka_prefix) as transport:
+    async with KafkaTransport(kafka_url, prefix=kafka_prefix, partitions=3) as transport:
         publisher = EventBus(transport, service_name="md")
         await publisher.publish_many("md.tick", payloads, ordering_key="symbol")
         await publisher.publish("md.tick", {"symbol": "S1", "n": 100}, ordering_key="symbol")

@@ -94,7 +94,12 @@ class KafkaTransport(Transport):
                 f"names), got {prefix!r}"
             )
         if isinstance(servers, str):
-            hosts = parse_kafka_url(servers.partition("?")[0]).servers
+            if "?" in servers:  # options given twice, or ignored: neither is what was meant
+                raise ValueError(
+                    "KafkaTransport takes its options as arguments, not in the URL's query; "
+                    "use EventBus(url) or transport_from_url(url) for a URL with options"
+                )
+            hosts = parse_kafka_url(servers).servers
         elif isinstance(servers, Sequence) and servers and all(isinstance(s, str) for s in servers):
             hosts = list(servers)
         else:
