@@ -41,6 +41,30 @@ async def test_an_unreachable_cluster_fails_start_naming_it():
     await bus.stop()
 
 
+async def test_a_cluster_that_never_answers_fails_start_within_the_bound():
+    """A listener that accepts and then says nothing: start() gives up after request_timeout."""
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda _, writer: accepted.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    bus = EventBus(f"kafka://127.0.0.1:{port}?request_timeout=1.5", service_name="svc")
+
+    async def handle(payload):
+        pass
+
+    bus.subscribe("orders.new", handle)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError, match=rf"127\.0\.0\.1:{port}"):
+            await bus.start()
+        assert time.monotonic() - started < 4
+    finally:
+        await bus.stop()
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+
 def test_a_url_with_options_is_refused_by_the_constructor():
     with pytest.raises(ValueError, match="options as arguments"):
         KafkaTransport("kafka://127.0.0.1:9092?prefix=trading")
