@@ -329,7 +329,7 @@ async def measure(ctx: Any) -> dict[str, float]:
     """One run of every figure, ours and raw taking turns (see bench/_harness.py)."""
     server = _shared_server()
     await server.ready()
-    n_one, n_batch, n_latency = ctx.size(2_000, 500), ctx.size(50_000, 10_000), ctx.size(500, 100)
+    n_one, n_batch, n_latency = ctx.size(2_000, 500), ctx.size(50_000, 10_000), ctx.size(200, 60)
     data = _envelope()
     boot = server.bootstrap
     return {
