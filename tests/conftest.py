@@ -74,8 +74,9 @@ FEATURES = {
     "nats": TransportFeatures(redelivery_timeout=2.0),
     "amqp": TransportFeatures(redelivery_timeout=2.0),
     # A closing Kafka replica leaves its group at once, but the rebalance that hands its
-    # partitions on takes Tansu about 2 s; events without an ordering key go to any
-    # partition, so only a key keeps publish order (the ordering checks publish with one).
+    # partitions on takes Tansu half the session timeout (1 s at the 2 s tests use); events
+    # without an ordering key go to any partition, so only a key keeps publish order (the
+    # ordering checks publish with one).
     "kafka": TransportFeatures(redelivery_timeout=3.0, orders_unkeyed=False),
 }
 
