@@ -39,6 +39,7 @@ MODULES = [
     "bench_nats",
     "bench_rabbitmq",
     "bench_kafka",
+    "bench_outbox",
 ]
 RESULTS = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"

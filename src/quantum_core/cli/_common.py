@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -26,6 +26,7 @@ from ..bus import EventBus
 from ..bus.registry import transport_from_url
 from ..health._secrets import Scrubber
 from ..transports.redis import RedisStreamsTransport
+from ..transports.redis.url import split_options
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -50,8 +51,6 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 
-# The transport's own URL options (see ``transport_from_redis_url``); redis-py refuses them.
-_TRANSPORT_OPTIONS: Final = frozenset({"prefix", "maxlen", "max_age", "claim_idle"})
 _URL_FORMS: Final = (
     "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket (credentials go "
     "before the host as user:password@)"
@@ -110,11 +109,9 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
         return _kafka_target(url, prefix=prefix, policy_prefix=policy_prefix, timeout=timeout)
     masked = redact_text(url)
     try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        url_prefix = next((value for name, value in query if name == "prefix"), None)
-        rest = urlencode([(name, value) for name, value in query if name not in _TRANSPORT_OPTIONS])
-        clean = urlunsplit(parts._replace(query=rest))
+        clean, options = split_options(url)  # the transport's own options, as it reads them
+        url_prefix = options.get("prefix")
+        parts = urlsplit(clean)
         database = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
         if database and not database.isdigit():
             raise ValueError(f"the database must be a number, got {database!r}")
@@ -140,18 +137,22 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
 
 def _kafka_target(url: str, *, prefix: str | None, policy_prefix: str, timeout: float) -> Target:
     """A Kafka cluster: ``dlq`` reads its dead-letter topics through the Kafka transport."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc or not parts.netloc:
-        raise UsageError(f"invalid Kafka URL: expected {_KAFKA_FORM} (no credentials)")
-    url_prefix = dict(parse_qsl(parts.query)).get("prefix")
+    from ..transports.kafka.url import parse_kafka_url  # loads aiokafka: Kafka URLs only
+
+    try:
+        parsed = parse_kafka_url(url)
+    except ValueError as error:
+        raise UsageError(f"invalid Kafka URL: {error}; expected {_KAFKA_FORM}") from None
+    address = ",".join(parsed.servers)
+    url_prefix = parsed.options.get("prefix")
     bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
     try:
         check_name("--prefix", bus_prefix)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return Target(
-        url=f"kafka://{parts.netloc}",
-        address=parts.netloc,
+        url=f"kafka://{address}",
+        address=address,
         prefix=bus_prefix,
         policy_prefix=policy_prefix,
         timeout=timeout,

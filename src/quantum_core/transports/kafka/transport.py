@@ -28,7 +28,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from ..._checks import check_positive_int, check_seconds
+from ..._checks import check_int, check_seconds
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
@@ -107,8 +107,8 @@ class KafkaTransport(Transport):
                 f"KafkaTransport takes a kafka:// URL or a list of 'host:port', got {servers!r}"
             )
         settings = KafkaSettings(
-            partitions=check_positive_int("partitions", partitions),
-            replication_factor=check_positive_int("replication_factor", replication_factor),
+            partitions=check_int("partitions", partitions),
+            replication_factor=check_int("replication_factor", replication_factor),
             session_timeout=check_seconds("session_timeout", session_timeout, positive=True),
             revoke_wait=check_seconds("revoke_wait", revoke_wait, positive=True),
             request_timeout=check_seconds("request_timeout", request_timeout, positive=True),

@@ -8,10 +8,11 @@ up in a repr, a log line or an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from ..._url_options import URLOptions
 
 __all__ = ["KafkaURL", "parse_kafka_url"]
 
@@ -22,30 +23,6 @@ class KafkaURL:
 
     servers: list[str]
     options: dict[str, Any]
-
-
-def _seconds(value: str) -> float:
-    number = float(value)
-    if not 0 < number < float("inf"):
-        raise ValueError(value)
-    return number
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "prefix": (str, "letters, digits, '_' or '-'"),
-    "partitions": (_count, "a whole number >= 1"),
-    "replication_factor": (_count, "a whole number >= 1"),
-    "session_timeout": (_seconds, "a positive number of seconds"),
-    "revoke_wait": (_seconds, "a positive number of seconds"),
-    "request_timeout": (_seconds, "a positive number of seconds"),
-}
 
 
 def parse_kafka_url(url: str) -> KafkaURL:
@@ -62,21 +39,17 @@ def parse_kafka_url(url: str) -> KafkaURL:
             "credentials in a kafka:// URL are not supported (SASL is not implemented); "
             "give only host:port servers"
         )
-    options: dict[str, Any] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name not in _OPTIONS:
-            raise ValueError(
-                f"unknown option {name!r} in a kafka:// URL; known: {', '.join(sorted(_OPTIONS))}"
-            )
-        if name in options:
-            raise ValueError(f"kafka:// URL option {name!r} is given twice")
-        convert, expected = _OPTIONS[name]
-        try:
-            options[name] = convert(value)
-        except ValueError:
-            raise ValueError(
-                f"kafka:// URL option {name}={value!r} is not valid: expected {expected}"
-            ) from None
+    given = URLOptions(parts.query, label="kafka://")
+    read = {
+        "prefix": given.text("prefix"),
+        "partitions": given.integer("partitions"),
+        "replication_factor": given.integer("replication_factor"),
+        "session_timeout": given.seconds("session_timeout"),
+        "revoke_wait": given.seconds("revoke_wait"),
+        "request_timeout": given.seconds("request_timeout"),
+    }
+    given.rest(client_options=())
+    options = {name: value for name, value in read.items() if value is not None}
     servers = [server.strip() for server in netloc.split(",") if server.strip()]
     if not servers:
         raise ValueError("a kafka:// URL needs a server, such as kafka://127.0.0.1:9092")
