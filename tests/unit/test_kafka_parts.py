@@ -24,7 +24,7 @@ def test_a_url_gives_servers_and_options():
     [
         ("kafka://", "needs a server"),
         ("kafka://host", "must be host:port"),
-        ("kafka://h:1?nope=1", "unknown option 'nope'"),
+        ("kafka://h:1?nope=1", "unknown kafka:// URL option 'nope'"),
         ("kafka://h:1?partitions=0", "partitions='0' is not valid: expected a whole number"),
         ("kafka://h:1?session_timeout=-1", "session_timeout='-1' is not valid"),
         ("kafka://h:1?prefix=a&prefix=b", "given twice"),
