@@ -49,7 +49,7 @@ lint: $(VENV)/.installed-dev  ## ruff
 types: $(VENV)/.installed-dev  ## mypy --strict on src
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.installed-dev $(VENV)/.installed-docs  ## the test suite only (starts Redis, PostgreSQL, NATS and RabbitMQ if needed)
+pytest: $(VENV)/.installed-dev $(VENV)/.installed-docs  ## the test suite only (starts Redis, PostgreSQL, NATS, RabbitMQ and Kafka if needed)
 	@bash .ci/services
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 

@@ -39,6 +39,7 @@ MODULES = [
     "bench_health",
     "bench_nats",
     "bench_rabbitmq",
+    "bench_kafka",
     "bench_outbox",
 ]
 RESULTS = BENCH_DIR / "results"

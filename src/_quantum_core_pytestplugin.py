@@ -24,7 +24,7 @@ import pytest
 __all__ = ["FIXTURE", "TRANSPORTS", "parse_transports", "quantum_core_transport"]
 
 FIXTURE = "quantum_core_transport"
-TRANSPORTS = ("memory", "redis", "nats", "amqp")
+TRANSPORTS = ("memory", "redis", "nats", "amqp", "kafka")
 """Every transport the fixture knows, by URL scheme, in the order a test runs on them."""
 
 _SETTING = "quantum_core_transports"  # the ini option, and the command-line option's dest

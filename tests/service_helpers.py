@@ -17,6 +17,7 @@ from quantum_core.testing.brokers import BROKERS, skip_or_fail
 REDIS_URL = BROKERS["redis"].base_url
 NATS_URL = BROKERS["nats"].base_url
 AMQP_URL = BROKERS["amqp"].base_url
+KAFKA_URL = BROKERS["kafka"].base_url
 
 
 def service_missing(what: str, why: object = "not reachable") -> NoReturn:

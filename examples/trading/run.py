@@ -242,6 +242,11 @@ class FlowMonitor:
         if unhandled:
             return f"{unhandled} of {ticks} ticks not yet handled by ai_engine"
         signalled = [trace for trace in traces if self.outcomes[trace] == "signal"]
+        # Each event type reaches the monitor through a consumer of its own: a verdict may
+        # arrive before the signal it answers (seen on Kafka), so wait for both.
+        unseen = sum(trace not in self.signals for trace in signalled)
+        if unseen:
+            return f"{unseen} of {len(signalled)} signals not yet seen"
         undecided = sum(trace not in self.verdicts for trace in signalled)
         if undecided:
             return f"{undecided} of {len(signalled)} signals not yet decided by risk_safety"

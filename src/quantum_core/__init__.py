@@ -2,8 +2,8 @@
 
 Everything public is importable from here; the modules behind it are internal. The
 transports whose broker library is optional (``NatsJetStreamTransport``,
-``RabbitMQTransport``) and the PostgreSQL ``Outbox`` load on first use, so
-``import quantum_core`` needs only the core dependencies and loads no database driver.
+``RabbitMQTransport``, ``KafkaTransport``) and the PostgreSQL ``Outbox`` load on first
+use, so ``import quantum_core`` needs only the core dependencies and loads no database driver.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -70,10 +70,12 @@ from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
     from .outbox import Outbox
+    from .transports.kafka import KafkaTransport
     from .transports.nats import NatsJetStreamTransport
     from .transports.rabbitmq import RabbitMQTransport
 
 _LAZY = {
+    "KafkaTransport": ".transports.kafka",
     "Outbox": ".outbox",
     "NatsJetStreamTransport": ".transports.nats",
     "RabbitMQTransport": ".transports.rabbitmq",
@@ -94,6 +96,7 @@ __all__ = [
     "HealthChecker",
     "HealthReport",
     "HealthStatus",
+    "KafkaTransport",
     "Logger",
     "MalformedEventError",
     "MemoryPolicyBackend",

@@ -45,7 +45,7 @@ def _record_the_url(request):
             urls.write(json.dumps(url) + "\\n")
 """
 
-ALL = ["memory", "redis", "nats", "amqp"]
+ALL = ["memory", "redis", "nats", "amqp", "kafka"]
 
 
 def namespace_of(url: str) -> str:
@@ -73,12 +73,12 @@ def user(pytester, monkeypatch):
 
 def test_a_test_runs_once_per_transport_on_a_namespace_of_its_own(user):
     result, urls = user()
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [f"*test_a_confident_signal_is_approved?{name}? PASSED*" for name in ALL]
     )
     assert [urlsplit(url).scheme for url in urls] == ALL
-    assert len({namespace_of(url) for url in urls}) == 4
+    assert len({namespace_of(url) for url in urls}) == 5
 
 
 async def test_what_a_test_left_on_the_servers_is_deleted_afterwards(user, client):
@@ -87,9 +87,9 @@ async def test_what_a_test_left_on_the_servers_is_deleted_afterwards(user, clien
 
     from quantum_core.transports.rabbitmq.names import group_queue, history_stream
 
-    result, urls = user("--quantum-core-transports=redis,nats,amqp")
-    result.assert_outcomes(passed=3)
-    on_redis, on_nats, on_rabbitmq = urls
+    result, urls = user("--quantum-core-transports=redis,nats,amqp,kafka")
+    result.assert_outcomes(passed=4)
+    on_redis, on_nats, on_rabbitmq, on_kafka = urls
 
     assert [key async for key in client.scan_iter(match=f"{namespace_of(on_redis)}:*")] == []
 
@@ -124,6 +124,16 @@ async def test_what_a_test_left_on_the_servers_is_deleted_afterwards(user, clien
         await connection.close()
     assert left == []
 
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=urlsplit(on_kafka).netloc)
+    await admin.start()
+    try:
+        topics = await admin.list_topics()
+    finally:
+        await admin.close()
+    assert [name for name in topics if name.startswith(f"{namespace_of(on_kafka)}.")] == []
+
 
 @pytest.mark.parametrize(
     ("args", "ini", "expected"),
@@ -142,12 +152,12 @@ def test_the_option_or_the_ini_chooses_the_transports(user, pytester, args, ini,
 
 
 def test_an_unknown_transport_is_a_usage_error(user):
-    result, _ = user("--quantum-core-transports=memory,kafka")
+    result, _ = user("--quantum-core-transports=memory,pulsar")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "*unknown transport(s) kafka for quantum_core_transport: expected some of "
-            "memory,redis,nats,amqp*"
+            "*unknown transport(s) pulsar for quantum_core_transport: expected some of "
+            "memory,redis,nats,amqp,kafka*"
         ]
     )
 
@@ -175,16 +185,17 @@ def test_under_ci_a_transport_that_cannot_run_fails(user, monkeypatch):
 
 
 def test_a_missing_client_library_is_skipped_naming_the_extra(user, pytester):
-    # As if nats-py and aio-pika were not installed: an import of them fails.
+    # As if nats-py, aio-pika and aiokafka were not installed: an import of them fails.
     pytester.makeconftest(
-        f"import sys\nsys.modules.update(nats=None, aio_pika=None)\n{RECORD_URLS}"
+        f"import sys\nsys.modules.update(nats=None, aio_pika=None, aiokafka=None)\n{RECORD_URLS}"
     )
     result, urls = user()
-    result.assert_outcomes(passed=2, skipped=2)
+    result.assert_outcomes(passed=2, skipped=3)
     result.stdout.fnmatch_lines(
         [
             "SKIPPED * nats: nats-py is not installed (pip install 'quantum-core?nats?')",
             "SKIPPED * amqp: aio-pika is not installed (pip install 'quantum-core?rabbitmq?')",
+            "SKIPPED * kafka: aiokafka is not installed (pip install 'quantum-core?kafka?')",
         ],
         consecutive=False,
     )

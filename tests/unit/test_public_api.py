@@ -27,6 +27,7 @@ EXPECTED = {
     "NatsJetStreamTransport",
     "Outbox",  # issue 21: the transactional outbox (loaded on first use, like NATS)
     "RabbitMQTransport",
+    "KafkaTransport",
     "PolicyBackend",
     "PolicyChange",
     "PolicyConflictError",

@@ -21,6 +21,7 @@ __all__ = [
     "DeadLetterRestore",
     "DeadLetterStore",
     "HandledRecords",
+    "KeyedPublisher",
     "backlog_of",
     "dead_letter_store",
     "handled_records",
@@ -73,6 +74,20 @@ class HandledRecords(Protocol):
 
     async def was_handled(self, event_id: str) -> bool:
         """Whether :meth:`mark_handled` recorded ``event_id`` for this group, unexpired."""
+
+
+@runtime_checkable
+class KeyedPublisher(Protocol):
+    """A transport that places messages by key (Kafka: a key, a partition, one order).
+
+    The bus uses it when a publisher passes ``ordering_key``; other transports keep one
+    order per topic, so the key changes nothing there.
+    """
+
+    async def publish_keyed(
+        self, topic: str, messages: Sequence[bytes], keys: Sequence[str | None] | None
+    ) -> None:
+        """Like ``publish``, each message with its key (None: no key)."""
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from enum import Enum
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,7 +27,7 @@ from ._checks import (
     key_function,
 )
 from ._retry import RetryPolicy
-from .abilities import backlog_of, dead_letter_store, handled_records
+from .abilities import KeyedPublisher, backlog_of, dead_letter_store, handled_records
 from .dead_letters import DeadLetter, describe_error, read_dead_letters, replay_dead_letter
 from .dispatch import Consumer, EventHandler, Route
 from .envelope import encode_events, validate_event_type
@@ -364,16 +364,20 @@ class EventBus:
         trace_id: str | None = None,
         *,
         headers: dict[str, str] | None = None,
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None = None,
     ) -> str:
         """Publish one event and return its id once the transport has stored it.
 
         The trace id is ``trace_id``, else the current ``trace_context``, else a new one.
+        ``ordering_key`` (a payload field or a function of the payload, as in
+        :meth:`subscribe`) becomes the message key where the broker places messages by key
+        (Kafka: events of one key on one partition, in order); elsewhere it changes nothing.
         """
         (data,), (event_id,) = encode_events(
             self.service_name, event_type, (payload,), trace_id, headers
         )
         self._check_can_publish()
-        await self._transport.publish(event_type, (data,))
+        await self._send(event_type, (data,), (payload,), ordering_key)
         return event_id
 
     async def publish_many(
@@ -383,15 +387,37 @@ class EventBus:
         trace_id: str | None = None,
         *,
         headers: dict[str, str] | None = None,
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None = None,
     ) -> list[str]:
-        """Publish several events of one type in one round trip; return their ids in order."""
-        encoded, event_ids = encode_events(
-            self.service_name, event_type, tuple(payloads), trace_id, headers
-        )
+        """Publish several events of one type in one round trip; return their ids in order.
+
+        ``ordering_key``: as in :meth:`publish`, for each event.
+        """
+        batch = tuple(payloads)
+        encoded, event_ids = encode_events(self.service_name, event_type, batch, trace_id, headers)
         self._check_can_publish()
         if encoded:
-            await self._transport.publish(event_type, encoded)
+            await self._send(event_type, encoded, batch, ordering_key)
         return event_ids
+
+    async def _send(
+        self,
+        event_type: str,
+        encoded: Sequence[bytes],
+        payloads: Sequence[object],
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None,
+    ) -> None:
+        """Hand the encoded events to the transport, with their keys where it takes keys."""
+        keys_of = key_function(ordering_key)
+        if keys_of is None or not isinstance(self._transport, KeyedPublisher):
+            await self._transport.publish(event_type, encoded)
+            return
+        keys: list[str | None] = []
+        for payload in payloads:
+            body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+            key = keys_of(body) if isinstance(body, dict) else None
+            keys.append(None if key is None else str(key))
+        await self._transport.publish_keyed(event_type, encoded, keys)
 
     async def stop(self) -> None:
         """Stop taking events, let handlers in flight finish, then release the transport.

@@ -26,6 +26,7 @@ _BUILTIN_MODULES = {
     "nats": "quantum_core.transports.nats",
     "amqp": "quantum_core.transports.rabbitmq",
     "amqps": "quantum_core.transports.rabbitmq",
+    "kafka": "quantum_core.transports.kafka",
 }
 # A broker's own client given to EventBus (the guide's EventBus(redis_client)): the top-level
 # package its type comes from -> the scheme whose module wraps it, with the class named.

@@ -23,6 +23,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from .._checks import check_name
 from .._redaction import redact_text
 from ..bus import EventBus
+from ..bus.registry import transport_from_url
 from ..health._secrets import Scrubber
 from ..transports.redis import RedisStreamsTransport
 from ..transports.redis.url import split_options
@@ -54,6 +55,7 @@ _URL_FORMS: Final = (
     "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket (credentials go "
     "before the host as user:password@)"
 )
+_KAFKA_FORM: Final = "kafka://host:port[,host:port...][?prefix=...]"
 
 
 class CliError(Exception):
@@ -78,6 +80,7 @@ class Target:
         prefix: The bus's key prefix (streams ``{prefix}:stream:{event type}``).
         policy_prefix: The policy store's key prefix (``{policy_prefix}:current``).
         timeout: Seconds to connect, and to wait for one reply.
+        scheme: ``"redis"``, or ``"kafka"`` for a Kafka cluster (``dlq`` only).
     """
 
     url: str
@@ -85,6 +88,7 @@ class Target:
     prefix: str
     policy_prefix: str
     timeout: float
+    scheme: str = "redis"
 
     def stream_key(self, event_type: str) -> str:
         """The stream of ``event_type``."""
@@ -101,6 +105,8 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
     Raises:
         UsageError: for a URL redis-py cannot use, or a prefix with spaces.
     """
+    if url.lower().startswith("kafka://"):
+        return _kafka_target(url, prefix=prefix, policy_prefix=policy_prefix, timeout=timeout)
     masked = redact_text(url)
     try:
         clean, options = split_options(url)  # the transport's own options, as it reads them
@@ -126,6 +132,31 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
         prefix=bus_prefix,
         policy_prefix=policy_prefix,
         timeout=timeout,
+    )
+
+
+def _kafka_target(url: str, *, prefix: str | None, policy_prefix: str, timeout: float) -> Target:
+    """A Kafka cluster: ``dlq`` reads its dead-letter topics through the Kafka transport."""
+    from ..transports.kafka.url import parse_kafka_url  # loads aiokafka: Kafka URLs only
+
+    try:
+        parsed = parse_kafka_url(url)
+    except ValueError as error:
+        raise UsageError(f"invalid Kafka URL: {error}; expected {_KAFKA_FORM}") from None
+    address = ",".join(parsed.servers)
+    url_prefix = parsed.options.get("prefix")
+    bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
+    try:
+        check_name("--prefix", bus_prefix)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return Target(
+        url=f"kafka://{address}",
+        address=address,
+        prefix=bus_prefix,
+        policy_prefix=policy_prefix,
+        timeout=timeout,
+        scheme="kafka",
     )
 
 
@@ -181,6 +212,11 @@ class Context:
         Raises:
             CliError: when the server cannot be reached or refuses the credentials.
         """
+        if self.target.scheme != "redis":
+            raise UsageError(
+                f"this command needs Redis; {self.target.address} is a Kafka cluster, where "
+                "only `quantum-core dlq` works"
+            )
         if self._client is None:
             client = open_client(self.target)
             try:
@@ -194,7 +230,14 @@ class Context:
     async def bus(self) -> EventBus:
         """A publish-only EventBus under the bus prefix (dead letters, replays, announces)."""
         if self._bus is None:
-            transport = RedisStreamsTransport(await self.redis(), prefix=self.target.prefix)
+            target = self.target
+            transport = (
+                transport_from_url(
+                    f"{target.url}?prefix={target.prefix}&request_timeout={target.timeout:g}"
+                )
+                if target.scheme == "kafka"
+                else RedisStreamsTransport(await self.redis(), prefix=target.prefix)
+            )
             self._bus = EventBus(transport, service_name=CLI_SERVICE)
             await self._bus.initialize()
         return self._bus

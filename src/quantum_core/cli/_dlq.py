@@ -32,6 +32,7 @@ from ._common import CliError, Context, Output, UsageError, one_line
 __all__ = ["register"]
 
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_OFFSET_ID = re.compile(r"[0-9]{1,19}")  # a dead letter's id on Kafka: its offset
 
 
 def register(
@@ -77,17 +78,20 @@ def _event_type(value: str) -> str:
 
 
 def _entry_id(value: str) -> str:
-    if _ENTRY_ID.fullmatch(value):
+    if _ENTRY_ID.fullmatch(value) or _OFFSET_ID.fullmatch(value):
         return value
     raise argparse.ArgumentTypeError(
         f"invalid dead-letter id {value!r}: expected a stream entry id such as "
-        "'1700000000000-0' (`quantum-core dlq list EVENT_TYPE` shows them)"
+        "'1700000000000-0' (an offset such as '42' on Kafka; `quantum-core dlq list "
+        "EVENT_TYPE` shows them)"
     )
 
 
 async def _known(context: Context, event_type: str) -> None:
     """Refuse an event type with neither a stream nor dead letters under the prefix."""
     target = context.target
+    if target.scheme != "redis":  # Kafka: an unknown event type lists no dead letters
+        return
     client = await context.redis()
     keys = (target.stream_key(event_type), target.dead_letter_key(event_type))
     if not await client.exists(*keys):
@@ -124,7 +128,10 @@ async def _letter(context: Context, event_type: str, letter_id: str) -> DeadLett
     await _known(context, event_type)
     bus = await context.bus()
     store = dead_letter_store(bus.transport, doing="give its dead letters back")
-    found = await store.read_dead_letters(event_type, 1, start=letter_id)
+    try:
+        found = await store.read_dead_letters(event_type, 1, start=letter_id)
+    except ValueError as error:  # an id of another transport's kind
+        raise UsageError(str(error)) from None
     if not found or found[0][0] != letter_id:
         raise CliError(
             f"no dead letter {letter_id!r} of {event_type!r}; "
@@ -234,8 +241,7 @@ async def purge_letters(args: argparse.Namespace, context: Context, output: Outp
     """Delete every dead letter of the event type, after confirmation."""
     event_type: str = args.event_type
     await _known(context, event_type)
-    client = await context.redis()
-    count = int(await client.xlen(context.target.dead_letter_key(event_type)))
+    count = await _count(context, event_type)
     if count and not args.yes:
         question = (
             f"delete all {count} dead letter(s) of {event_type!r}, of every service, "
@@ -257,6 +263,15 @@ async def purge_letters(args: argparse.Namespace, context: Context, output: Outp
     else:
         output.line(f"purged {purged} dead letter(s) of {event_type!r}")
     return 0
+
+
+async def _count(context: Context, event_type: str) -> int:
+    """How many dead letters the event type has (what a purge would delete)."""
+    if context.target.scheme != "redis":
+        store = dead_letter_store((await context.bus()).transport, doing="count dead letters")
+        return len(await store.read_dead_letters(event_type, 10**9))
+    client = await context.redis()
+    return int(await client.xlen(context.target.dead_letter_key(event_type)))
 
 
 def _interactive() -> bool:

@@ -5,9 +5,9 @@ three things of every broker, and each broker needs them differently. A test get
 namespace (a transport's ``prefix``) no other test uses, so tests on one shared server never
 see each other's events, and what the namespace left on the server is deleted afterwards.
 
-Where the servers are: ``QUANTUM_CORE_TEST_REDIS_URL``, ``QUANTUM_CORE_TEST_NATS_URL`` and
-``QUANTUM_CORE_TEST_AMQP_URL``, else the default port on loopback. Nothing here imports a
-broker library until its broker is used.
+Where the servers are: ``QUANTUM_CORE_TEST_REDIS_URL``, ``QUANTUM_CORE_TEST_NATS_URL``,
+``QUANTUM_CORE_TEST_AMQP_URL`` and ``QUANTUM_CORE_TEST_KAFKA_URL``, else the default port on
+loopback. Nothing here imports a broker library until its broker is used.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ __all__ = [
     "BROKERS",
     "AmqpBroker",
     "Broker",
+    "KafkaBroker",
     "MemoryBroker",
     "NatsBroker",
     "RedisBroker",
+    "delete_kafka_namespace",
     "delete_nats_namespace",
     "delete_rabbitmq_names",
     "nats_server_unavailable",
@@ -334,7 +336,55 @@ async def delete_rabbitmq_names(url: str, exchange: str, queues: Iterable[str]) 
         await connection.close()
 
 
+class KafkaBroker(Broker):
+    """Kafka (Tansu in tests, on 127.0.0.1:19092): the namespace's topics are deleted after.
+
+    Consumer groups are left to the broker's own expiry: Tansu cannot delete them, and an
+    empty group of a deleted topic holds nothing.
+    """
+
+    scheme = "kafka"
+    variable = "QUANTUM_CORE_TEST_KAFKA_URL"
+    default_url = "kafka://127.0.0.1:19092"
+    library = "aiokafka"
+    package = "aiokafka"
+    install = "pip install 'quantum-core[kafka]'"
+
+    def url(self, namespace: str) -> str:
+        """The namespace as prefix, with the fast rebalances tests want (2 s sessions)."""
+        return _with_options(self.base_url, prefix=namespace, session_timeout="2")
+
+    def _server_unavailable(self) -> str | None:
+        parts = urlsplit(self.base_url)
+        host, _, port = parts.netloc.split(",")[0].rpartition(":")
+        try:
+            with socket.create_connection((host, int(port or 9092)), timeout=1.0):
+                return None
+        except (OSError, ValueError) as exc:
+            return str(exc)
+
+    def clean(self, namespace: str) -> None:
+        """Delete every topic whose name starts with the namespace."""
+        _in_a_thread(delete_kafka_namespace(self.base_url, namespace))
+
+
+async def delete_kafka_namespace(url: str, namespace: str) -> None:
+    """Delete the topics named ``namespace.…`` (what is gone already is no error)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    servers = urlsplit(url.partition("?")[0]).netloc.split(",")
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        topics = [name for name in await admin.list_topics() if name.startswith(f"{namespace}.")]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
 BROKERS: Final[dict[str, Broker]] = {
-    broker.scheme: broker for broker in (MemoryBroker(), RedisBroker(), NatsBroker(), AmqpBroker())
+    broker.scheme: broker
+    for broker in (MemoryBroker(), RedisBroker(), NatsBroker(), AmqpBroker(), KafkaBroker())
 }
 """Every broker a test can run on, by URL scheme, in the order tests run on them."""

@@ -27,10 +27,15 @@ class TransportFeatures:
         redelivery_timeout: Seconds within which an event abandoned by a consumer that
             stopped without acknowledging it reaches another consumer of its group.
         reports_backlog: Whether the subscriptions' ``backlog()`` gives real pending counts.
+        orders_unkeyed: Whether one consumer receives events published without an ordering
+            key in publish order. Kafka does not: such events go to any partition, and only
+            events of one key (one partition) keep their order; the checks of order then
+            publish with ``ordering_key``.
     """
 
     redelivery_timeout: float = 5.0
     reports_backlog: bool = True
+    orders_unkeyed: bool = True
 
 
 @dataclass
