@@ -13,6 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
+from quantum_core.cli import main
 from service_helpers import free_port
 
 DRAIN = """
@@ -108,11 +111,16 @@ async def test_sigint_stops_a_plain_event_bus_too(tmp_path: Path) -> None:
     assert await child.finish() == (0, "")
 
 
-async def test_an_import_that_fails_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+def test_an_import_that_fails_is_one_clear_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process (``main`` returns the code): the same checks as the child runs, faster."""
     (tmp_path / "broken_service.py").write_text("import not_a_module_anywhere\n")
     (tmp_path / "factory_service.py").write_text(
         "def factory():\n    raise RuntimeError('no settings')\n"
     )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # run puts the directory on it
     for target, expected in [
         ("broken_service:app", "cannot import 'broken_service': ModuleNotFoundError: No module"),
         ("missing_service:app", "cannot import 'missing_service'"),
@@ -120,11 +128,14 @@ async def test_an_import_that_fails_is_one_clear_line_and_exit_1(tmp_path: Path)
         ("json:__name__", "json:__name__ is a str; expected an App, an EventBus"),
         ("factory_service:factory", "factory_service:factory() failed: RuntimeError: no settings"),
     ]:
-        child = await Child.start(tmp_path, target)
-        code, stderr = await child.finish()
-        assert code == 1, target
-        assert stderr.splitlines() == [stderr.strip()], stderr  # one line
-        assert stderr.startswith(f"quantum-core: error: {expected}"), stderr
+        for command in ("run", "asyncapi"):
+            assert main([command, target]) == 1, target
+            out, err = capsys.readouterr()
+            assert out == ""
+            assert err.splitlines() == [err.strip()], err  # one line
+            assert err.startswith(f"quantum-core: error: {expected}"), err
+    assert main(["run", "no-colon"]) == 2
+    assert "expected pkg.module:obj" in capsys.readouterr().err
 
 
 async def test_an_unreachable_broker_at_start_is_one_clear_line_and_exit_1(
