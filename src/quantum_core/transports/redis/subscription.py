@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from ..._coalesce import Coalescer
+from ..._batching import Batcher
 from ...bus.transport import Backlog, Delivery, Subscription
 from ...errors import DeliveryGoneError, TransportError
 from ...logs import get_logger
@@ -50,8 +50,8 @@ class RedisSubscription(Subscription):
         self._next_claim = 0.0
         self._claim_cursor: bytes | str = "0-0"
         self._read: asyncio.Task[list[Delivery]] | None = None
-        self._acks = Coalescer(self._xack)
-        self._marks = Coalescer(self._set_handled)
+        self._acks: Batcher[Sequence[Any]] = Batcher(self._xack)
+        self._marks: Batcher[Sequence[tuple[str, int]]] = Batcher(self._set_handled)
         self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"keep-alive {group}")
 
     async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
@@ -134,7 +134,8 @@ class RedisSubscription(Subscription):
         """
         await self._acks.submit([d.receipt for d in deliveries])
 
-    async def _xack(self, ids: list[Any]) -> None:
+    async def _xack(self, calls: list[Sequence[Any]]) -> None:
+        ids = [receipt for receipts in calls for receipt in receipts]
         try:
             reply = await self._wire.call(
                 b"XACK", self._key_bytes, self._group_bytes, *map(_as_bytes, ids)
@@ -184,11 +185,12 @@ class RedisSubscription(Subscription):
         ttl_ms = max(1, int(ttl * 1000))
         await self._marks.submit([(self._handled_key(event_id), ttl_ms) for event_id in event_ids])
 
-    async def _set_handled(self, items: list[tuple[str, int]]) -> None:
+    async def _set_handled(self, calls: list[Sequence[tuple[str, int]]]) -> None:
         try:
             async with self._commands.pipeline(transaction=False) as pipe:
-                for key, ttl_ms in items:
-                    pipe.set(key, b"1", px=ttl_ms)
+                for items in calls:
+                    for key, ttl_ms in items:
+                        pipe.set(key, b"1", px=ttl_ms)
                 await pipe.execute()
         except RedisError as exc:
             raise TransportError(

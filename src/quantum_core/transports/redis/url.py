@@ -12,10 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..._url_options import URLOptions
 
-__all__ = ["TRANSPORT_OPTIONS", "split_options"]
-
-TRANSPORT_OPTIONS = ("prefix", "maxlen", "max_age", "claim_idle")
-"""Options of RedisStreamsTransport a URL may carry; redis-py refuses them."""
+__all__ = ["split_options"]
 
 
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
