@@ -11,11 +11,11 @@ import math
 __all__ = ["check_name", "check_positive_int", "check_seconds"]
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is a whole number >= 1 (not a bool), else raise ValueError."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is a whole number >= ``minimum`` (not a bool), else raise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
         return value
-    raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 def check_seconds(

@@ -18,6 +18,7 @@ TRANSPORT_OPTIONS: dict[str, Callable[[str], Any]] = {
     "maxlen": int,
     "max_age": float,
     "claim_idle": float,
+    "wait_replicas": int,
 }
 """Options of RedisStreamsTransport a URL may carry, with the type each value must parse as."""
 
