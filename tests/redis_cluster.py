@@ -133,6 +133,26 @@ class LocalCluster:
         """Ports whose process runs."""
         return [port for port, process in self.processes.items() if process.poll() is None]
 
+    def node_id(self, port: int) -> str:
+        """The cluster node id of the node of ``port``."""
+        return self.cli("cluster", "myid", port=port).strip()
+
+    def move_slot(self, slot: int, source: int, target: int) -> None:
+        """Move ``slot`` from the master of ``source`` to that of ``target``, keys and all.
+
+        The steps ``redis-cli --cluster reshard`` takes for each slot: IMPORTING on the
+        target, MIGRATING on the source, MIGRATE its keys, then the new owner on every master.
+        """
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        self.cli("cluster", "setslot", str(slot), "importing", source_id, port=target)
+        self.cli("cluster", "setslot", str(slot), "migrating", target_id, port=source)
+        while keys := self.cli("cluster", "getkeysinslot", str(slot), "100", port=source).split():
+            self.cli(
+                "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys, port=source
+            )
+        for port in (target, source, *self.masters()):
+            self.cli("cluster", "setslot", str(slot), "node", target_id, port=port)
+
     def kill(self, port: int) -> None:
         """SIGKILL the node of ``port``: no goodbye to anyone."""
         process = self.processes[port]
@@ -154,6 +174,19 @@ class LocalCluster:
                         return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the cluster in {self.directory} is not ok within {within} s")
+            time.sleep(0.05)
+
+    def wait_promoted(self, slot: int, dead: int, *, within: float = _READY_WITHIN) -> int:
+        """Until a master other than ``dead`` serves ``slot`` and the cluster is ok; its port."""
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(subprocess.SubprocessError, RuntimeError):
+                master = self.master_of(slot)
+                if master != dead:
+                    self.wait_ok(within=max(0.1, deadline - time.monotonic()))
+                    return master
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took over slot {slot} within {within} s")
             time.sleep(0.05)
 
     def _wait_answering(self, port: int) -> None:
