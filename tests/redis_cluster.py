@@ -113,7 +113,7 @@ class LocalCluster:
     def info(self, port: int) -> dict[str, str]:
         """``CLUSTER INFO`` of one node, as a dict."""
         pairs = (line.split(":", 1) for line in self.cli("cluster", "info", port=port).split())
-        return {name: value for name, value in (p for p in pairs if len(p) == 2)}
+        return dict(p for p in pairs if len(p) == 2)
 
     def masters(self) -> dict[int, list[tuple[int, int]]]:
         """Live masters by port, with the slot ranges each serves (from a live node's view)."""

@@ -10,8 +10,8 @@ import asyncio
 import sys
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import RedisCluster
 from _serve import serve_until_sigterm
+from redis.asyncio.cluster import RedisCluster
 
 from quantum_core import RedisStreamsTransport, configure_logging
 

@@ -7,14 +7,13 @@ The crash test shares the session's cluster; failover and resharding each start 
 import asyncio
 import time
 
-import pytest
 from _processes import finish, handled_numbers, start_consumer
 from redis.asyncio.cluster import RedisCluster
 from redis.cluster import key_slot
-from redis_cluster import local_cluster
 
 from quantum_core import EventBus, RedisStreamsTransport
 from quantum_core.testing.brokers import new_namespace
+from redis_cluster import local_cluster
 
 EVENTS = 3_000
 

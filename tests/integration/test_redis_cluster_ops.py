@@ -6,7 +6,6 @@ import time
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
-from redis_cluster import LocalCluster
 
 from quantum_core import EventBus, RedisStreamsTransport
 from quantum_core.cli import main
@@ -15,6 +14,7 @@ from quantum_core.health import HealthStatus, RedisCheck
 from quantum_core.policy import PolicyStore, RedisPolicyBackend
 from quantum_core.testing import eventually
 from quantum_core.testing.brokers import new_namespace
+from redis_cluster import LocalCluster
 from service_helpers import require
 
 
@@ -66,9 +66,7 @@ async def test_topics_spread_over_the_masters_and_streams_lists_them_all(
             return len(await bus.dead_letters(topics[0])) == 1
 
         await eventually(dead, timeout=5)
-    masters = {
-        redis_cluster.master_of(_slot(f"{{{prefix}:{topic}}}:stream")) for topic in topics
-    }
+    masters = {redis_cluster.master_of(_slot(f"{{{prefix}:{topic}}}:stream")) for topic in topics}
     assert len(masters) == 3  # twelve topics land on every master (1 - 3 * (2/3)**12 odds)
 
     def run(*args):
@@ -102,7 +100,8 @@ async def test_topics_spread_over_the_masters_and_streams_lists_them_all(
     code, (out, err) = await asyncio.to_thread(run, "health")
     assert code == 0, err
     report = json.loads(out)["dependencies"]["redis"]
-    assert report["cluster_state"] == "ok" and report["masters"] == 3
+    assert report["cluster_state"] == "ok"
+    assert report["masters"] == 3
     assert letter
 
 
