@@ -38,6 +38,7 @@ MODULES = [
     "bench_health",
     "bench_nats",
     "bench_rabbitmq",
+    "bench_cluster",
 ]
 RESULTS = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"

@@ -160,13 +160,16 @@ class LocalCluster:
         process.wait()
 
     def wait_ok(self, *, within: float = _READY_WITHIN) -> None:
-        """Until every live node says ``cluster_state:ok`` and agrees on the masters."""
+        """Until every live node says ``cluster_state:ok`` and agrees on the masters, and
+        every replica is in sync with its master."""
         deadline = time.monotonic() + within
         while True:
             views = []
             with contextlib.suppress(subprocess.SubprocessError):
                 for port in self.live_ports():
                     if self.info(port).get("cluster_state") != "ok":
+                        break
+                    if not self._replica_in_sync(port):
                         break
                     views.append(sorted(_masters(self.cli("cluster", "nodes", port=port))))
                 else:
@@ -188,6 +191,11 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no replica took over slot {slot} within {within} s")
             time.sleep(0.05)
+
+    def _replica_in_sync(self, port: int) -> bool:
+        """A master, or a replica whose link to its master is up (its first sync done)."""
+        replication = self.cli("info", "replication", port=port)
+        return "role:slave" not in replication or "master_link_status:up" in replication
 
     def _wait_answering(self, port: int) -> None:
         deadline = time.monotonic() + _READY_WITHIN
