@@ -94,6 +94,7 @@ class LocalCluster:
                 "--dir", str(home),
                 "--save", "",
                 "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -66,20 +66,29 @@ async def test_sigkilled_consumer_on_a_cluster_loses_nothing(redis_cluster):
                     return len(set(await handled_numbers(client, prefix))) >= EVENTS
 
                 await _until(all_handled, 60, "the replacement did not finish")
-                backlog = await replacement.backlog()
+
+                async def all_acknowledged():
+                    return (await replacement.backlog())["orders -> handle"].pending == 0
+
+                await _until(all_acknowledged, 10, "events stay pending")
         numbers = await handled_numbers(client, prefix)
         assert set(numbers) == set(range(EVENTS))  # lost 0
-        assert backlog["orders -> handle"].pending == 0
     finally:
         finish(child)
         await client.aclose()
 
 
 async def test_master_sigkilled_under_load_loses_no_publish_that_returned():
-    """wait_replicas=1: a publish returns once a replica has it, so the promoted one has it."""
+    """wait_replicas=1: a publish returns once a replica has it, so the promoted one has it.
+
+    The publisher goes on through the failover (its publishes fail meanwhile, and after
+    it too: the promoted master has no replica left to confirm). The consumer is never
+    restarted: events published after the promotion reach it all the same.
+    """
     prefix = new_namespace()
     with local_cluster() as cluster:
-        master = cluster.master_of(_slot_of(prefix, "orders"))
+        slot = _slot_of(prefix, "orders")
+        master = cluster.master_of(slot)
         handled: set[int] = set()
         returned: list[int] = []
         failed = 0
@@ -111,30 +120,25 @@ async def test_master_sigkilled_under_load_loses_no_publish_that_returned():
             publishing = asyncio.create_task(publish_all())
 
             async def busy():
-                return len(handled) >= 300
+                return len(handled) >= 200
 
             await _until(busy, 30, "nothing was handled before the kill")
             cluster.kill(master)
-            killed_at = len(returned)
-            slot = _slot_of(prefix, "orders")
             promoted = await asyncio.to_thread(cluster.wait_promoted, slot, master)
-            cluster.start_node(master)  # back as a replica: wait_replicas=1 can be met again
-            await asyncio.to_thread(cluster.wait_ok)
-
-            async def resumed():
-                return len(returned) >= killed_at + 300
-
-            await _until(resumed, 30, "publishing did not resume after the failover")
             stop.set()
             await publishing
+            after = range(1_000_000, 1_000_100)
+            async with RedisStreamsTransport(cluster.url, prefix=prefix) as later_transport:
+                later = EventBus(later_transport, service_name="risk")
+                await later.publish_many("orders", [{"n": n} for n in after])
 
             async def caught_up():
-                return set(returned) <= handled
+                return set(returned) <= handled and set(after) <= handled
 
             await _until(caught_up, 30, f"lost {len(set(returned) - handled)} publishes")
         print(
-            f"\nfailover: published={len(returned)} failed_publishes={failed} "
-            f"handled_after_kill={len([n for n in handled if n >= killed_at])} lost=0"
+            f"\nfailover: returned={len(returned)} failed_publishes={failed} "
+            f"lost=0, handled after the promotion={len(after)}"
         )
         assert cluster.master_of(slot) == promoted != master
 
