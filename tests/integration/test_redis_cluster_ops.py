@@ -159,3 +159,8 @@ def test_bad_cluster_urls_say_what_is_expected(url, expected):
 
     with pytest.raises(ValueError, match=expected):
         transport_from_url(url)
+
+
+def test_the_cluster_check_knows_the_password_to_scrub():
+    client = RedisCluster(host="127.0.0.1", port=1, password="s3cret-42")  # never connects
+    assert RedisCheck(client).secret_values() == ["s3cret-42"]

@@ -64,6 +64,8 @@ class RedisCheck:
     def secret_values(self) -> list[str]:
         """The client's password, to be scrubbed from errors."""
         kwargs = getattr(getattr(self._client, "connection_pool", None), "connection_kwargs", {})
+        if _is_cluster(self._client):
+            kwargs = self._client.get_connection_kwargs()  # type: ignore[attr-defined]
         password = kwargs.get("password") if isinstance(kwargs, dict) else None
         return [password] if isinstance(password, str) else []
 

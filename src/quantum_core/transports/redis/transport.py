@@ -150,7 +150,8 @@ class RedisStreamsTransport(Transport):
 
         Concurrent publishes share pipelines (see ``publisher.py``).
         """
-        await self._state.ready()
+        if self.cluster:  # once: discover the slots, or say the server is no cluster
+            await self._state.ready()
         await self._publisher.publish(self.stream_key(topic), messages)
 
     async def subscribe(
