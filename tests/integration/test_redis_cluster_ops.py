@@ -7,7 +7,14 @@ import time
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from quantum_core import EventBus, RedisStreamsTransport
+from quantum_core import (
+    EventBus,
+    RedisStreamsTransport,
+    initialize_health_checker,
+    initialize_policy_store,
+    shutdown_health_checker,
+    shutdown_policy_store,
+)
 from quantum_core.cli import main
 from quantum_core.errors import TransportError
 from quantum_core.health import HealthStatus, RedisCheck
@@ -40,10 +47,21 @@ async def test_a_redis_cluster_client_works_wherever_a_redis_client_does(
     async with transport, bus:
         await bus.publish("orders", {"n": 1})
         await asyncio.wait_for(got.wait(), 5)
-    async with PolicyStore(RedisPolicyBackend(cluster_client, key_prefix=prefix)) as store:
-        await store.switch_mode("DEFENSIVE", updated_by="ops")
+    async with EventBus(cluster_client, service_name="risk") as own:  # wraps it, as Redis
+        await own.publish("orders", {"n": 2})  # under the default prefix
+    store = await initialize_policy_store(cluster_client, key_prefix=prefix, snapshot_path=None)
+    await store.switch_mode("DEFENSIVE", updated_by="ops")
+    await shutdown_policy_store()
+    checker = await initialize_health_checker(
+        "risk", redis_client=cluster_client, check_binance=False
+    )
+    report = await checker.get_health_report()
+    await shutdown_health_checker()
+    assert report.dependencies["redis"].details["cluster_state"] == "ok"
     assert await cluster_client.exists(f"{{{prefix}}}:current")
     assert await cluster_client.xlen(f"{{{prefix}:orders}}:stream") == 1
+    assert await cluster_client.xlen("{quantum_core:orders}:stream") >= 1
+    await cluster_client.delete("{quantum_core:orders}:stream")
     assert await cluster_client.ping()
 
 
@@ -162,5 +180,5 @@ def test_bad_cluster_urls_say_what_is_expected(url, expected):
 
 
 def test_the_cluster_check_knows_the_password_to_scrub():
-    client = RedisCluster(host="127.0.0.1", port=1, password="s3cret-42")  # never connects
+    client = RedisCluster(host="127.0.0.1", port=1, password="s3cret-42")  # noqa: S106 - never connects
     assert RedisCheck(client).secret_values() == ["s3cret-42"]
