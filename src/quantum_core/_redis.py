@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import re
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,14 +29,17 @@ import redis
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
+from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
+from ._backoff import backoff
 from .logs import get_logger
 
 __all__ = [
     "CLUSTER_SCHEMES",
     "CONNECT_TIMEOUT",
     "TESTED_REDIS_PY",
+    "JitteredBackoff",
     "cluster_settings",
     "connection_settings",
     "fast_path_tested",
@@ -163,6 +167,22 @@ async def not_a_cluster(startup: list[tuple[str, int]], settings: dict[str, Any]
                 "Redis with redis:// (or rediss://), a cluster with redis+cluster://"
             )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class JitteredBackoff(AbstractBackoff):
+    """redis-py's ``Retry`` waiting as the rest of the library does (:mod:`quantum_core._backoff`).
+
+    ``first`` seconds after the first failure, doubling, at most ``most``, half of each wait
+    random: clients that lost one Redis together do not retry together.
+    """
+
+    first: float
+    most: float
+
+    def compute(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failures in a row (redis-py counts from 1)."""
+        return backoff(failures, self.first, self.most)
 
 
 def connection_settings(

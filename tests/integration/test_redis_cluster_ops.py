@@ -168,8 +168,11 @@ async def test_a_cluster_url_naming_a_single_redis_fails_at_start_clearly_and_fa
         ("redis+cluster://", "names at least one node"),
         ("redis+cluster://h1:7000,h2", "host:port"),
         ("redis+cluster://h1:7000/3", "database 0 only"),
-        ("redis+cluster://h1:7000?wait_replicas=-1", "wait_replicas must be a whole number >= 0"),
-        ("redis+cluster://h1:7000?wait_replicas=x", "wait_replicas='x' is not a valid int"),
+        (
+            "redis+cluster://h1:7000?wait_replicas=-1",
+            "wait_replicas='-1' is not valid: expected a ",
+        ),
+        ("redis+cluster://h1:7000?wait_replicas=x", "wait_replicas='x' is not valid"),
     ],
 )
 def test_bad_cluster_urls_say_what_is_expected(url, expected):
@@ -177,6 +180,11 @@ def test_bad_cluster_urls_say_what_is_expected(url, expected):
 
     with pytest.raises(ValueError, match=expected):
         transport_from_url(url)
+
+
+def test_wait_replicas_is_a_count_of_replicas():
+    with pytest.raises(ValueError, match="wait_replicas must be a whole number >= 0"):
+        RedisStreamsTransport("redis+cluster://h1:7000", wait_replicas=-1)
 
 
 def test_the_cluster_check_knows_the_password_to_scrub():

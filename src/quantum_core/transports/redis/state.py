@@ -21,10 +21,9 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from ..._redis import not_a_cluster, open_cluster
+from ..._redis import JitteredBackoff, not_a_cluster, open_cluster
 from ...errors import TransportError
 from .dead_letters import SET_ASIDE
 from .names import RedisNames
@@ -146,7 +145,7 @@ class RedisState:
 
     def _client(self, *, blocking: bool = False) -> Any:
         kwargs = dict(self._connection_kwargs)
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=_BACKOFF_CAP)
+        backoff = JitteredBackoff(first=0.05, most=_BACKOFF_CAP)
         kwargs["retry"] = Retry(backoff, retries=COMMAND_ATTEMPTS - 1)
         kwargs["socket_timeout"] = self.command_timeout
         if blocking:  # a blocking read must not time out before its BLOCK does (the reader
