@@ -31,7 +31,8 @@ async def test_the_policy_keys_share_one_slot_and_switches_reach_every_store_fas
     assert len({key_slot(k.encode()) for k in (backend.key, backend.history_key)}) == 1
     delays: list[float] = []
     async with writer:
-        for reader in readers:
+        for turn, reader in enumerate(readers):
+            reader.backend._listener_turn = turn  # each listens on another node
             await reader.initialize()
         try:
             for n in range(SWITCHES):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
@@ -126,7 +127,9 @@ class RedisPolicyBackend(PolicyBackend):
             self._pool_class, self._settings = connection_settings(
                 cast("redis.Redis | str", client), owner="RedisPolicyBackend"
             )
-        self._listener_turn = 0
+        # Where this process's listener starts among the cluster's nodes: the listeners of
+        # many processes spread over the nodes instead of all on the first one.
+        self._listener_turn = random.randrange(1 << 16)  # noqa: S311 - load, not a secret
         self.key = f"{key_prefix}:current"
         self.history_key = f"{key_prefix}:history"
         self.channel = f"{key_prefix}:changes"
