@@ -30,7 +30,7 @@ import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.backoff import AbstractBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ClusterError, RedisClusterException, RedisError
 
 from ._backoff import backoff
 from .logs import get_logger
@@ -144,7 +144,22 @@ def _parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]
 def open_cluster(startup: list[tuple[str, int]], settings: dict[str, Any]) -> RedisCluster:
     """A ``RedisCluster`` of our own (not yet connected: its first command discovers the slots)."""
     nodes = [ClusterNode(host, port) for host, port in startup]
-    return RedisCluster(startup_nodes=nodes, **settings)
+    return _OurCluster(startup_nodes=nodes, **settings)
+
+
+class _OurCluster(RedisCluster):
+    """A RedisCluster whose commands fail with redis-py's ``RedisError`` tree only.
+
+    redis-py raises ``RedisClusterException`` (not a ``RedisError``) when it cannot route a
+    command, such as for a slot no master serves: here it becomes a ``ClusterError``, so
+    the code that maps Redis failures to ours (``except RedisError``) sees it too.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterError(str(exc) or type(exc).__name__) from exc
 
 
 async def not_a_cluster(startup: list[tuple[str, int]], settings: dict[str, Any]) -> str | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from ..._coalesce import Coalescer
 from ...bus.transport import Backlog, Delivery, Subscription
@@ -198,7 +198,7 @@ class RedisSubscription(Subscription):
                 for key, ttl_ms in items:
                     pipe.set(key, b"1", px=ttl_ms)
                 await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:  # the latter: a cluster's pipeline
             raise TransportError(
                 f"recording handled events of {self._group!r} failed: {exc}"
             ) from exc

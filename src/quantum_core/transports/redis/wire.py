@@ -38,7 +38,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["Wire", "pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
@@ -113,7 +113,10 @@ class Wire:
                     if node.name not in masters:
                         masters[node.name] = node
                         pipe.execute_command(*self._wait(), target_nodes=node)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            try:
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            except RedisClusterException as exc:  # no master for a slot: a RedisError here
+                raise ClusterError(str(exc) or type(exc).__name__) from exc
         if not masters:
             return replies
         count = sum(len(messages) for _, messages in batches)
