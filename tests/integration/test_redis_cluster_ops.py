@@ -146,8 +146,11 @@ async def test_a_slot_nobody_serves_is_unhealthy_and_a_transport_error():
             assert result.status is HealthStatus.UNHEALTHY
             assert "1 of 16384 slots not served" in result.error
             assert result.details["slots_ok"] == 16383
-            with pytest.raises(TransportError, match="could not publish to Redis stream"):
-                await transport.publish(topic, [b"y"])
+            for _ in range(2):  # CLUSTERDOWN first, then no topology covering the slot
+                with pytest.raises(TransportError, match="could not publish to Redis stream"):
+                    await transport.publish(topic, [b"y"])
+            with pytest.raises(TransportError, match="could not create consumer group"):
+                await transport.subscribe(topic, group="g", consumer="c")
         finally:
             await transport.close()
             await client.aclose()
