@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -87,12 +88,12 @@ class RedisCheck:
 
 
 def _is_cluster(client: object) -> bool:
-    """Whether ``client`` is redis-py's asyncio RedisCluster (redis imported only if so)."""
-    if type(client).__module__.partition(".")[0] != "redis":
-        return False
-    from redis.asyncio.cluster import RedisCluster
+    """Whether ``client`` is redis-py's asyncio RedisCluster (or ours, a subclass of it).
 
-    return isinstance(client, RedisCluster)
+    Without redis-py's cluster module imported, no client can be one: nothing is imported.
+    """
+    cluster = sys.modules.get("redis.asyncio.cluster")
+    return cluster is not None and isinstance(client, cluster.RedisCluster)
 
 
 _SLOTS = 16384
