@@ -131,7 +131,8 @@ def _parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]
         raise ValueError("a redis+cluster:// URL names at least one node, host:port")
     scheme = "rediss" if parts.scheme.lower().startswith("rediss") else "redis"
     first = f"{userinfo}@" if userinfo else ""
-    where = f"{first}{startup[0][0]}:{startup[0][1]}"
+    host, port = startup[0]
+    where = f"{first}[{host}]:{port}" if ":" in host else f"{first}{host}:{port}"
     single = urlunsplit((scheme, where, parts.path, parts.query, ""))
     settings: dict[str, Any] = dict(parse_url(single))
     if int(settings.pop("db", 0) or 0) != 0:

@@ -47,3 +47,21 @@ def test_a_cluster_url_gives_every_node_and_redis_py_s_options():
     assert settings["password"] == "pw"  # noqa: S105 - a fake password
     assert settings["socket_timeout"] == 3.0
     assert settings["decode_responses"] is False
+
+
+HOSTS = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,2}", fullmatch=True),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda address: f"[{address}]"),
+)
+NODES = st.lists(st.tuples(HOSTS, st.integers(1, 65535)), min_size=1, max_size=6)
+
+
+@given(nodes=NODES, tls=st.booleans(), user=st.sampled_from(["", "ops:pw@", ":pw@"]))
+def test_any_list_of_nodes_parses_back_to_itself(nodes, tls, user):
+    scheme = "rediss+cluster" if tls else "redis+cluster"
+    url = f"{scheme}://{user}" + ",".join(f"{host}:{port}" for host, port in nodes)
+    startup, settings = cluster_settings(url, owner="test")
+    assert startup == [(host.strip("[]"), port) for host, port in nodes]
+    assert settings.get("ssl", False) is tls
+    assert settings.get("password") == ("pw" if user else None)
