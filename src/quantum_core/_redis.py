@@ -131,8 +131,9 @@ def _parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]
         raise ValueError("a redis+cluster:// URL names at least one node, host:port")
     scheme = "rediss" if parts.scheme.lower().startswith("rediss") else "redis"
     first = f"{userinfo}@" if userinfo else ""
-    host, port = startup[0]
-    where = f"{first}[{host}]:{port}" if ":" in host else f"{first}{host}:{port}"
+    first_host, first_port = startup[0]
+    bracketed = f"[{first_host}]" if ":" in first_host else first_host  # IPv6
+    where = f"{first}{bracketed}:{first_port}"
     single = urlunsplit((scheme, where, parts.path, parts.query, ""))
     settings: dict[str, Any] = dict(parse_url(single))
     if int(settings.pop("db", 0) or 0) != 0:
