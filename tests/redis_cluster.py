@@ -28,6 +28,10 @@ NODE_TIMEOUT_MS = 500
 _READY_WITHIN = 30.0
 
 
+class _PortTakenError(RuntimeError):
+    """A node exited at start: its port was taken meanwhile (by a parallel test worker)."""
+
+
 def _free_ports(count: int) -> list[int]:
     """Ports free now, whose +10000 cluster-bus port is free as well."""
     ports: list[int] = []
@@ -53,26 +57,35 @@ class LocalCluster:
         for tool in ("redis-server", "redis-cli"):
             if shutil.which(tool) is None:
                 service_missing("Redis Cluster", f"{tool} is not installed")
-        self.directory = Path(tempfile.mkdtemp(prefix="qc-cluster-"))
-        self.ports = _free_ports(nodes)
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        try:
-            for port in self.ports:
-                self.start_node(port)
-            for port in self.ports:
-                self._wait_answering(port)
-            self.cli(
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{port}" for port in self.ports),
-                "--cluster-replicas",
-                str(replicas),
-                "--cluster-yes",
-            )
-            self.wait_ok()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):  # a port found free may be taken before redis-server binds it
+            self.directory = Path(tempfile.mkdtemp(prefix="qc-cluster-"))
+            self.ports = _free_ports(nodes)
+            self.processes: dict[int, subprocess.Popen[bytes]] = {}
+            try:
+                self._start(replicas)
+                return
+            except _PortTakenError:
+                self.stop()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, replicas: int) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        for port in self.ports:
+            self._wait_answering(port)
+        self.cli(
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{port}" for port in self.ports),
+            "--cluster-replicas",
+            str(replicas),
+            "--cluster-yes",
+        )
+        self.wait_ok()
 
     @property
     def url(self) -> str:
@@ -204,7 +217,7 @@ class LocalCluster:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 return
             if self.processes[port].poll() is not None:
-                raise RuntimeError(f"redis-server on port {port} exited")
+                raise _PortTakenError(f"redis-server on port {port} exited (port taken?)")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {port} does not answer")
             time.sleep(0.02)
