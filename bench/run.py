@@ -38,6 +38,7 @@ MODULES = [
     "bench_health",
     "bench_nats",
     "bench_rabbitmq",
+    "bench_outbox",
     "bench_cluster",
 ]
 RESULTS = BENCH_DIR / "results"

@@ -37,6 +37,9 @@ class FreezableProxy:
         self.upstream_ports: list[int] = []
         # Chunks that frozen connections swallowed: something was sent into the dead path.
         self.dropped = 0
+        # While cut: connections refused (closed at once), as by a server that is down.
+        self.refused = 0
+        self._cut = False
 
     def __enter__(self) -> FreezableProxy:
         self._thread.start()
@@ -59,6 +62,14 @@ class FreezableProxy:
         self._thread.join(timeout=5)
         self._loop.close()
 
+    def cut(self) -> None:
+        """Close every open connection and refuse new ones until :meth:`restore`: a server down."""
+        self._call(self._cut_all())
+
+    def restore(self) -> None:
+        """Let new connections through again after :meth:`cut`."""
+        self._cut = False
+
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
         """Freeze for the duration of a ``with`` block (connections stay frozen after it)."""
@@ -76,6 +87,10 @@ class FreezableProxy:
         self.port = sock.getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            self.refused += 1
+            writer.close()
+            return
         self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
@@ -117,6 +132,16 @@ class FreezableProxy:
         for gate in self._frozen:
             gate.clear()
         self._frozen.clear()  # connections made from now on are not frozen
+
+    async def _cut_all(self) -> None:
+        self._cut = True
+        for task in list(self._pumps):
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for writer in self._writers:
+            with contextlib.suppress(Exception):
+                writer.close()
+        self._writers.clear()
 
     async def _close(self) -> None:
         if self._server is not None:

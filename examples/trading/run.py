@@ -3,6 +3,8 @@
     python -m examples.trading.run --bus memory:// --ticks 36           # the demo, in memory
     python -m examples.trading.run --role ai_engine --bus redis://127.0.0.1:6379/0?prefix=t
     python -m examples.trading.split --bus redis://127.0.0.1:6379/0    # four processes
+    python -m examples.trading.run --postgres postgresql://postgres@127.0.0.1:5432/test
+                                   # fills in PostgreSQL, their events through the outbox
 
 A seeded feed publishes market ticks; the AI engine turns them into signals, risk approves or
 rejects them against the active policy, execution fills the approved ones. Half way through,
@@ -32,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from quantum_core import (
@@ -53,6 +55,9 @@ from .domains.ai_engine.orchestrator import AIOrchestrator
 from .domains.execution.executor import Executor
 from .domains.market_data.feed import MarketDataFeed
 from .domains.risk_safety.safety_governor import SafetyGovernor
+
+if TYPE_CHECKING:
+    from .fills import PostgresFills
 
 SERVICE_NAME = "quantum_trader"
 ROLES = ("market_data", "ai_engine", "risk_safety", "execution")
@@ -80,8 +85,13 @@ logger = get_logger("examples.trading.run", domain="demo")
 # -- roles: which domain handlers a process subscribes --------------------------------------
 
 
-def subscribe_role(role: str, bus: EventBus, feed_resumed: asyncio.Event) -> None:
-    """Subscribe the handlers of one role (all four for a single process, one role each else)."""
+def subscribe_role(
+    role: str, bus: EventBus, feed_resumed: asyncio.Event, fills: PostgresFills | None = None
+) -> None:
+    """Subscribe the handlers of one role (all four for a single process, one role each else).
+
+    ``fills``: execution records each fill in PostgreSQL and publishes it through the outbox.
+    """
     if role == "market_data":
 
         async def resume_feed(payload: dict) -> None:
@@ -117,7 +127,7 @@ def subscribe_role(role: str, bus: EventBus, feed_resumed: asyncio.Event) -> Non
         # One signal at a time, so the positions book is never read half-updated.
         bus.subscribe("ai.signal.generated", safety_gov.handle_signal, concurrency=1)
     elif role == "execution":
-        executor = Executor()
+        executor = Executor(fills)
         bus.subscribe("risk.signal.approved", executor.handle_approved_signal)
     else:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
@@ -294,7 +304,7 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
-def summary(bus_url: str, monitor: FlowMonitor) -> str:
+def summary(bus_url: str, monitor: FlowMonitor, recorded: int | None = None) -> str:
     """The readable summary printed after the log lines."""
     counts = monitor.counts
     verdicts = [monitor.verdicts[trace] for trace, _ in monitor.ticks if trace in monitor.verdicts]
@@ -314,6 +324,8 @@ def summary(bus_url: str, monitor: FlowMonitor) -> str:
         "trace id of their market tick",
         f"  final mode      {monitor.mode}",
     ]
+    if recorded is not None:
+        lines.insert(-2, f"  fills recorded  {recorded} in PostgreSQL, each event via the outbox")
     return "\n".join(lines)
 
 
@@ -412,30 +424,48 @@ async def run(
     interval: float,
     decisions: str | None = None,
     policy: str | None = None,
+    postgres: str | None = None,
 ) -> str:
-    """Run every role in this process, drive the flow once and return the summary."""
+    """Run every role in this process, drive the flow once and return the summary.
+
+    With ``postgres``, fills go to tables of the run's own there (dropped afterwards).
+    """
     bus_url, own_prefix = with_own_prefix(bus_url)
     policy_url, key_prefix = policy_location(bus_url, policy, shared=False)
     await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
     bus = await initialize_event_bus(bus_url, service_name=SERVICE_NAME)
     monitor = FlowMonitor()
+    fills = await _open_fills(postgres)
     try:
         await reset_policy()
         resumed = asyncio.Event()
         for role in ROLES:
-            subscribe_role(role, bus, resumed)
+            subscribe_role(role, bus, resumed, fills)
         monitor.subscribe(bus)
         await bus.start()
-        feed = asyncio.create_task(publish_feed(ticks, seed, interval, ticks // 2, resumed))
-        await drive(monitor, ticks, failure=lambda: _feed_failure(feed))
-        await feed
+        async with contextlib.AsyncExitStack() as relaying:
+            if fills is not None:
+                await relaying.enter_async_context(fills.relay(bus))
+            feed = asyncio.create_task(publish_feed(ticks, seed, interval, ticks // 2, resumed))
+            await drive(monitor, ticks, failure=lambda: _feed_failure(feed))
+            await feed
         write_decisions(decisions, monitor)
-        return summary(bus_url, monitor)
+        return summary(bus_url, monitor, None if fills is None else await fills.count())
     finally:
+        if fills is not None:
+            await fills.close(drop=True)
         await shutdown_event_bus()
         await shutdown_policy_store()
         if own_prefix:
             await delete_prefix(bus_url, own_prefix)
+
+
+async def _open_fills(postgres: str | None, prefix: str | None = None) -> PostgresFills | None:
+    if postgres is None:
+        return None
+    from .fills import PostgresFills  # asyncpg only when PostgreSQL is asked for
+
+    return await PostgresFills.open(postgres, service_name=SERVICE_NAME, prefix=prefix)
 
 
 def _feed_failure(feed: asyncio.Task[None]) -> str | None:
@@ -452,8 +482,13 @@ async def run_role(
     interval: float,
     hold_at: int | None,
     policy: str | None = None,
+    postgres: str | None = None,
 ) -> int:
-    """Run one role until SIGTERM or SIGINT, then drain: handlers in flight finish, exit 0."""
+    """Run one role until SIGTERM or SIGINT, then drain: handlers in flight finish, exit 0.
+
+    With ``postgres``, the execution role records fills in ``quantum_demo_fills`` and
+    relays their events from ``quantum_demo_outbox`` (kept: several runs share them).
+    """
     policy_url, key_prefix = policy_location(bus_url, policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -462,11 +497,15 @@ async def run_role(
     await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
     feed: asyncio.Task[None] | None = None
     status = 0
+    fills = await _open_fills(postgres if role == "execution" else None, "quantum_demo")
+    relaying = contextlib.AsyncExitStack()
     try:
         bus = await initialize_event_bus(bus_url, service_name=SERVICE_NAME)
         resumed = asyncio.Event()
-        subscribe_role(role, bus, resumed)
+        subscribe_role(role, bus, resumed, fills)
         await bus.start()
+        if fills is not None:
+            await relaying.enter_async_context(fills.relay(bus))
         await bus.publish(ROLE_READY, {"role": role, "pid": os.getpid()})
         logger.info("role_started", role=role, pid=os.getpid())
         if role == "market_data":
@@ -481,7 +520,10 @@ async def run_role(
         if feed is not None and not feed.done():
             feed.cancel()
             await asyncio.gather(feed, return_exceptions=True)
+        await relaying.aclose()
         await shutdown_event_bus()  # stops taking events, lets the ones in flight finish
+        if fills is not None:
+            await fills.close(drop=False)
         await shutdown_policy_store()
     logger.info("role_stopped", role=role, exit_code=status)
     return status
@@ -510,6 +552,11 @@ def main(argv: list[str] | None = None) -> None:
         help="the Redis URL where processes share the risk policy (default: the bus's Redis)",
     )
     parser.add_argument("--decisions", help="--role all: write every tick's outcome here (JSON)")
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="execution records fills in PostgreSQL and publishes them through the outbox",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     args = parser.parse_args(argv)
@@ -530,9 +577,23 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(service, args.log_level, json_output=args.log_format == "json")
     flow = (args.bus, args.ticks, args.seed, args.interval)
     if args.role == "all":
-        print(asyncio.run(run(*flow, decisions=args.decisions, policy=args.policy)))
+        print(
+            asyncio.run(
+                run(*flow, decisions=args.decisions, policy=args.policy, postgres=args.postgres)
+            )
+        )
         return
-    sys.exit(asyncio.run(run_role(args.role, *flow, hold_at=args.hold_at, policy=args.policy)))
+    sys.exit(
+        asyncio.run(
+            run_role(
+                args.role,
+                *flow,
+                hold_at=args.hold_at,
+                policy=args.policy,
+                postgres=args.postgres,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

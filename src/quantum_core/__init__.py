@@ -2,8 +2,8 @@
 
 Everything public is importable from here; the modules behind it are internal. The
 transports whose broker library is optional (``NatsJetStreamTransport``,
-``RabbitMQTransport``) load on first use, so ``import quantum_core`` needs only the core
-dependencies.
+``RabbitMQTransport``) and the PostgreSQL ``Outbox`` load on first use, so
+``import quantum_core`` needs only the core dependencies and loads no database driver.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -68,10 +68,12 @@ from .transports.memory import MemoryTransport
 from .transports.redis import RedisStreamsTransport
 
 if TYPE_CHECKING:
+    from .outbox import Outbox
     from .transports.nats import NatsJetStreamTransport
     from .transports.rabbitmq import RabbitMQTransport
 
 _LAZY = {
+    "Outbox": ".outbox",
     "NatsJetStreamTransport": ".transports.nats",
     "RabbitMQTransport": ".transports.rabbitmq",
 }
@@ -95,6 +97,7 @@ __all__ = [
     "MemoryPolicyBackend",
     "MemoryTransport",
     "NatsJetStreamTransport",
+    "Outbox",
     "PolicyBackend",
     "PolicyChange",
     "PolicyConflictError",
@@ -135,7 +138,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import an optional transport's module when its class is first asked for."""
+    """Import an optional transport's module (or the outbox's) when first asked for."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'quantum_core' has no attribute {name!r}")

@@ -30,6 +30,7 @@ FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 RUNNABLE_INFO = re.compile(r"^python(\s|$)")
 AUTODOC = re.compile(r"^:::\s+quantum_core\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$", re.MULTILINE)
 NEEDS_REDIS = re.compile(r"redis://localhost")
+NEEDS_POSTGRES = re.compile(r"postgresql://\S*@127\.0\.0\.1:5432/")
 
 
 # Pages being rewritten elsewhere whose fragments are not fenced as ```py yet. Remove the
@@ -88,8 +89,12 @@ SNIPPETS = [snippet for path in documented_files() for snippet in python_blocks(
 
 def redis_reachable() -> bool:
     parts = urlsplit(REDIS_URL)
+    return reachable(parts.hostname or "localhost", parts.port or 6379)
+
+
+def reachable(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((parts.hostname or "localhost", parts.port or 6379), 1.0):
+        with socket.create_connection((host, port), 1.0):
             return True
     except OSError:
         return False
@@ -104,6 +109,8 @@ def test_snippets_were_found():
 def test_snippet_runs(snippet: Snippet):
     if NEEDS_REDIS.search(snippet.code) and not redis_reachable():
         service_missing("Redis", f"{snippet.where} connects to it")
+    if NEEDS_POSTGRES.search(snippet.code) and not reachable("127.0.0.1", 5432):
+        service_missing("PostgreSQL", f"{snippet.where} connects to it")
     env = {**os.environ, "PYTHONWARNINGS": "error", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         result = subprocess.run(

@@ -13,13 +13,13 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 
 
-def start_process(script: str, *args: str) -> subprocess.Popen[str]:
+def start_process(script: str, *args: str, ready: str = "ready") -> subprocess.Popen[str]:
     """Start ``tests/faults/<script>`` and return once it is consuming (it printed ``ready``)."""
     child = subprocess.Popen(
         [sys.executable, str(HERE / script), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     line = child.stdout.readline().strip()
-    if line != "ready":
+    if line != ready:
         child.kill()
         child.wait()
         raise AssertionError(f"the consumer process {script} did not start: {line!r}")

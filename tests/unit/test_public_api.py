@@ -24,6 +24,7 @@ EXPECTED = {
     "MemoryPolicyBackend",
     "MemoryTransport",
     "NatsJetStreamTransport",
+    "Outbox",  # issue 21: the transactional outbox (loaded on first use, like NATS)
     "RabbitMQTransport",
     "PolicyBackend",
     "PolicyChange",
@@ -98,5 +99,16 @@ def test_import_needs_only_the_core_dependencies():
         "import sys, quantum_core; "
         f"loaded = [m for m in {optional!r} if m in sys.modules]; "
         "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_import_loads_no_database_driver_and_the_outbox_on_first_use():
+    code = (
+        "import sys, quantum_core; "
+        "assert 'asyncpg' not in sys.modules and 'quantum_core.outbox' not in sys.modules; "
+        "from quantum_core import Outbox; "
+        "assert Outbox.__module__ == 'quantum_core.outbox.outbox'; "
+        "assert 'asyncpg' not in sys.modules, 'a DSN alone must not load asyncpg'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

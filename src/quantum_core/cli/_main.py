@@ -24,7 +24,7 @@ from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger, logging_restored
 from ..policy import DEFAULT_KEY_PREFIX
-from . import _dlq, _health, _policy, _streams
+from . import _dlq, _health, _outbox, _policy, _streams
 from ._arguments import seconds_option
 from ._common import (
     CLI_SERVICE,
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_streams, _dlq, _policy, _health):
+    for module in (_streams, _dlq, _policy, _health, _outbox):
         module.register(commands, common)
     return parser
 
