@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from ..._batching import Batcher
 from ...bus.transport import Backlog, Delivery, Subscription
@@ -21,6 +21,7 @@ from ...logs import get_logger
 from .dead_letters import set_aside
 from .names import FIELD
 from .reader import fields_repr, lean_reader, stream_entries, text
+from .state import close_client, drop_connections
 
 if TYPE_CHECKING:
     from .state import RedisState
@@ -103,23 +104,30 @@ class RedisSubscription(Subscription):
         wait for ever: the reply can be no later than BLOCK plus one command's timeout.
         """
         deadline = timeout + self._state.command_timeout
+        args = (
+            "XREADGROUP",
+            "GROUP",
+            self._group,
+            self._consumer,
+            "COUNT",
+            max_count,
+            "BLOCK",
+            max(1, int(timeout * 1000)),
+            "STREAMS",
+            self._key,
+            ">",
+        )
         try:
             async with asyncio.timeout(deadline):
-                return await self._reader.execute_command(  # type: ignore[no-untyped-call]
-                    "XREADGROUP",
-                    "GROUP",
-                    self._group,
-                    self._consumer,
-                    "COUNT",
-                    max_count,
-                    "BLOCK",
-                    max(1, int(timeout * 1000)),
-                    "STREAMS",
-                    self._key,
-                    ">",
-                )
+                if not self._state.cluster:
+                    return await self._reader.execute_command(*args)
+                # On a cluster, aimed at the slot's master: redis-py would otherwise ask a
+                # node where the key is (COMMAND GETKEYS) before every read; MOVED still works.
+                await self._reader.initialize()  # after a failure, discover the slots again
+                node = self._reader.get_node_from_key(self._key)
+                return await self._reader.execute_command(*args, target_nodes=node)
         except TimeoutError:
-            await self._reader.connection_pool.disconnect()  # the next read connects anew
+            await drop_connections(self._reader)  # the next read connects anew
             raise TransportError(
                 f"no reply to XREADGROUP on {self._key!r} within {deadline:g} s (BLOCK "
                 f"{timeout:g} s + {self._state.command_timeout:g} s); reconnecting"
@@ -192,7 +200,7 @@ class RedisSubscription(Subscription):
                     for key, ttl_ms in items:
                         pipe.set(key, b"1", px=ttl_ms)
                 await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:  # the latter: a cluster's pipeline
             raise TransportError(
                 f"recording handled events of {self._group!r} failed: {exc}"
             ) from exc
@@ -206,7 +214,7 @@ class RedisSubscription(Subscription):
             raise TransportError(f"checking {key!r} failed: {exc}") from exc
 
     def _handled_key(self, event_id: str) -> str:
-        return self._state.names.handled(self._group, event_id)
+        return self._state.names.handled(self._topic, self._group, event_id)
 
     async def backlog(self) -> Backlog:
         """Pending and lag of the group, from XINFO GROUPS (lag needs Redis 7)."""
@@ -230,7 +238,7 @@ class RedisSubscription(Subscription):
         await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._read is not None:  # a read (or claim) still waiting: stop it, cut its
             self._read.cancel()  # connection; what it would have brought stays pending
-            await self._reader.aclose(close_connection_pool=True)
+            await close_client(self._reader)
             await asyncio.gather(self._read, return_exceptions=True)
         if not self._in_flight and not self._unsettled:  # deleting it would drop its entries
             # the group may be gone with the server, or the server not answer: nothing to tidy
