@@ -60,7 +60,9 @@ test: lint types docs pytest  ## lint, types, the strict docs build and the whol
 REDIS_PY_MATRIX ?= 5.3.0 8.2.0
 REDIS_TESTS := tests/integration/test_bus_redis*.py tests/unit/test_redis_replies.py \
 	tests/unit/test_bus_consumer_path.py tests/faults/test_server_restart.py \
-	tests/faults/test_server_loss.py tests/faults/test_outage_logging.py
+	tests/faults/test_server_loss.py tests/faults/test_outage_logging.py \
+	tests/contract/test_redis_cluster_contract.py tests/faults/test_redis_cluster_faults.py \
+	tests/integration/test_redis_cluster_ops.py tests/integration/test_policy_redis_cluster.py
 
 test-redis-matrix:  ## the Redis tests on the lowest and the highest redis-py supported
 	@bash .ci/services

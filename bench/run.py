@@ -41,6 +41,7 @@ MODULES = [
     "bench_rabbitmq",
     "bench_kafka",
     "bench_outbox",
+    "bench_cluster",
 ]
 RESULTS = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"
