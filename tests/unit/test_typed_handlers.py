@@ -36,6 +36,15 @@ class Tick:
     price: float
 
 
+class Picky(BaseModel):
+    symbol: str
+
+    @field_validator("symbol")
+    @classmethod
+    def known(cls, value: str) -> str:
+        return {"BTCUSDT": value}[value]  # a KeyError, not a ValueError: not pydantic's
+
+
 class Unvalidatable:  # not a model, no schema: pydantic cannot validate it
     pass
 
@@ -141,6 +150,24 @@ async def test_an_invalid_payload_is_dead_lettered_at_once_with_every_reason() -
     assert (counters.retried, counters.dead_lettered, counters.handled) == (0, 1, 1)
     errors = [line for line in lines if line["level"] == "error"]
     assert [(e["event"], e["event_id"]) for e in errors] == [("event_payload_invalid", event_id)]
+
+
+async def test_a_validator_that_raises_anything_fails_the_payload_not_the_consumer() -> None:
+    seen = []
+    bus = EventBus("memory://", service_name="svc")
+
+    @bus.subscriber("ai.signal.generated")
+    async def on_signal(signal: Picky) -> None:
+        seen.append(signal.symbol)
+
+    async with running(bus) as test:
+        await bus.publish("ai.signal.generated", {"symbol": "DOGEUSDT"})
+        await bus.publish("ai.signal.generated", {"symbol": "BTCUSDT"})
+        await test.settled()
+        [letter] = await bus.dead_letters("ai.signal.generated")
+    assert seen == ["BTCUSDT"]
+    assert letter.attempts == 1
+    assert "its validation raised KeyError: 'DOGEUSDT'" in letter.error
 
 
 async def test_validation_runs_once_per_event_even_when_the_handler_is_retried() -> None:

@@ -41,8 +41,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import DeliveryGoneError
 from ..logs import get_logger
 from ..tracing import adopt_trace_id
@@ -433,7 +431,7 @@ class Consumer:
         if typed is not None:  # a typed handler: validated once, before any attempt
             try:
                 payload = typed.validate(payload)
-            except ValidationError as exc:
+            except Exception as exc:  # a model's own validator may raise anything
                 return await self._reject(delivery, envelope, typed.invalid(exc), attempt, lane)
         if not checked:  # the record store's log lines carry the event's trace
             adopt_trace_id(envelope.trace_id)  # validated by decode()

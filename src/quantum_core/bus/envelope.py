@@ -36,6 +36,7 @@ MODEL_HEADER = "x-quantum-model"
 """The header naming the pydantic model an event's payload was published from."""
 
 __all__ = [
+    "MODEL_HEADER",
     "WIRE_VERSION",
     "Envelope",
     "decode",

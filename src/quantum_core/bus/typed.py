@@ -49,15 +49,23 @@ class TypedPayload:
         """The type's name, as the AsyncAPI document and the dead letters show it."""
         return getattr(self.annotation, "__name__", None) or repr(self.annotation)
 
-    def invalid(self, error: ValidationError) -> ValueError:
-        """The error a payload that failed validation is dead-lettered with: every reason."""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
+    def invalid(self, error: Exception) -> ValueError:
+        """The error a payload that failed validation is dead-lettered with: every reason.
+
+        A validator of the model's own that raises something else than pydantic's
+        ``ValidationError`` (a ``KeyError``...) fails the payload the same way.
+        """
+        if isinstance(error, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+                for e in error.errors(include_url=False)
+            )
+            what = f"{error.error_count()} error(s)): {problems}"
+        else:
+            what = f"its validation raised {type(error).__name__}: {_one_line(error)})"
         failure = ValueError(
-            f"the payload is not a valid {self.name} for handler {self.handler!r} "
-            f"({error.error_count()} error(s)): {problems}; retrying cannot fix it"
+            f"the payload is not a valid {self.name} for handler {self.handler!r} ({what}; "
+            "retrying cannot fix it"
         )
         failure.__cause__ = error
         return failure
