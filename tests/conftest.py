@@ -23,7 +23,7 @@ from quantum_core import (
 )
 from quantum_core.testing import MakeTransport, TransportFeatures, capture_logs
 
-pytest_plugins = ["redis_fixtures", "nats_fixtures", "rabbitmq_fixtures"]
+pytest_plugins = ["redis_fixtures", "nats_fixtures", "rabbitmq_fixtures", "otel_fixtures"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,16 +13,20 @@ Endpoints:
 * ``GET /health``: the full report, HTTP 503 when UNHEALTHY (a critical dependency is down).
 * ``GET /health/live``: touches no dependency; ``GET /health/ready``: 503 unless ready.
 * ``GET /policy``: the risk policy in force.
+* ``GET /metrics``: Prometheus metrics (docs/observability.md lists them).
 * ``POST /policy/mode`` with ``{"mode": "DEFENSIVE", "updated_by": "..."}``: needs
   ``Authorization: Bearer <QUANTUM_ADMIN_TOKEN>``; 401 without a bearer token, 403 with a
   wrong one, 404 when the service has no token configured (the endpoint is disabled).
 
-Settings come from environment variables (see ``settings.py``).
+Settings come from environment variables (see ``settings.py``). With
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set (such as ``http://127.0.0.1:4318``), spans go to that
+OTLP/HTTP collector (``pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http``).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -32,8 +36,9 @@ from typing import Annotated, Any
 import redis.asyncio as redis
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, SecretStr
 
 from quantum_core import (
@@ -67,10 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         config = settings or load_settings()
         app.state.settings = config
 
-        # 1. Configure logging FIRST
+        # 1. Configure logging FIRST (and tracing, when a collector is named)
         configure_logging(
             config.service_name, config.log_level, json_output=config.log_format == "json"
         )
+        tracer_provider = configure_tracing_from_env(config.service_name)
         # 2. Connect to Redis
         redis_client = redis.from_url(config.redis_url, decode_responses=False)
         try:
@@ -118,11 +124,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await shutdown_health_checker()
             await shutdown_policy_store()
             await redis_client.aclose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # exports the spans still batched
             logger.info("service_stopped")
 
     app = FastAPI(title="quantum_core trading service", version=__version__, lifespan=lifespan)
     app.include_router(router)
     return app
+
+
+def configure_tracing_from_env(service_name: str) -> Any:
+    """Send spans to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over OTLP/HTTP; None when it is unset.
+
+    quantum_core makes its spans through the OpenTelemetry API once an SDK is configured:
+    this is all the wiring there is. Returns the provider, to flush it at shutdown.
+    """
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the variable
+    trace.set_tracer_provider(provider)
+    return provider
 
 
 async def register_event_handlers(event_bus: EventBus) -> None:
@@ -187,6 +215,12 @@ def require_admin(
 
 
 router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics: quantum_core's (bus, policy, health) and the process's."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health")
