@@ -1,6 +1,6 @@
 """A publisher in a process of its own, with an OpenTelemetry SDK: prints its send span.
 
-    python tests/integration/_otel_publisher.py <transport URL> <event type>
+python tests/integration/_otel_publisher.py <transport URL> <event type>
 """
 
 import asyncio

@@ -81,7 +81,8 @@ async def test_one_trace_id_from_the_publisher_to_the_handler(quantum_core_trans
     assert process.name == f"process {event_type}"
     # one trace id end to end: the producer's span, the event, the handler's trace_context
     assert f"{process.context.trace_id:032x}" == producer["trace_id"]
-    assert process.parent is not None and process.parent.is_remote
+    assert process.parent is not None
+    assert process.parent.is_remote
     assert f"{process.parent.span_id:016x}" == producer["span_id"]
     assert event.trace_id == handler_trace_id == producer["trace_id"]
     assert event.headers["traceparent"].split("-")[1:3] == [
