@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,19 @@ class OtlpReceiver:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "NO_COLOR": "1"},
             )
+        self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"rotel exited with {self.process.returncode}: {self.text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.http_port)) == 0:
+                    return
+            time.sleep(0.02)
+        self.stop()
+        pytest.fail(f"rotel did not listen within {timeout} s: {self.text()}")
 
     def text(self) -> str:
         """What it printed so far, colour codes removed."""
