@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from typing import Any
 from ..errors import DeliveryGoneError
 from ..logs import get_logger
 from ..observability._gate import spans as tracing_spans
-from ..observability._metrics import Metrics
+from ..observability._metrics import BUCKETS, Metrics
 from ..tracing import adopt_trace_id
 from ._acks import AckBatcher
 from ._deadlines import Deadlines
@@ -272,13 +273,13 @@ class Consumer:
             outage.ended()
             if self._stopping:  # fetched while stopping: left pending for another consumer
                 return
+            if self._series is not None:
+                self._series.received += len(deliveries)
             for delivery in deliveries:
                 self._dispatch(delivery)
 
     def _dispatch(self, delivery: Delivery) -> None:
         self._buffered += 1
-        if self._series is not None:
-            self._series.received += 1
         try:
             envelope = decode(delivery.data)
         except ValueError as exc:
@@ -487,8 +488,11 @@ class Consumer:
                     raise
                 finally:
                     self._slots.give()
-                if series is not None:
-                    series.duration.observe(time.perf_counter() - started)
+                if series is not None:  # Histogram.observe, inline: it runs for every event
+                    took = time.perf_counter() - started
+                    histogram = series.duration
+                    histogram.counts[bisect_left(BUCKETS, took)] += 1
+                    histogram.sum += took
             if error is None:
                 if series is not None:
                     series.ok += 1
