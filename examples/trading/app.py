@@ -20,13 +20,12 @@ Endpoints:
 
 Settings come from environment variables (see ``settings.py``). With
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (such as ``http://127.0.0.1:4318``), spans go to that
-OTLP/HTTP collector (``pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http``).
+OTLP/HTTP collector (``telemetry.py``).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -60,6 +59,7 @@ from quantum_core import (
 from quantum_core.models import RiskMode, RiskPolicy
 
 from .settings import Settings, SettingsError, load_settings
+from .telemetry import configure_tracing_from_env
 
 logger = get_logger("examples.trading.app", domain="api")
 
@@ -131,26 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="quantum_core trading service", version=__version__, lifespan=lifespan)
     app.include_router(router)
     return app
-
-
-def configure_tracing_from_env(service_name: str) -> Any:
-    """Send spans to ``OTEL_EXPORTER_OTLP_ENDPOINT`` over OTLP/HTTP; None when it is unset.
-
-    quantum_core makes its spans through the OpenTelemetry API once an SDK is configured:
-    this is all the wiring there is. Returns the provider, to flush it at shutdown.
-    """
-    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return None
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the variable
-    trace.set_tracer_provider(provider)
-    return provider
 
 
 async def register_event_handlers(event_bus: EventBus) -> None:
