@@ -273,3 +273,76 @@ def test_the_docs_list_every_metric(metrics_registry):
         exposed.add(family.name + suffix)
     documented = set(re.findall(r"^\| `(quantum_core_[a-z_]+)`", DOCS.read_text(), re.M))
     assert documented == exposed
+
+
+async def test_metrics_of_timeouts_replays_policy_changes_and_health(metrics_registry):
+    service = f"metrics-{uuid.uuid4().hex[:6]}"
+    bus = EventBus("memory://", service_name=service, max_attempts=1)
+
+    async def slow(payload):
+        await asyncio.sleep(10)
+
+    bus.subscribe("otel.slow", slow, name="slow", timeout=0.01)
+    store = PolicyStore(event_bus=bus)
+    group = {"service": service, "event_type": "otel.slow", "group": f"{service}:slow"}
+    group["transport"] = "memory"
+
+    def value(name, labels):
+        return metrics_registry.get_sample_value(name, labels)
+
+    async with bus:
+        await bus.publish_many("otel.slow", [{}, {}])
+        await eventually(
+            lambda: value("quantum_core_dead_letters_written_total", group) == 2, "dead letters"
+        )
+        (letter, _) = await bus.dead_letters("otel.slow")
+        await bus.replay_dead_letter("otel.slow", letter.id)
+        await store.initialize()
+        await store.switch_mode(RiskMode.DEFENSIVE, updated_by="test")
+        await store.update_config(RiskMode.DEFENSIVE, updated_by="test", max_leverage=2)
+    async with HealthChecker(service, system=False) as checker:
+
+        async def degraded():
+            from quantum_core import HealthStatus
+
+            return HealthStatus.DEGRADED
+
+        checker.register("exchange", degraded)
+        await checker.get_health_report()
+
+    handled = "quantum_core_events_handled_total"
+    assert value(handled, group | {"outcome": "timed_out"}) >= 2
+    assert value(handled, group | {"outcome": "dead_lettered"}) == 0  # counted as timed out
+    published = {"service": service, "event_type": "otel.slow", "transport": "memory"}
+    assert value("quantum_core_events_published_total", published) == 2
+    assert value("quantum_core_publish_duration_seconds_count", published) == 1  # one call
+    assert value("quantum_core_dead_letters_replayed_total", published) == 1
+    assert value("quantum_core_policy_changes_total", {"change": "mode"}) >= 1
+    assert value("quantum_core_policy_changes_total", {"change": "limits"}) >= 1
+    assert value("quantum_core_risk_mode", {"mode": "DEFENSIVE"}) == 1
+    assert value("quantum_core_health_status", {"service": service, "check": "exchange"}) == 0.5
+    await store.close()
+
+
+def test_metrics_turned_off_register_nothing(metrics_registry):
+    configure_metrics(enabled=False)
+    bus = EventBus("memory://", service_name="off")
+    assert bus._metrics is None
+    assert not [m for m in metrics_registry.collect() if m.name.startswith("quantum_core")]
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist():
+    import json
+
+    dashboard = json.loads(
+        (DOCS.parents[1] / "examples" / "grafana" / "quantum_core.json").read_text()
+    )
+    documented = set(re.findall(r"^\| `(quantum_core_[a-z_]+)`", DOCS.read_text(), re.M))
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"quantum_core_[a-z_]+", target["expr"])
+    }
+    assert used
+    assert used <= documented
