@@ -346,3 +346,14 @@ def test_the_grafana_dashboard_uses_only_metrics_that_exist():
     }
     assert used
     assert used <= documented
+
+
+async def test_bad_publish_arguments_are_refused_as_without_an_sdk(spans):
+    bus = EventBus("memory://", service_name="otel")
+    with pytest.raises(TypeError, match="headers must be a dict"):
+        await bus.publish("otel.bad", {}, headers=[("a", "b")])
+    with pytest.raises(ValueError, match="invalid trace id"):
+        await bus.publish("otel.bad", {}, trace_id=42)
+    with pytest.raises(ValueError, match="invalid event type"):
+        await bus.publish("otel bad", {})
+    assert all(s.status.status_code is StatusCode.ERROR for s in spans.get_finished_spans())

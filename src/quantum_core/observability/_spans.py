@@ -71,7 +71,9 @@ def _joined(trace_id: str | None) -> otel_context.Context:
     The parent's span id is made up: the tracing backend shows the span as the trace's
     first, with a parent it never received.
     """
-    if trace_id is None or not _W3C_TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+    if not isinstance(trace_id, str) or not _W3C_TRACE_ID.fullmatch(trace_id):
+        return _EMPTY
+    if trace_id == "0" * 32:
         return _EMPTY
     parent = SpanContext(
         trace_id=int(trace_id, 16),
@@ -122,8 +124,8 @@ class Spans:
             f"send {event_type}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
         )
         span_context = span.get_span_context()
-        if not span_context.is_valid:
-            return span, trace_id, headers
+        if not span_context.is_valid or not isinstance(headers, dict | None):
+            return span, trace_id, headers  # bad headers: encoding says what is wrong
         carried = dict(headers) if headers else {}
         propagate.inject(carried, context=trace.set_span_in_context(span, parent))
         if trace_id is None:
@@ -165,6 +167,7 @@ class Spans:
                 _log.debug(
                     "event_traceparent_ignored",
                     event_id=event_id,
+                    trace_id=event_trace_id,
                     traceparent=str(traceparent)[:_SHOWN_HEADER_CHARS],
                     then="a new trace starts for this attempt",
                 )
