@@ -345,10 +345,15 @@ class EventBus:
             return
         was_running = self._state is _State.RUNNING
         self._state = _State.STOPPED
-        if self._sampler is not None:
+        if self._sampler is not None and self._metrics is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
+            for consumer in self._consumers:  # no stale samples of a stopped bus
+                series = self._metrics.consumer_series(
+                    self.service_name, consumer.route.event_type, consumer.group, self._system
+                )
+                series.in_flight, series.pending, series.lag = 0, None, None
         results = await asyncio.gather(*(c.stop(self._stop_timeout) for c in self._consumers))
         if sum(results):
             _log.warning(
