@@ -1,7 +1,12 @@
 """Spans exported over OTLP/HTTP to a real OpenTelemetry collector (rotel) on loopback."""
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from quantum_core import EventBus, trace_context
 from quantum_core.testing import eventually
@@ -56,3 +61,44 @@ async def test_a_flow_s_spans_reach_an_otlp_receiver(otlp_receiver):
     assert (send[3], process[3]) == ("SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER")
     assert "messaging.system: Str(memory)" in received
     assert "service.name: Str(otlp-test)" in received
+
+
+def test_one_tick_is_one_trace_across_the_three_domains(otlp_receiver):
+    """The demo (market data, AI engine, risk, execution) with the example's OTLP wiring."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint}
+    subprocess.run(
+        [sys.executable, "-m", "examples.trading.run", "--bus", "memory://", "--interval", "0"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # the provider exports what is batched at exit
+    deadline = time.monotonic() + 10
+    while "process risk.signal.approved" not in otlp_receiver.text():
+        assert time.monotonic() < deadline, "no execution span received"
+        time.sleep(0.05)
+    received = otlp_receiver.text()
+    spans = re.findall(
+        r"Trace ID\s*: (\w+)\s+Parent ID\s*: (\w*)\s+ID\s*: (\w+)\s+Name\s*: ([^\n]+)", received
+    )
+    by_id = {span: (trace, parent, name.strip()) for trace, parent, span, name in spans}
+    (execution, *_) = [
+        s for s, (_, _, name) in by_id.items() if name == "process risk.signal.approved"
+    ]
+    chain = []
+    span = execution
+    while span in by_id:  # walk up to the tick's send span
+        trace, parent, name = by_id[span]
+        chain.append((trace, name))
+        span = parent
+    assert [name for _, name in chain] == [
+        "process risk.signal.approved",
+        "send risk.signal.approved",
+        "process ai.signal.generated",
+        "send ai.signal.generated",
+        "process market.data.update",
+        "send market.data.update",
+    ]
+    assert len({trace for trace, _ in chain}) == 1
