@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+# The suite mostly waits on servers: three workers on two cores, each taking whole test files
+# (module fixtures and a file's order stay together). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 .PHONY: help demo demo-redis serve test test-redis-matrix lint types pytest docs docs-serve bench bench-quick clean
@@ -48,7 +51,7 @@ types: $(VENV)/.installed-dev  ## mypy --strict on src
 
 pytest: $(VENV)/.installed-dev $(VENV)/.installed-docs  ## the test suite only (starts Redis, PostgreSQL, NATS and RabbitMQ if needed)
 	@bash .ci/services
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint types docs pytest  ## lint, types, the strict docs build and the whole suite
 

@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 
 
-def record_waits(monkeypatch: pytest.MonkeyPatch, *callers: str) -> dict[str, list[float]]:
-    """Record (and skip) the waits of ``callers``; pin the jitter to its shortest wait."""
+def record_waits(
+    monkeypatch: pytest.MonkeyPatch, *callers: str, pin_jitter: bool = True
+) -> dict[str, list[float]]:
+    """Record (and skip) the waits of ``callers``; pin the jitter to its shortest wait.
+
+    With ``pin_jitter=False`` the waits stay random: to see that two loops differ.
+    """
     real_sleep = asyncio.sleep
     waits: dict[str, list[float]] = defaultdict(list)
 
@@ -31,5 +36,6 @@ def record_waits(monkeypatch: pytest.MonkeyPatch, *callers: str) -> dict[str, li
         return await real_sleep(delay, result)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
-    monkeypatch.setattr(random, "uniform", lambda low, high: low)
+    if pin_jitter:
+        monkeypatch.setattr(random, "uniform", lambda low, high: low)
     return waits

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.backoff import AbstractBackoff
 
+from ._backoff import backoff
 from .logs import get_logger
 
 __all__ = [
     "CONNECT_TIMEOUT",
     "TESTED_REDIS_PY",
+    "JitteredBackoff",
     "connection_settings",
     "fast_path_tested",
     "redis_py_version",
@@ -44,6 +48,22 @@ _KEEPALIVE = {
 }
 
 _log = get_logger("quantum_core.redis")
+
+
+@dataclass(frozen=True, slots=True)
+class JitteredBackoff(AbstractBackoff):
+    """redis-py's ``Retry`` waiting as the rest of the library does (:mod:`quantum_core._backoff`).
+
+    ``first`` seconds after the first failure, doubling, at most ``most``, half of each wait
+    random: clients that lost one Redis together do not retry together.
+    """
+
+    first: float
+    most: float
+
+    def compute(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failures in a row (redis-py counts from 1)."""
+        return backoff(failures, self.first, self.most)
 
 
 def connection_settings(

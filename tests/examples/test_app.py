@@ -172,7 +172,11 @@ async def test_switch_without_a_bearer_token_is_401(app, http):
         assert response.status == 401
 
 
-@pytest.mark.parametrize("token", [TOKEN[:-1] + "x", TOKEN + "x", TOKEN[:-1], "x"])
+@pytest.mark.parametrize(
+    "token",
+    [TOKEN[:-1] + "x", TOKEN + "x", TOKEN[:-1], "x"],
+    ids=["last-character-wrong", "one-too-long", "one-too-short", "other"],
+)
 async def test_switch_with_a_wrong_token_is_403(app, http, token):
     async with http.post(f"{app.url}/policy/mode", json=SWITCH, headers=bearer(token)) as response:
         assert response.status == 403

@@ -14,6 +14,8 @@ from collections import Counter
 from nats_fixtures import NatsServer
 from quantum_core import EventBus, NatsJetStreamTransport
 from quantum_core.errors import TransportError
+from quantum_core.testing import eventually
+from quantum_core.transports.nats.connection import connect
 
 AFTER_RESTART = 500  # events published once the server is back, before the publisher stops
 
@@ -102,4 +104,26 @@ async def test_a_killed_and_restarted_nats_server_under_a_running_consumer(log_l
         assert events_logged.count("nats_disconnected") == 2  # one per connection
         assert events_logged.count("nats_reconnected") == 2
     finally:
+        server.cleanup()
+
+
+async def test_clients_that_lost_the_server_do_not_try_again_together():
+    """nats-py waits a fixed time between tries; ours is the library's jittered backoff."""
+    server = NatsServer()
+    server.start()
+    clients = []
+    try:
+        for _ in range(2):
+            clients.append(await connect([server.url], closing=lambda: False))
+        first = {client.options["reconnect_time_wait"] for client in clients}
+        server.stop()  # both lose it at the same instant
+
+        def waits():
+            return {client.options["reconnect_time_wait"] for client in clients}
+
+        await eventually(lambda: len(waits()) == 2 and not waits() & first, timeout=10.0)
+        assert all(0 < wait <= 1.0 for wait in waits())
+    finally:
+        for client in clients:
+            await client.close()
         server.cleanup()

@@ -5,7 +5,8 @@ import asyncio
 from quantum_core import EventBus, MemoryTransport
 from quantum_core.bus import _outage
 from quantum_core.errors import TransportError
-from quantum_core.testing import EventRecorder
+from quantum_core.testing import EventRecorder, eventually
+from sleep_recorder import record_waits
 
 
 class _FlakyTransport(MemoryTransport):
@@ -47,7 +48,7 @@ async def test_an_outage_logs_one_warning_and_one_recovery(log_lines, monkeypatc
             await bus.publish("t.x", {"n": outage})
             await recorder.wait_for(outage + 1)
     assert transport.failed_fetches >= 10  # retried all along, at the capped pace
-    assert transport.failed_fetches <= 0.6 / 0.02 + 10  # and no faster than the cap
+    assert transport.failed_fetches <= 0.6 / 0.01 + 10  # no faster than half the cap (jitter)
     lines = log_lines()
     events = [line["event"] for line in lines]
     assert events.count("event_fetch_failed") == 2  # one per outage
@@ -58,3 +59,18 @@ async def test_an_outage_logs_one_warning_and_one_recovery(log_lines, monkeypatc
     recovered = [line for line in lines if line["event"] == "transport_recovered"]
     assert all(line["level"] == "info" for line in recovered)
     assert sum(line["failed_fetches"] for line in recovered) == transport.failed_fetches
+
+
+async def test_consumers_that_lost_the_broker_together_do_not_retry_together(monkeypatch):
+    """After a broker restart, replicas must not all knock again at the same instants."""
+    waits = record_waits(monkeypatch, "_fetch_loop", pin_jitter=False)
+    transport = _FlakyTransport()
+    transport.down = True
+    replicas = [EventBus(transport, service_name="svc") for _ in range(2)]
+    for bus in replicas:
+        bus.subscribe("t.x", EventRecorder(), name="h")
+    async with replicas[0], replicas[1]:
+        await eventually(lambda: len(waits["_fetch_loop"]) >= 12)
+    tried = waits["_fetch_loop"][:12]
+    assert len(set(tried)) == len(tried)  # no two waits alike: not in lockstep
+    assert all(0 < wait <= _outage._OUTAGE_BACKOFF_MAX for wait in tried)

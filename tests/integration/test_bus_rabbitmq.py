@@ -51,12 +51,12 @@ def test_keyword_arguments_win_over_url_options():
         ),
         (
             "amqp://localhost/?history_max_bytes=lots",
-            r"history_max_bytes='lots' is not a valid int",
+            r"history_max_bytes='lots' is not valid: expected a whole number >= 0",
         ),
-        ("amqp://localhost/?history_max_age=-1", r"history_max_age must be a positive"),
+        ("amqp://localhost/?history_max_age=-1", r"history_max_age='-1' is not valid: expected a"),
         (
             "amqp://localhost/?dead_letter_max=0",
-            r"dead_letter_max must be an integer of at least 1",
+            r"dead_letter_max='0' is not valid: expected a whole number >= 1",
         ),
         ("amqp://localhost/?prefix=amq.x", r"not starting with 'amq\.'"),
         ("amqp://localhost/?prefix=has space", r"prefix must be"),

@@ -78,7 +78,8 @@ async def test_urls_select_the_redis_transport_with_options_in_the_query(redis_u
     assert bus.transport.prefix == redis_prefix
     await bus.ping()
     await bus.stop()
-    with pytest.raises(ValueError, match=r"URL option claim_idle='soon' is not a valid float"):
+    expected = r"Redis URL option claim_idle='soon' is not valid: expected a number of seconds > 0"
+    with pytest.raises(ValueError, match=expected):
         EventBus(f"{redis_url}?claim_idle=soon", service_name="svc")
 
 
@@ -249,9 +250,9 @@ async def test_publish_to_an_unreachable_redis_fails_clearly_and_quickly():
 
 
 def test_transport_options_are_checked():
-    with pytest.raises(ValueError, match="claim_idle must be a positive"):
+    with pytest.raises(ValueError, match="claim_idle must be a number of seconds > 0"):
         RedisStreamsTransport("redis://localhost", claim_idle=0)
-    with pytest.raises(ValueError, match="maxlen must be at least 1"):
+    with pytest.raises(ValueError, match="maxlen must be a whole number >= 1"):
         RedisStreamsTransport("redis://localhost", maxlen=0)
     with pytest.raises(ValueError, match="prefix must be"):
         RedisStreamsTransport("redis://localhost", prefix="has space")

@@ -154,6 +154,7 @@ FOR_EVERY_TRANSPORT = {
     "quantum_core._coalesce",
     "quantum_core._redaction",
     "quantum_core._redis",
+    "quantum_core._url_options",
     "quantum_core.errors",
     "quantum_core.logs",
     "quantum_core.tracing",

@@ -1,4 +1,4 @@
-"""Numbers and names given to the policy and health parts are refused as everywhere else.
+"""Numbers and names given to the policy, health and transports are refused the same way.
 
 One module checks them (``quantum_core._checks``), so ``timeout=True``, NaN, infinity or a
 string get the same error from a policy backend, the health checker or the event bus.
@@ -10,6 +10,8 @@ import math
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from quantum_core import (
     HealthChecker,
@@ -18,7 +20,12 @@ from quantum_core import (
     PolicyStore,
     RedisPolicyBackend,
 )
+from quantum_core.cli._common import UsageError, resolve_target
 from quantum_core.health import BinanceRestCheck, SystemCheck
+from quantum_core.transports.memory import MemoryTransport
+from quantum_core.transports.nats import NatsJetStreamTransport
+from quantum_core.transports.rabbitmq import RabbitMQTransport
+from quantum_core.transports.redis import RedisStreamsTransport
 
 URL = "redis://127.0.0.1:6379/0"  # nothing connects: the arguments are refused first
 NOT_SECONDS = [True, math.nan, math.inf, "1", None, -1]
@@ -138,3 +145,70 @@ def test_exchange_check_default_retry_after(value):
 def test_system_check_cpu_window(value):
     with pytest.raises(ValueError, match=seconds("cpu_window", value)):
         SystemCheck(cpu_window=value)
+
+
+@pytest.mark.parametrize("value", NOT_NAMES)
+def test_health_service_name_is_a_name_as_the_bus_s(value):
+    with pytest.raises(ValueError, match=r"^service_name must be a non-empty string of at most"):
+        HealthChecker(value, system=False)
+
+
+# -- transports ----------------------------------------------------------------------------
+
+TRANSPORTS = {
+    "memory": lambda **kw: MemoryTransport(**kw),
+    "redis": lambda **kw: RedisStreamsTransport(URL, **kw),
+    "nats": lambda **kw: NatsJetStreamTransport("nats://127.0.0.1:4222", **kw),
+    "rabbitmq": lambda **kw: RabbitMQTransport("amqp://127.0.0.1/", **kw),
+}
+COUNTS = [
+    ("memory", "max_backlog"),
+    ("redis", "maxlen"),
+    ("redis", "dead_letter_maxlen"),
+    ("nats", "maxlen"),
+    ("nats", "max_ack_pending"),
+    ("nats", "dead_letter_maxlen"),
+    ("nats", "replicas"),
+    ("nats", "max_outstanding_pings"),
+    ("rabbitmq", "dead_letter_max"),
+]
+POSITIVE_SECONDS = [
+    ("redis", "max_age"),
+    ("redis", "claim_idle"),
+    ("nats", "ack_wait"),
+    ("nats", "max_age"),
+    ("nats", "publish_timeout"),
+    ("nats", "ping_interval"),
+    ("rabbitmq", "history_max_age"),
+    ("rabbitmq", "consumer_timeout"),
+    ("rabbitmq", "publish_timeout"),
+]
+
+
+@pytest.mark.parametrize("value", [v for v in NOT_COUNTS if v is not None])
+@pytest.mark.parametrize(("transport", "option"), COUNTS)
+def test_transport_counts(transport, option, value):
+    with pytest.raises(ValueError, match=refused(f"{option} must be a whole number >= 1", value)):
+        TRANSPORTS[transport](**{option: value})
+
+
+@pytest.mark.parametrize("value", [v for v in NOT_POSITIVE_SECONDS if v is not None])
+@pytest.mark.parametrize(("transport", "option"), POSITIVE_SECONDS)
+def test_transport_seconds(transport, option, value):
+    with pytest.raises(ValueError, match=positive_seconds(option, value)):
+        TRANSPORTS[transport](**{option: value})
+
+
+@given(prefix=st.one_of(st.text(max_size=120), st.sampled_from(NOT_NAMES[:-1])))
+def test_the_redis_transport_and_the_cli_take_the_same_prefixes(prefix):
+    def takes(make):
+        try:
+            make()
+        except (ValueError, UsageError):
+            return False
+        return True
+
+    transport = takes(lambda: RedisStreamsTransport(URL, prefix=prefix))
+    cli = takes(lambda: resolve_target(URL, prefix=prefix, policy_prefix="p", timeout=1.0))
+    policy = takes(lambda: RedisPolicyBackend(URL, key_prefix=prefix))
+    assert transport == cli == policy

@@ -30,8 +30,9 @@ class Outage:
     ``operation`` names the log lines: ``{operation}_failed`` (warning, the first failure),
     ``{operation}_still_failing`` (debug, the later ones) and ``recovered`` (info, the first
     success after failures, with how many there were as ``counted_as``). ``fields`` go on
-    every line. The waits are :func:`~quantum_core.bus._retry.backoff` from ``first`` up to
-    ``most``, jittered unless ``jitter`` is false.
+    every line. The waits are the library's one backoff (:mod:`quantum_core._backoff`) from
+    ``first`` up to ``most``, jittered: consumers that lost a broker together do not come
+    back together.
     """
 
     def __init__(
@@ -41,7 +42,6 @@ class Outage:
         recovered: str,
         first: float = RETRY_FIRST,
         most: float = RETRY_MOST,
-        jitter: bool = True,
         counted_as: str = "failures",
         **fields: object,
     ) -> None:
@@ -49,7 +49,6 @@ class Outage:
         self._recovered = recovered
         self._first = first
         self._most = most
-        self._jitter = jitter
         self._counted_as = counted_as
         self._fields = fields
         self._failures = 0
@@ -57,13 +56,12 @@ class Outage:
 
     @classmethod
     def of_fetches(cls, handler: str) -> Outage:
-        """The fetch loop's: 0.1 s, doubling, at most 5 s, the same for every replica."""
+        """The fetch loop's: 0.1 s, doubling, at most 5 s, jittered (half fixed, half random)."""
         return cls(
             "event_fetch",
             recovered="transport_recovered",
             first=2 * _OUTAGE_BACKOFF,
             most=_OUTAGE_BACKOFF_MAX,
-            jitter=False,
             counted_as="failed_fetches",
             handler=handler,
         )
@@ -79,7 +77,7 @@ class Outage:
         ``details`` go on this failure's line only.
         """
         self._failures += 1
-        delay = backoff(self._failures, self._first, self._most, jitter=self._jitter)
+        delay = backoff(self._failures, self._first, self._most)
         if self._failures == 1:
             self._since = time.monotonic()
             _log.warning(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._backoff import backoff
-from .._checks import check_seconds
+from .._checks import check_int, check_seconds
 from ..errors import EventBusError
 from ._deadlines import Deadlines
 from ._fresh_context import start_in
@@ -55,11 +55,10 @@ class RetryPolicy:
         timeout_name: str = "timeout",
     ) -> RetryPolicy:
         """Check what a user passed (``timeout=math.inf`` for no limit) and build a policy."""
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be a whole number >= 1, got {max_attempts!r}")
+        attempts = check_int("max_attempts", max_attempts)
         limit = check_seconds(timeout_name, timeout, positive=True, allow_infinite=True)
         return cls(
-            max_attempts=max_attempts,
+            max_attempts=attempts,
             backoff=check_seconds("retry_backoff", backoff),
             backoff_max=check_seconds("retry_backoff_max", backoff_max),
             timeout=None if limit == math.inf else limit,

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
-from .._checks import check_positive_int, check_seconds
+from .._checks import check_int, check_seconds
 from ..logs import get_logger
 from ..observability._gate import refresh as refresh_tracing
 from ..observability._gate import spans as tracing_spans
@@ -114,8 +114,8 @@ class EventBus:
             timeout=handler_timeout,
             timeout_name="handler_timeout",
         )
-        self._read_count = check_positive_int("read_count", read_count)
-        self._concurrency = check_positive_int("concurrency", concurrency)
+        self._read_count = check_int("read_count", read_count)
+        self._concurrency = check_int("concurrency", concurrency)
         self._stop_timeout = check_seconds("stop_timeout", stop_timeout)
         if consumer_name is None:
             consumer_name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -217,7 +217,7 @@ class EventBus:
                 event_type=event_type,
                 handler=handler,
                 name=route_name,
-                concurrency=check_positive_int(
+                concurrency=check_int(
                     "concurrency", self._concurrency if concurrency is None else concurrency
                 ),
                 retry=self._retry.override(max_attempts, retry_backoff, timeout),
@@ -424,7 +424,7 @@ class EventBus:
         """
         validate_event_type(event_type)
         return await read_dead_letters(
-            self._transport, event_type, check_positive_int("limit", limit), after
+            self._transport, event_type, check_int("limit", limit), after
         )
 
     async def replay_dead_letter(self, event_type: str, dead_letter_id: str) -> str:

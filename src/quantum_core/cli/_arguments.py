@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._checks import check_positive_int, check_seconds
+from .._checks import check_int, check_seconds
 
 __all__ = ["Commands", "count_option", "seconds_option"]
 
@@ -29,14 +29,9 @@ def seconds_option(option: str, *, most: float) -> Callable[[str], float]:
 
     def parse(text: str) -> float:
         try:
-            seconds = check_seconds(option, _as(float, text), positive=True)
+            return check_seconds(option, _as(float, text), positive=True, maximum=most)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-        if seconds > most:
-            raise argparse.ArgumentTypeError(
-                f"{option} must be at most {most:g} seconds, got {text!r}"
-            )
-        return seconds
 
     return parse
 
@@ -46,12 +41,9 @@ def count_option(option: str, *, most: int | None = None) -> Callable[[str], int
 
     def parse(text: str) -> int:
         try:
-            count = check_positive_int(option, _as(int, text))
+            return check_int(option, _as(int, text), maximum=most)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-        if most is not None and count > most:
-            raise argparse.ArgumentTypeError(f"{option} must be at most {most}, got {count}")
-        return count
 
     return parse
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -25,6 +25,7 @@ from .._redaction import redact_text
 from ..bus import EventBus
 from ..health._secrets import Scrubber
 from ..transports.redis import RedisStreamsTransport
+from ..transports.redis.url import split_options
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -49,8 +50,6 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 
-# The transport's own URL options (see ``transport_from_redis_url``); redis-py refuses them.
-_TRANSPORT_OPTIONS: Final = frozenset({"prefix", "maxlen", "max_age", "claim_idle"})
 _URL_FORMS: Final = (
     "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket (credentials go "
     "before the host as user:password@)"
@@ -104,11 +103,9 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
     """
     masked = redact_text(url)
     try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        url_prefix = next((value for name, value in query if name == "prefix"), None)
-        rest = urlencode([(name, value) for name, value in query if name not in _TRANSPORT_OPTIONS])
-        clean = urlunsplit(parts._replace(query=rest))
+        clean, options = split_options(url)  # the transport's own options, as it reads them
+        url_prefix = options.get("prefix")
+        parts = urlsplit(clean)
         database = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
         if database and not database.isdigit():
             raise ValueError(f"the database must be a number, got {database!r}")

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from .._checks import check_seconds
+from .._checks import check_name, check_seconds
 from .._version import __version__
 from ..observability._gate import refresh as refresh_tracing
 from ..observability._gate import traced
@@ -84,9 +84,7 @@ class HealthChecker:
         system: SystemCheck | bool = True,
         secrets: Iterable[str | None] = (),
     ) -> None:
-        if not isinstance(service_name, str) or not service_name.strip():
-            raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
-        self.service_name = service_name
+        self.service_name = check_name("service_name", service_name)  # as the bus's
         self._default_timeout = check_seconds("default_timeout", default_timeout, positive=True)
         self._cache_ttl = check_seconds("cache_ttl", cache_ttl)
         self._scrubber = Scrubber()

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from itertools import islice
 
-from .._checks import check_positive_int, check_seconds
+from .._checks import check_int, check_seconds
 from ..logs import get_logger
 from ..models import RiskPolicy
 from ._polling import call_every
@@ -156,7 +156,7 @@ class MemoryPolicyBackend(PolicyBackend):
     """
 
     def __init__(self, initial: RiskPolicy | None = None, *, history_size: int = 1000) -> None:
-        history_size = check_positive_int("history_size", history_size)
+        history_size = check_int("history_size", history_size)
         self._stored = None if initial is None else StoredPolicy(initial)
         self._history: deque[PolicyChange] = deque(maxlen=history_size)
         self._watchers: list[ChangeCallback] = []

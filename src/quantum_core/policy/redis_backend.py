@@ -23,11 +23,11 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from .._checks import check_name, check_positive_int, check_seconds
-from .._redis import connection_settings
+from .._checks import check_int, check_name, check_seconds
+from .._redis import JitteredBackoff, connection_settings
 from ..models import RiskPolicy
 from ._listener import RedisWatch
 from .backends import ChangeCallback, PolicyBackend, PolicyWatch
@@ -74,7 +74,7 @@ class RedisPolicyBackend(PolicyBackend):
         poll_interval: float = 1.0,
     ) -> None:
         self.key_prefix = check_name("key_prefix", key_prefix)
-        self.history_size = check_positive_int("history_size", history_size)
+        self.history_size = check_int("history_size", history_size)
         self.timeout = check_seconds("timeout", timeout, positive=True)
         self.poll_interval = check_seconds("poll_interval", poll_interval, positive=True)
         self._pool_class, self._settings = connection_settings(client, owner="RedisPolicyBackend")
@@ -129,7 +129,7 @@ class RedisPolicyBackend(PolicyBackend):
             settings["retry"] = Retry(NoBackoff(), retries=0)
             settings["socket_timeout"] = None  # get_message(timeout=) bounds each wait
         else:
-            settings["retry"] = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=2)
+            settings["retry"] = Retry(JitteredBackoff(first=0.02, most=0.2), retries=2)
             settings["socket_timeout"] = settings.get("socket_timeout") or self.timeout
         return redis.Redis.from_pool(self._pool_class(**settings))
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
-from .._checks import check_positive_int
+from .._checks import check_int
 from ..logs import get_logger
 from ..models import RiskConfig, RiskMode, RiskPolicy
 from ..observability._gate import traced
@@ -378,8 +378,7 @@ class PolicyStore:
         Raises:
             PolicyUnavailableError: when the backend cannot be reached.
         """
-        if check_positive_int("limit", limit) > _HISTORY_MAX:
-            raise ValueError(f"limit must be at most {_HISTORY_MAX}, got {limit!r}")
+        check_int("limit", limit, maximum=_HISTORY_MAX)
         return await self._follower.backend.history(limit)
 
     async def __aenter__(self) -> Self:

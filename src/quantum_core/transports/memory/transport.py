@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import pydantic_core
 
+from ..._checks import check_int
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from .dead_letters import DeadLetterShelf
@@ -36,9 +37,7 @@ class MemoryTransport(Transport):
     """
 
     def __init__(self, *, max_backlog: int = 1_000_000) -> None:
-        if max_backlog < 1:
-            raise ValueError(f"max_backlog must be at least 1, got {max_backlog}")
-        self._max_backlog = max_backlog
+        self._max_backlog = check_int("max_backlog", max_backlog)
         self._topics: dict[str, dict[str, Group]] = {}
         self._history: dict[str, deque[tuple[int, bytes]]] = {}
         self._dead_letters = DeadLetterShelf(max_backlog)

@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from ..._backoff import backoff
 from ...errors import TransportError
 from ...logs import get_logger
 from .url import redact_server
@@ -37,6 +38,8 @@ STREAM_CONFIG_DIFFERS = 10058
 STREAM_NOT_FOUND = 10059
 """JetStream's error code for a stream that does not exist."""
 _CONSUMER_NOT_FOUND = 10014
+_RECONNECT_FIRST = 0.25  # seconds between tries of a lost server: doubling, jittered (the
+_RECONNECT_MOST = 1.0  # library's one backoff), so clients that lost it do not return together
 
 
 def status_of(msg: Msg) -> str | None:
@@ -89,6 +92,8 @@ async def connect(
     liveness = liveness or Liveness()
     shown = ", ".join(redact_server(server) for server in servers)
     down = False
+    failures = 0  # failed connects since the last success: the next wait's backoff
+    client: Client | None = None
 
     async def disconnected() -> None:
         nonlocal down
@@ -97,13 +102,21 @@ async def connect(
             _log.warning("nats_disconnected", servers=shown)
 
     async def reconnected() -> None:
-        nonlocal down
+        nonlocal down, failures
+        failures = 0
+        if client is not None:
+            client.options["reconnect_time_wait"] = _RECONNECT_FIRST
         if down:
             down = False
             _log.info("nats_reconnected", servers=shown)
 
     async def error(exc: Exception) -> None:
+        nonlocal failures
         _log.debug("nats_connection_error", servers=shown, error=repr(exc))
+        if client is not None:  # nats-py waits this long before it tries a server again
+            failures += 1
+            wait = backoff(failures, _RECONNECT_FIRST, _RECONNECT_MOST)
+            client.options["reconnect_time_wait"] = wait
 
     try:
         client = await nats.connect(
@@ -111,7 +124,7 @@ async def connect(
             name="quantum_core",
             allow_reconnect=True,
             max_reconnect_attempts=1,  # the first connect gives up soon, with an error
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=_RECONNECT_FIRST,
             connect_timeout=2,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,

@@ -34,10 +34,10 @@ letters: ``dead_letters.py``; handled-records: ``handled.py``; acked publishes:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
+from ..._checks import check_choice, check_int, check_seconds, check_text
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
@@ -119,27 +119,25 @@ class NatsJetStreamTransport(Transport):
     ) -> None:
         if _NATS_MISSING is not None:
             raise ImportError(_MISSING_EXTRA) from _NATS_MISSING
-        if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
-            raise ValueError(
-                "prefix must be 1-64 letters, digits, '_' or '-' (it names a JetStream stream "
-                f"and a subject token), got {prefix!r}"
-            )
-        _check_positive("ack_wait", ack_wait)
-        _check_positive("publish_timeout", publish_timeout)
-        _check_positive("ping_interval", ping_interval)
+        check_text(
+            "prefix",
+            prefix,
+            pattern=PREFIX_PATTERN,
+            expected="1-64 letters, digits, '_' or '-' (it names a JetStream stream and a "
+            "subject token)",
+        )
+        ack_wait = check_seconds("ack_wait", ack_wait, positive=True)
+        publish_timeout = check_seconds("publish_timeout", publish_timeout, positive=True)
+        ping_interval = check_seconds("ping_interval", ping_interval, positive=True)
         if max_age is not None:
-            _check_positive("max_age", max_age)
-        for name, value in (
-            ("max_ack_pending", max_ack_pending),
-            ("dead_letter_maxlen", dead_letter_maxlen),
-            ("replicas", replicas),
-            ("max_outstanding_pings", max_outstanding_pings),
-            ("maxlen", 1 if maxlen is None else maxlen),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if storage not in ("file", "memory"):
-            raise ValueError(f"storage must be 'file' or 'memory', got {storage!r}")
+            max_age = check_seconds("max_age", max_age, positive=True)
+        if maxlen is not None:
+            maxlen = check_int("maxlen", maxlen)
+        max_ack_pending = check_int("max_ack_pending", max_ack_pending)
+        dead_letter_maxlen = check_int("dead_letter_maxlen", dead_letter_maxlen)
+        replicas = check_int("replicas", replicas)
+        max_outstanding_pings = check_int("max_outstanding_pings", max_outstanding_pings)
+        storage = check_choice("storage", storage, ("file", "memory"))
         if isinstance(client, str):
             servers: list[str] | None = parse_nats_url(client).servers
             given: Client | None = None
@@ -268,11 +266,6 @@ class NatsJetStreamTransport(Transport):
     async def close(self) -> None:
         """Close the subscriptions, and the connection if this transport opened it."""
         await self._state.close()
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def transport_from_nats_url(url: str) -> NatsJetStreamTransport:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
+
+from ..._url_options import URLOptions
 
 __all__ = ["NatsURL", "parse_nats_url", "redact_server"]
 
@@ -22,41 +24,6 @@ class NatsURL:
     options: dict[str, Any]
 
 
-def _seconds(value: str) -> float:
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(value)
-    return number
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def _storage(value: str) -> str:
-    if value not in ("file", "memory"):
-        raise ValueError(value)
-    return value
-
-
-_URL_OPTIONS: dict[str, tuple[Any, str]] = {
-    "ping_interval": (_seconds, "a positive number of seconds"),
-    "max_outstanding_pings": (_count, "a whole number >= 1"),
-    "prefix": (str, "letters, digits, '_' or '-'"),
-    "ack_wait": (_seconds, "a positive number of seconds"),
-    "claim_idle": (_seconds, "a positive number of seconds (the same as ack_wait)"),
-    "max_ack_pending": (_count, "a whole number >= 1"),
-    "maxlen": (_count, "a whole number >= 1"),
-    "max_age": (_seconds, "a positive number of seconds"),
-    "dead_letter_maxlen": (_count, "a whole number >= 1"),
-    "storage": (_storage, "'file' or 'memory'"),
-    "replicas": (_count, "a whole number >= 1"),
-}
-
-
 def parse_nats_url(url: str) -> NatsURL:
     """Split ``nats://[user:password@]host:port[,host:port...]?option=value...``.
 
@@ -64,23 +31,21 @@ def parse_nats_url(url: str) -> NatsURL:
     name the option and its value, never the URL (it may hold a password).
     """
     base, _, query = url.partition("?")
-    options: dict[str, Any] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in _URL_OPTIONS:
-            known = ", ".join(sorted(_URL_OPTIONS))
-            raise ValueError(f"unknown option {name!r} in a nats:// URL; known: {known}")
-        convert, expected = _URL_OPTIONS[name]
-        try:
-            converted = convert(value)
-        except ValueError:
-            raise ValueError(
-                f"nats:// URL option {name}={value!r} is not valid: expected {expected}"
-            ) from None
-        if name == "claim_idle":
-            name = "ack_wait"
-        if name in options:
-            raise ValueError(f"nats:// URL option {name!r} is given twice (claim_idle is ack_wait)")
-        options[name] = converted
+    given = URLOptions(query, label="nats://", aliases={"claim_idle": "ack_wait"})
+    read = {
+        "ping_interval": given.seconds("ping_interval"),
+        "max_outstanding_pings": given.integer("max_outstanding_pings"),
+        "prefix": given.text("prefix"),
+        "ack_wait": given.seconds("ack_wait"),
+        "max_ack_pending": given.integer("max_ack_pending"),
+        "maxlen": given.integer("maxlen"),
+        "max_age": given.seconds("max_age"),
+        "dead_letter_maxlen": given.integer("dead_letter_maxlen"),
+        "storage": given.choice("storage", ("file", "memory")),
+        "replicas": given.integer("replicas"),
+    }
+    given.rest(client_options=())
+    options = {name: value for name, value in read.items() if value is not None}
     scheme = urlsplit(base).scheme or "nats"
     servers = []
     for part in base.split(","):

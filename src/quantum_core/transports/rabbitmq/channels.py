@@ -12,14 +12,19 @@ import asyncio
 
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from ..._backoff import backoff
+
 __all__ = ["RECONNECT_WAIT", "open_channel"]
 
 RECONNECT_WAIT = 5.0
 """Seconds to wait for a lost connection to come back (as a NATS publish waits)."""
+_RETRY_FIRST = 0.05  # seconds before opening a channel again, doubling, jittered
+_RETRY_MOST = 1.0
 
 
 async def open_channel(connection: AbstractConnection, *, confirms: bool) -> AbstractChannel:
     """A new channel (with publisher confirms if ``confirms``), once the connection is up."""
+    failures = 0
     try:
         async with asyncio.timeout(RECONNECT_WAIT):
             while True:
@@ -29,7 +34,8 @@ async def open_channel(connection: AbstractConnection, *, confirms: bool) -> Abs
                 except RuntimeError:  # it closed under us and is not marked down yet
                     if connection.is_closed:  # closed by its owner: it never comes back
                         raise
-                    await asyncio.sleep(0.05)
+                    failures += 1
+                    await asyncio.sleep(backoff(failures, _RETRY_FIRST, _RETRY_MOST))
     except TimeoutError:
         raise ConnectionError(
             f"the connection to RabbitMQ is down and did not come back within {RECONNECT_WAIT:g} s"

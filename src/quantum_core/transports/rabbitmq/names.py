@@ -16,42 +16,37 @@ from __future__ import annotations
 import hashlib
 import re
 
+from ..._checks import check_text
+
 __all__ = ["check_prefix", "check_topic", "dead_letter_queue", "group_queue", "history_stream"]
 
 _MAX_NAME = 255  # AMQP 0-9-1 short strings: queue names and routing keys
-_PREFIX = re.compile(r"[a-zA-Z0-9\-_.:@,/]+")
+_PREFIX = re.compile(r"(?!amq\.)[a-zA-Z0-9\-_.:@,/]{1,100}")
+_TOPIC = re.compile(r"[^*#]+")
 _UNSAFE = re.compile(r"[^a-zA-Z0-9\-_.:@,/ ]+")  # what pamqp takes in a queue name, but "#", "+"
 
 
-def check_prefix(prefix: str) -> str:
+def check_prefix(prefix: object) -> str:
     """Return ``prefix`` if RabbitMQ can use it as an exchange name, else raise ValueError."""
-    if (
-        not isinstance(prefix, str)
-        or not _PREFIX.fullmatch(prefix)
-        or prefix.startswith("amq.")
-        or len(prefix) > 100
-    ):
-        raise ValueError(
-            "prefix must be 1 to 100 letters, digits or '-_.:@,/', not starting with 'amq.' "
-            f"(reserved by RabbitMQ), got {prefix!r}"
-        )
-    return prefix
+    return check_text(
+        "prefix",
+        prefix,
+        pattern=_PREFIX,
+        expected="1 to 100 letters, digits or '-_.:@,/', not starting with 'amq.' (reserved "
+        "by RabbitMQ)",
+    )
 
 
-def check_topic(topic: str) -> str:
+def check_topic(topic: object) -> str:
     """Return ``topic`` if it can be a routing key that matches only itself."""
-    if (
-        not isinstance(topic, str)
-        or not topic
-        or "*" in topic
-        or "#" in topic
-        or len(topic.encode()) > _MAX_NAME
-    ):
-        raise ValueError(
-            "a RabbitMQ event type must be a non-empty routing key of at most 255 bytes "
-            f"without '*' or '#' (they are wildcards in a topic exchange), got {topic!r}"
-        )
-    return topic
+    return check_text(
+        "a RabbitMQ event type",
+        topic,
+        pattern=_TOPIC,
+        max_bytes=_MAX_NAME,
+        expected="a non-empty routing key of at most 255 bytes without '*' or '#' (they are "
+        "wildcards in a topic exchange)",
+    )
 
 
 def group_queue(prefix: str, topic: str, group: str) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 from aio_pika.abc import AbstractConnection
 
+from ..._checks import check_int, check_seconds
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
@@ -134,27 +134,17 @@ class RabbitMQTransport(Transport):
             for name, default in _DEFAULTS.items()
         }
         self.prefix = check_prefix(options["prefix"])
-        history_max_bytes = _at_least("history_max_bytes", options["history_max_bytes"], 0)
+        history_max_bytes = check_int("history_max_bytes", options["history_max_bytes"], minimum=0)
         history_max_age = options["history_max_age"]
-        if history_max_age is not None and not history_max_age > 0:
-            raise ValueError(
-                f"history_max_age must be a positive number of seconds, got {history_max_age!r}"
-            )
-        dead_letter_max = _at_least("dead_letter_max", options["dead_letter_max"], 1)
+        if history_max_age is not None:
+            history_max_age = check_seconds("history_max_age", history_max_age, positive=True)
+        dead_letter_max = check_int("dead_letter_max", options["dead_letter_max"])
         timeout = options["consumer_timeout"]
-        if timeout is not None and not timeout > 0:
-            raise ValueError(
-                f"consumer_timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        self.publish_timeout = options["publish_timeout"]
-        if (
-            not isinstance(self.publish_timeout, int | float)
-            or not 0 < self.publish_timeout < math.inf
-        ):
-            raise ValueError(
-                "publish_timeout must be a positive number of seconds, got "
-                f"{self.publish_timeout!r}"
-            )
+        if timeout is not None:
+            timeout = check_seconds("consumer_timeout", timeout, positive=True)
+        self.publish_timeout = check_seconds(
+            "publish_timeout", options["publish_timeout"], positive=True
+        )
         settings = RabbitMQSettings(
             prefix=self.prefix,
             history_max_bytes=history_max_bytes,
@@ -326,12 +316,6 @@ class RabbitMQTransport(Transport):
 
 def _message(data: bytes, message_id: str) -> aio_pika.Message:
     return aio_pika.Message(data, delivery_mode=_PERSISTENT, message_id=message_id)
-
-
-def _at_least(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return value
 
 
 def transport_from_amqp_url(url: str) -> RabbitMQTransport:

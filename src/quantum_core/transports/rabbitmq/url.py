@@ -7,21 +7,12 @@ other name is a mistake (a typo would otherwise be ignored silently), so it is a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from ..._url_options import URLOptions
 
 __all__ = ["redact_url", "split_options"]
-
-TRANSPORT_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "prefix": str,
-    "history_max_bytes": int,
-    "history_max_age": float,
-    "dead_letter_max": int,
-    "consumer_timeout": float,
-    "publish_timeout": float,
-}
-"""Options of RabbitMQTransport, by name, with the type each value must parse as."""
 
 CLIENT_OPTIONS = frozenset(
     {
@@ -48,7 +39,8 @@ def split_options(url: str) -> tuple[str, dict[str, Any]]:
     """Return the URL for aio-pika (without our options) and our options, parsed.
 
     Raises:
-        ValueError: naming the option that is unknown or whose value does not parse.
+        ValueError: naming the option that is unknown, given twice or whose value does not
+            parse.
     """
     if not isinstance(url, str):
         raise TypeError(f"a RabbitMQ URL must be a string, got {type(url).__name__}")
@@ -64,23 +56,17 @@ def split_options(url: str) -> tuple[str, dict[str, Any]]:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         raise ValueError(f"RabbitMQ URL {redact_url(url)!r} has an invalid port") from None
-    options: dict[str, Any] = {}
-    rest: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in TRANSPORT_OPTIONS:
-            parse = TRANSPORT_OPTIONS[name]
-            try:
-                options[name] = parse(value)
-            except ValueError:
-                kind = getattr(parse, "__name__", "value")
-                raise ValueError(
-                    f"RabbitMQ URL option {name}={value!r} is not a valid {kind}"
-                ) from None
-        elif name in CLIENT_OPTIONS:
-            rest.append((name, value))
-        else:
-            known = ", ".join(sorted({*TRANSPORT_OPTIONS, *CLIENT_OPTIONS}))
-            raise ValueError(f"unknown RabbitMQ URL option {name!r}; known options: {known}")
+    query = URLOptions(parts.query, label="RabbitMQ")
+    given = {
+        "prefix": query.text("prefix"),
+        "history_max_bytes": query.integer("history_max_bytes", minimum=0),
+        "history_max_age": query.seconds("history_max_age"),
+        "dead_letter_max": query.integer("dead_letter_max"),
+        "consumer_timeout": query.seconds("consumer_timeout"),
+        "publish_timeout": query.seconds("publish_timeout"),
+    }
+    rest = query.rest(CLIENT_OPTIONS)
+    options = {name: value for name, value in given.items() if value is not None}
     return urlunsplit(parts._replace(query=urlencode(rest))), options
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ResponseError
 
+from ..._redis import JitteredBackoff
 from .dead_letters import SET_ASIDE
 from .names import RedisNames
 from .reader import use_whole_reply_parser
@@ -103,7 +103,7 @@ class RedisState:
 
     def _client(self, *, blocking: bool = False) -> redis.Redis:
         kwargs = dict(self._connection_kwargs)
-        backoff = ExponentialWithJitterBackoff(base=0.05, cap=_BACKOFF_CAP)
+        backoff = JitteredBackoff(first=0.05, most=_BACKOFF_CAP)
         kwargs["retry"] = Retry(backoff, retries=COMMAND_ATTEMPTS - 1)
         kwargs["socket_timeout"] = self.command_timeout
         if blocking:  # a blocking read must not time out before its BLOCK does (the reader

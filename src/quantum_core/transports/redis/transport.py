@@ -45,6 +45,7 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from ..._checks import check_int, check_name, check_seconds
 from ..._redis import connection_settings, fast_path_tested
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
@@ -85,15 +86,13 @@ class RedisStreamsTransport(Transport):
         claim_idle: float = 30.0,
         dead_letter_maxlen: int = 100_000,
     ) -> None:
-        if not prefix or any(c.isspace() for c in prefix):
-            raise ValueError(f"prefix must be a non-empty string without spaces, got {prefix!r}")
-        if max_age is not None and max_age <= 0:
-            raise ValueError(f"max_age must be a positive number of seconds, got {max_age!r}")
-        if maxlen is not None and maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1 (or None), got {maxlen!r}")
-        if not claim_idle > 0:
-            raise ValueError(f"claim_idle must be a positive number of seconds, got {claim_idle!r}")
-        self.prefix = prefix
+        self.prefix = check_name("prefix", prefix)  # the CLI's --prefix rule too
+        if max_age is not None:
+            max_age = check_seconds("max_age", max_age, positive=True)
+        if maxlen is not None:
+            maxlen = check_int("maxlen", maxlen)
+        claim_idle = check_seconds("claim_idle", claim_idle, positive=True)
+        dead_letter_maxlen = check_int("dead_letter_maxlen", dead_letter_maxlen)
         self._maxlen = None if max_age is not None else maxlen
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
         pool_class, connection_kwargs = connection_settings(client, owner="RedisStreamsTransport")

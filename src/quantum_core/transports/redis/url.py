@@ -7,37 +7,30 @@ options too) goes to redis-py as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from ..._url_options import URLOptions
 
 __all__ = ["TRANSPORT_OPTIONS", "split_options"]
 
-TRANSPORT_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "prefix": str,
-    "maxlen": int,
-    "max_age": float,
-    "claim_idle": float,
-}
-"""Options of RedisStreamsTransport a URL may carry, with the type each value must parse as."""
+TRANSPORT_OPTIONS = ("prefix", "maxlen", "max_age", "claim_idle")
+"""Options of RedisStreamsTransport a URL may carry; redis-py refuses them."""
 
 
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
     """Return the URL for redis-py (without our options) and our options, parsed.
 
     Raises:
-        ValueError: naming the option whose value does not parse.
+        ValueError: naming the option whose value does not parse, or that is given twice.
     """
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options: dict[str, Any] = {}
-    for name, value in query:
-        if name in TRANSPORT_OPTIONS:
-            parse = TRANSPORT_OPTIONS[name]
-            try:
-                options[name] = parse(value)
-            except ValueError:
-                kind = getattr(parse, "__name__", "value")
-                raise ValueError(f"URL option {name}={value!r} is not a valid {kind}") from None
-    rest = urlencode([(k, v) for k, v in query if k not in TRANSPORT_OPTIONS])
-    return urlunsplit(parts._replace(query=rest)), options
+    query = URLOptions(parts.query, label="Redis")
+    given = {
+        "prefix": query.text("prefix"),
+        "maxlen": query.integer("maxlen"),
+        "max_age": query.seconds("max_age"),
+        "claim_idle": query.seconds("claim_idle"),
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    return urlunsplit(parts._replace(query=urlencode(query.rest()))), options
