@@ -357,3 +357,31 @@ async def test_bad_publish_arguments_are_refused_as_without_an_sdk(spans):
     with pytest.raises(ValueError, match="invalid event type"):
         await bus.publish("otel bad", {})
     assert all(s.status.status_code is StatusCode.ERROR for s in spans.get_finished_spans())
+
+
+async def test_stop_does_not_wait_for_a_backlog_sample_on_a_broker_that_hangs(metrics_registry):
+    bus = EventBus("memory://", service_name=f"hang-{uuid.uuid4().hex[:6]}")
+
+    async def noop(payload):
+        pass
+
+    bus.subscribe("otel.hang", noop, name="noop")
+    sampling = asyncio.Event()
+
+    async def hanging_backlog():
+        sampling.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # as a client tearing down a dead connection: slowly
+            await asyncio.sleep(5)
+            raise
+
+    await bus.start()
+    bus._consumers[0].subscription.backlog = hanging_backlog  # the next sample hangs
+    bus._sampler.cancel()  # restart the sampler, so that it samples now
+    bus._sampler = asyncio.create_task(bus._sample_backlogs(bus._metrics))
+    await asyncio.wait_for(sampling.wait(), 5)
+    started = asyncio.get_running_loop().time()
+    await bus.stop()
+    assert asyncio.get_running_loop().time() - started < 2
+    bus._sampler.cancel()

@@ -9,7 +9,6 @@ event whose handler fails (retries, time limits, dead letters; see ``dispatch.py
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -46,6 +45,15 @@ __all__ = ["EventBus", "EventHandler"]
 _log = get_logger("quantum_core.bus")
 DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 """Seconds a handled-record of an ``idempotent=True`` subscription is kept: one day."""
+
+
+_SAMPLER_STOP = 0.1  # seconds stop() gives the backlog sampler to end
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Read what a background task raised: asyncio reports what nobody read, at exit."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("backlog_sampler_failed", exc_info=task.exception())
 
 
 class _State(Enum):
@@ -275,6 +283,7 @@ class EventBus:
             self._sampler = asyncio.create_task(
                 self._sample_backlogs(self._metrics), name="quantum_core backlog sampler"
             )
+            self._sampler.add_done_callback(_retrieved)
         self._state = _State.RUNNING
         _log.info(
             "event_bus_started",
@@ -346,9 +355,10 @@ class EventBus:
         was_running = self._state is _State.RUNNING
         self._state = _State.STOPPED
         if self._sampler is not None and self._metrics is not None:
+            # A sample in flight on a broker that stopped answering ends at its own bound,
+            # seconds later: stop() does not wait for it (the task only reads).
             self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+            await asyncio.wait({self._sampler}, timeout=_SAMPLER_STOP)
             for consumer in self._consumers:  # no stale samples of a stopped bus
                 series = self._metrics.consumer_series(
                     self.service_name, consumer.route.event_type, consumer.group, self._system
