@@ -30,6 +30,7 @@ from quantum_core import configure_logging
 MODULES = [
     "bench_bus",
     "bench_e2e",
+    "bench_observability",
     "bench_latency",
     "bench_inmemory",
     "bench_typed",

@@ -29,6 +29,7 @@ pytest_plugins = [
     "nats_fixtures",
     "rabbitmq_fixtures",
     "kafka_fixtures",
+    "otel_fixtures",
 ]
 
 

@@ -46,6 +46,7 @@ from .run import (
     publish_feed,
     subscribe_role,
 )
+from .telemetry import configure_tracing_from_env
 
 ENV = "QUANTUM_DEMO_"
 logger = get_logger("examples.trading.roles", domain="demo")
@@ -106,6 +107,7 @@ async def role_app(role: str, settings: RoleSettings | None = None) -> App:
             f"{ENV}BUS=redis://127.0.0.1:6379/0 (or run every role in one process: "
             "python -m examples.trading.run)"
         )
+    configure_tracing_from_env(f"{SERVICE_NAME}.{role}")  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
     policy_url, key_prefix = policy_location(settings.bus, settings.policy)
     store = await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
     bus = await initialize_event_bus(settings.bus, service_name=SERVICE_NAME)

@@ -59,6 +59,7 @@ from .domains.ai_engine.orchestrator import AIOrchestrator
 from .domains.execution.executor import Executor
 from .domains.market_data.feed import MarketDataFeed
 from .domains.risk_safety.safety_governor import SafetyGovernor
+from .telemetry import configure_tracing_from_env
 
 if TYPE_CHECKING:
     from .fills import PostgresFills
@@ -527,6 +528,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
 
     configure_logging(SERVICE_NAME, args.log_level, json_output=args.log_format == "json")
+    configure_tracing_from_env(SERVICE_NAME)  # spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT set
     flow = (args.bus, args.ticks, args.seed, args.interval)
     print(
         asyncio.run(
