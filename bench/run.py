@@ -33,6 +33,7 @@ MODULES = [
     "bench_observability",
     "bench_latency",
     "bench_inmemory",
+    "bench_typed",
     "bench_policy",
     "bench_logging",
     "bench_memory",

@@ -1,7 +1,8 @@
-"""Run the trading flow: every domain in one process, or one domain (a role) per process.
+"""Run the trading flow: every domain in one process (the roles, one per process: roles.py).
 
     python -m examples.trading.run --bus memory:// --ticks 36           # the demo, in memory
-    python -m examples.trading.run --role ai_engine --bus redis://127.0.0.1:6379/0?prefix=t
+    QUANTUM_DEMO_BUS=redis://127.0.0.1:6379/0?prefix=t \
+        quantum-core run examples.trading.roles:ai_engine              # one role (roles.py)
     python -m examples.trading.split --bus redis://127.0.0.1:6379/0    # four processes
     python -m examples.trading.run --postgres postgresql://postgres@127.0.0.1:5432/test
                                    # fills in PostgreSQL, their events through the outbox
@@ -26,9 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -49,7 +47,13 @@ from quantum_core import (
     shutdown_event_bus,
     shutdown_policy_store,
 )
-from quantum_core.models import RiskMode
+from quantum_core.models import (
+    MarketDataEvent,
+    OrderEvent,
+    RiskMode,
+    SignalEvent,
+    TradeApprovalEvent,
+)
 
 from .domains.ai_engine.orchestrator import AIOrchestrator
 from .domains.execution.executor import Executor
@@ -93,6 +97,7 @@ def subscribe_role(
 
     ``fills``: execution records each fill in PostgreSQL and publishes it through the outbox.
     """
+    declare_publishers(role, bus)
     if role == "market_data":
 
         async def resume_feed(payload: dict) -> None:
@@ -143,6 +148,23 @@ def subscribe_role(
             )
 
         bus.subscribe("policy.mode.changed", sync_policy, name=f"{role}.policy_sync")
+
+
+def declare_publishers(role: str, bus: EventBus) -> None:
+    """What the role publishes, and as which model: for its AsyncAPI document."""
+    bus.publisher(ROLE_READY)
+    if role == "market_data":
+        bus.publisher("market.data.update", MarketDataEvent)
+    elif role == "ai_engine":
+        bus.publisher("ai.signal.generated", SignalEvent)
+        bus.publisher(TICK_HANDLED)
+    elif role == "risk_safety":
+        bus.publisher("risk.signal.approved", TradeApprovalEvent)
+        bus.publisher("risk.signal.rejected", TradeApprovalEvent)
+    elif role == "execution":
+        bus.publisher("execution.order.filled", OrderEvent)
+    if role in POLICY_READERS:
+        bus.publisher(POLICY_SYNCED)
 
 
 def _qualified(handler: Callable[..., Any]) -> str:
@@ -420,7 +442,7 @@ def write_decisions(path: str | None, monitor: FlowMonitor) -> None:
         Path(path).write_text(json.dumps(monitor.decisions(), indent=1) + "\n")
 
 
-# -- the two ways to run: all in one process, one role per process -------------------------
+# -- every role in one process (one role per process: roles.py, through quantum-core run) ---
 
 
 async def run(
@@ -441,7 +463,7 @@ async def run(
     await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
     bus = await initialize_event_bus(bus_url, service_name=SERVICE_NAME)
     monitor = FlowMonitor()
-    fills = await _open_fills(postgres)
+    fills = await open_fills(postgres)
     try:
         await reset_policy()
         resumed = asyncio.Event()
@@ -453,7 +475,7 @@ async def run(
             if fills is not None:
                 await relaying.enter_async_context(fills.relay(bus))
             feed = asyncio.create_task(publish_feed(ticks, seed, interval, ticks // 2, resumed))
-            await drive(monitor, ticks, failure=lambda: _feed_failure(feed))
+            await drive(monitor, ticks, failure=lambda: feed_failure(feed))
             await feed
         write_decisions(decisions, monitor)
         return summary(bus_url, monitor, None if fills is None else await fills.count())
@@ -466,7 +488,7 @@ async def run(
             await delete_prefix(bus_url, own_prefix)
 
 
-async def _open_fills(postgres: str | None, prefix: str | None = None) -> PostgresFills | None:
+async def open_fills(postgres: str | None, prefix: str | None = None) -> PostgresFills | None:
     if postgres is None:
         return None
     from .fills import PostgresFills  # asyncpg only when PostgreSQL is asked for
@@ -474,90 +496,23 @@ async def _open_fills(postgres: str | None, prefix: str | None = None) -> Postgr
     return await PostgresFills.open(postgres, service_name=SERVICE_NAME, prefix=prefix)
 
 
-def _feed_failure(feed: asyncio.Task[None]) -> str | None:
+def feed_failure(feed: asyncio.Task[None]) -> str | None:
     if feed.done() and not feed.cancelled() and feed.exception():
         return f"the feed failed: {feed.exception()!r}"
     return None
 
 
-async def run_role(
-    role: str,
-    bus_url: str,
-    ticks: int,
-    seed: int,
-    interval: float,
-    hold_at: int | None,
-    policy: str | None = None,
-    postgres: str | None = None,
-) -> int:
-    """Run one role until SIGTERM or SIGINT, then drain: handlers in flight finish, exit 0.
-
-    With ``postgres``, the execution role records fills in ``quantum_demo_fills`` and
-    relays their events from ``quantum_demo_outbox`` (kept: several runs share them).
-    """
-    policy_url, key_prefix = policy_location(bus_url, policy)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
-    feed: asyncio.Task[None] | None = None
-    status = 0
-    fills = await _open_fills(postgres if role == "execution" else None, "quantum_demo")
-    relaying = contextlib.AsyncExitStack()
-    try:
-        bus = await initialize_event_bus(bus_url, service_name=SERVICE_NAME)
-        resumed = asyncio.Event()
-        subscribe_role(role, bus, resumed, fills)
-        await bus.start()
-        if fills is not None:
-            await relaying.enter_async_context(fills.relay(bus))
-        await bus.publish(ROLE_READY, {"role": role, "pid": os.getpid()})
-        logger.info("role_started", role=role, pid=os.getpid())
-        if role == "market_data":
-            feed = asyncio.create_task(publish_feed(ticks, seed, interval, hold_at, resumed))
-            feed.add_done_callback(lambda task: _feed_failure(task) and stop.set())
-        await stop.wait()
-        if feed is not None and (problem := _feed_failure(feed)):
-            logger.error("role_failed", role=role, error=problem)
-            status = 1
-        logger.info("role_stopping", role=role)
-    finally:
-        if feed is not None and not feed.done():
-            feed.cancel()
-            await asyncio.gather(feed, return_exceptions=True)
-        await relaying.aclose()
-        await shutdown_event_bus()  # stops taking events, lets the ones in flight finish
-        if fills is not None:
-            await fills.close(drop=False)
-        await shutdown_policy_store()
-    logger.info("role_stopped", role=role, exit_code=status)
-    return status
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--role",
-        choices=("all", *ROLES),
-        default="all",
-        help="the domain this process runs; 'all' runs every one and drives the demo",
-    )
     parser.add_argument("--bus", default="memory://", help="transport URL (default memory://)")
     parser.add_argument("--ticks", type=int, default=36, help="market ticks to publish")
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated feed")
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between ticks")
     parser.add_argument(
-        "--hold-at",
-        type=int,
-        default=None,
-        help="market_data: after this many ticks, wait for demo.feed.resume",
-    )
-    parser.add_argument(
         "--policy",
         help="the Redis URL where processes share the risk policy (default: the bus's Redis)",
     )
-    parser.add_argument("--decisions", help="--role all: write every tick's outcome here (JSON)")
+    parser.add_argument("--decisions", help="write every tick's outcome here (JSON)")
     parser.add_argument(
         "--postgres",
         metavar="DSN",
@@ -567,38 +522,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     args = parser.parse_args(argv)
 
-    scheme = urlsplit(args.bus).scheme
-    if args.role != "all" and scheme == "memory":
-        parser.error(
-            f"--role {args.role} cannot use memory://: an in-memory bus lives inside one "
-            "process, so the other roles could never reach it. Use --role all, or a broker "
-            "every role can reach, such as --bus redis://127.0.0.1:6379/0"
-        )
     try:
-        policy_location(args.bus, args.policy, shared=args.role != "all")
+        policy_location(args.bus, args.policy, shared=False)
     except ValueError as error:
         parser.error(str(error))
 
-    service = SERVICE_NAME if args.role == "all" else f"{SERVICE_NAME}.{args.role}"
-    configure_logging(service, args.log_level, json_output=args.log_format == "json")
-    configure_tracing_from_env(service)  # spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    configure_logging(SERVICE_NAME, args.log_level, json_output=args.log_format == "json")
+    configure_tracing_from_env(SERVICE_NAME)  # spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT set
     flow = (args.bus, args.ticks, args.seed, args.interval)
-    if args.role == "all":
-        print(
-            asyncio.run(
-                run(*flow, decisions=args.decisions, policy=args.policy, postgres=args.postgres)
-            )
-        )
-        return
-    sys.exit(
+    print(
         asyncio.run(
-            run_role(
-                args.role,
-                *flow,
-                hold_at=args.hold_at,
-                policy=args.policy,
-                postgres=args.postgres,
-            )
+            run(*flow, decisions=args.decisions, policy=args.policy, postgres=args.postgres)
         )
     )
 

@@ -2,8 +2,9 @@
 
     python -m examples.trading.split --bus redis://127.0.0.1:6379/0
 
-The launcher starts the ai_engine, risk_safety and execution roles (``python -m
-examples.trading.run --role ...``), waits until each has subscribed, then starts market_data.
+The launcher starts the ai_engine, risk_safety and execution roles (``quantum-core run
+examples.trading.roles:<role>``, settings in ``QUANTUM_DEMO_*``), waits until each has
+subscribed, then starts market_data.
 It is the risk manager (it switches to DEFENSIVE half way through, as the single-process demo
 does) and the monitor (a subscription to every event of the flow). When every tick's chain is
 done it stops each role with SIGTERM, upstream first, checks that each drained and exited 0,
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,6 +32,7 @@ from quantum_core import (
     shutdown_policy_store,
 )
 
+from .roles import RoleSettings
 from .run import (
     CONSUMER_ROLES,
     ROLES,
@@ -53,18 +57,20 @@ logger = get_logger("examples.trading.split", domain="demo")
 class Roles:
     """The role processes, started and stopped in flow order."""
 
-    def __init__(self, bus_url: str, role_args: list[str]) -> None:
-        self.bus_url = bus_url
-        self.role_args = role_args
+    def __init__(self, settings: RoleSettings, log_args: list[str]) -> None:
+        self.settings = settings
+        self.log_args = log_args
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.exit_codes: dict[str, int | None] = {}
 
-    async def start(self, role: str, *extra: str) -> None:
+    async def start(self, role: str, **changes: object) -> None:
+        """``quantum-core run examples.trading.roles:<role>``, told its settings by env."""
+        settings = dataclasses.replace(self.settings, **changes)  # type: ignore[arg-type]
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "examples.trading.run", "--role", role, "--bus", self.bus_url),
-            *self.role_args,
-            *extra,
+            *(sys.executable, "-m", "quantum_core.cli", "run", f"examples.trading.roles:{role}"),
+            *self.log_args,
             cwd=ROOT,
+            env={**os.environ, **settings.to_env()},
         )
         self.processes[role] = process
         logger.info("role_process_started", role=role, pid=process.pid)
@@ -98,15 +104,18 @@ class Roles:
 
 
 async def launch(
-    bus_url: str, ticks: int, role_args: list[str], decisions: str | None, policy: str | None
+    bus_url: str,
+    ticks: int,
+    settings: RoleSettings,
+    log_args: list[str],
+    decisions: str | None,
+    policy: str | None,
 ) -> tuple[str, bool]:
     """Run the four roles once; return the summary and whether everything went right."""
     bus_url, own_prefix = with_own_prefix(bus_url)
     policy_url, key_prefix = policy_location(bus_url, policy)
-    if policy:
-        role_args = [*role_args, "--policy", policy]
     await initialize_policy_store(policy_url, key_prefix=key_prefix, snapshot_path=None)
-    roles = Roles(bus_url, role_args)
+    roles = Roles(dataclasses.replace(settings, bus=bus_url, policy=policy), log_args)
     monitor = FlowMonitor()
     error: Exception | None = None
     try:
@@ -119,7 +128,7 @@ async def launch(
         await monitor.wait_until(
             lambda: monitor.not_ready(CONSUMER_ROLES), timeout=WAIT_SECONDS, failure=roles.died
         )
-        await roles.start("market_data", "--ticks", str(ticks), "--hold-at", str(ticks // 2))
+        await roles.start("market_data", ticks=ticks, hold_at=ticks // 2)
         await drive(monitor, ticks, failure=roles.died)
     except (TimeoutError, RuntimeError) as exc:
         error = exc
@@ -167,12 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(
         f"{SERVICE_NAME}.launcher", args.log_level, json_output=args.log_format == "json"
     )
-    role_args = [
-        *("--seed", str(args.seed), "--interval", str(args.interval)),
-        *("--log-level", args.log_level, "--log-format", args.log_format),
-    ]
+    settings = RoleSettings(bus=args.bus, seed=args.seed, interval=args.interval)
+    log_args = ["--log-level", args.log_level, "--log-format", args.log_format]
     with contextlib.suppress(KeyboardInterrupt):
-        text, ok = asyncio.run(launch(args.bus, args.ticks, role_args, args.decisions, args.policy))
+        text, ok = asyncio.run(
+            launch(args.bus, args.ticks, settings, log_args, args.decisions, args.policy)
+        )
         print(text)
         sys.exit(0 if ok else 1)
     sys.exit(130)

@@ -9,6 +9,7 @@ use, so ``import quantum_core`` needs only the core dependencies and loads no da
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .app import App
 from .bus import (
     Backlog,
     DeadLetter,
@@ -82,6 +83,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "App",
     "Backlog",
     "CheckResult",
     "DeadLetter",

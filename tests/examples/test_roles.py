@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -131,10 +132,19 @@ def test_every_broker_makes_the_same_decisions_as_memory(
 
 
 def test_a_role_cannot_run_alone_on_the_memory_transport():
-    result = run_module("examples.trading.run", "--role", "ai_engine", "--bus", "memory://")
-    assert result.returncode == 2
-    assert "--role ai_engine cannot use memory://" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "quantum_core.cli", "run", "examples.trading.roles:ai_engine"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "QUANTUM_DEMO_BUS": "memory://"},
+    )
+    assert result.returncode == 1
+    assert "role ai_engine cannot use memory://" in result.stderr
     assert "redis://" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 class Flow:
@@ -191,13 +201,17 @@ class Flow:
         await asyncio.wait_for(wait(), timeout)
 
 
-async def start_role(role, bus_url, log_dir, *args):
+async def start_role(role, bus_url, log_dir, **settings):
+    """``quantum-core run examples.trading.roles:<role>``, as a process manager runs it."""
     log = (log_dir / f"{role}-{len(list(log_dir.iterdir()))}.log").open("w")
+    env = {**os.environ, "QUANTUM_DEMO_BUS": bus_url}
+    env |= {f"QUANTUM_DEMO_{name.upper()}": str(value) for name, value in settings.items()}
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "examples.trading.run", "--role", role, "--bus", bus_url, *args),
+        *(sys.executable, "-m", "quantum_core.cli", "run", f"examples.trading.roles:{role}"),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     log.close()
     process.log_path = Path(log.name)
@@ -231,14 +245,14 @@ async def test_a_role_stopped_mid_flow_drains_and_its_successor_loses_nothing(
                 roles[role] = await start_role(role, bus_url, tmp_path)
             await flow.until(lambda: all(flow.ready(role) for role in roles))
             roles["market_data"] = await start_role(
-                "market_data", bus_url, tmp_path, "--ticks", str(ticks), "--interval", "0.02"
+                "market_data", bus_url, tmp_path, ticks=ticks, interval=0.02
             )
             await flow.until(lambda: len(flow.events["demo.tick.handled"]) >= 10)
 
             first_engine = roles.pop("ai_engine")  # SIGTERM while ticks keep coming
             assert await stop_role(first_engine) == 0
             events = log_events(first_engine)
-            assert events[-1] == "role_stopped"
+            assert events[-2:] == ["role_stopped", "app_stopped"]
             assert "event_handlers_cancelled_on_stop" not in events
             handled_by_first = len(flow.events["demo.tick.handled"])
             assert handled_by_first < ticks

@@ -6,6 +6,7 @@ import sys
 import quantum_core
 
 EXPECTED = {
+    "App",  # issue 22: a service's bus, policy store and health checker, for `quantum-core run`
     "Backlog",
     "CheckResult",
     "DeadLetter",

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from enum import Enum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from .._checks import check_int, check_seconds
 from ..logs import get_logger
@@ -39,10 +39,12 @@ from .envelope import encode_events, validate_event_type
 from .registry import resolve_transport
 from .stats import SubscriptionStats
 from .transport import Backlog, Transport
+from .typed import TypedPayload, typed_payload
 
 __all__ = ["EventBus", "EventHandler"]
 
 _log = get_logger("quantum_core.bus")
+_H = TypeVar("_H", bound=EventHandler)
 DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 """Seconds a handled-record of an ``idempotent=True`` subscription is kept: one day."""
 
@@ -135,6 +137,7 @@ class EventBus:
         self._published: dict[str, PublishSeries] = {}
         self._sampler: asyncio.Task[None] | None = None
         self._routes: list[Route] = []
+        self._publishes: dict[str, TypedPayload | None] = {}
         self._consumers: list[Consumer] = []
         self._state = _State.NEW
         self._poll_seconds = 1.0
@@ -148,6 +151,11 @@ class EventBus:
     def consumer_name(self) -> str:
         """This process's consumer name within its groups: unique, stable for its life."""
         return self._consumer
+
+    @property
+    def stop_timeout(self) -> float:
+        """Seconds :meth:`stop` waits for handlers in flight before cancelling them."""
+        return self._stop_timeout
 
     @property
     def is_running(self) -> bool:
@@ -178,9 +186,15 @@ class EventBus:
     ) -> None:
         """Run ``handler(payload)`` for every event of ``event_type``, once :meth:`start` ran.
 
+        A handler whose first parameter is annotated with a pydantic model (or a
+        ``TypedDict``, a dataclass) receives the payload validated as one; a payload that
+        fails validation is dead-lettered at once, with every reason, never retried. One
+        annotated ``dict`` or not annotated receives the payload dict.
+
         Args:
             event_type: Such as ``"market.data.update"``.
-            handler: An ``async def`` function or method taking the payload dict.
+            handler: An ``async def`` function or method taking the payload: the dict, or
+                the model its first parameter is annotated with.
             name: Names the subscription (its consumer group) within the service; defaults
                 to the handler's qualified name. Renaming it starts a new group.
             concurrency: Events this subscription handles at once; defaults to the bus's.
@@ -206,7 +220,7 @@ class EventBus:
         if not is_async_callable(handler):
             raise TypeError(
                 f"handler for {event_type!r} must be an async function (async def) taking the "
-                f"payload dict, got {handler!r}"
+                f"payload (a dict, or a model), got {handler!r}"
             )
         if self._state in (_State.RUNNING, _State.STOPPED):
             raise RuntimeError(
@@ -220,6 +234,7 @@ class EventBus:
                 f"{route_name!r} is already subscribed to {event_type!r}; pass name=... "
                 "to subscribe a second handler with the same qualified name"
             )
+        payload = typed_payload(handler, route_name)
         self._routes.append(
             Route(
                 event_type=event_type,
@@ -236,8 +251,84 @@ class EventBus:
                     if idempotent
                     else None
                 ),
+                payload=payload,
             )
         )
+
+    def subscriber(
+        self,
+        event_type: str,
+        *,
+        name: str | None = None,
+        concurrency: int | None = None,
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None = None,
+        from_beginning: bool = False,
+        max_attempts: int | None = None,
+        retry_backoff: float | None = None,
+        timeout: float | None = None,
+        idempotent: bool = False,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+    ) -> Callable[[_H], _H]:
+        """:meth:`subscribe` as a decorator, with the same options.
+
+        The function comes back unchanged, so a test can still call it directly.
+
+        Example:
+            >>> bus = EventBus("memory://", service_name="demo")
+            >>> @bus.subscriber("market.data.update", concurrency=1)
+            ... async def on_tick(payload: dict) -> None: ...
+        """
+
+        def register(handler: _H) -> _H:
+            self.subscribe(
+                event_type,
+                handler,
+                name=name,
+                concurrency=concurrency,
+                ordering_key=ordering_key,
+                from_beginning=from_beginning,
+                max_attempts=max_attempts,
+                retry_backoff=retry_backoff,
+                timeout=timeout,
+                idempotent=idempotent,
+                idempotency_ttl=idempotency_ttl,
+            )
+            return handler
+
+        return register
+
+    def publisher(self, event_type: str, model: Any = None) -> None:
+        """Declare that this service publishes ``event_type`` (payloads of ``model``, if given).
+
+        Publishing works without it; the declaration puts the event in the service's AsyncAPI
+        document (``quantum-core asyncapi``) as one it sends, with ``model``'s JSON Schema.
+
+        Raises:
+            TypeError: pydantic cannot describe ``model``.
+        """
+        validate_event_type(event_type)
+        if model is None or model is dict:
+            self._publishes[event_type] = None
+            return
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(model)
+        except Exception as exc:
+            raise TypeError(
+                f"publisher({event_type!r}, {model!r}): pydantic cannot describe it "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())}); pass a pydantic model, "
+                "a TypedDict or a dataclass"
+            ) from None
+        self._publishes[event_type] = TypedPayload(model, adapter, f"{self.service_name} publisher")
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every subscription, as subscribed: read by tools (the AsyncAPI document)."""
+        return tuple(self._routes)
+
+    @property
+    def publishes(self) -> dict[str, TypedPayload | None]:
+        """The events declared with :meth:`publisher`, and their payload types."""
+        return dict(self._publishes)
 
     async def start(self) -> None:
         """Create every subscription's consumer group, then start consuming.

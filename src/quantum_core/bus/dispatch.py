@@ -59,11 +59,12 @@ from .dead_letters import REPLAY_FOR, dead_letter_record, describe_error
 from .envelope import Envelope, decode
 from .stats import Counters, SubscriptionStats
 from .transport import Backlog, Delivery, Subscription
+from .typed import TypedPayload
 
 __all__ = ["Consumer", "EventHandler", "KeyFunction", "Route"]
 
-EventHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""An async function taking the event's payload dict."""
+EventHandler = Callable[[Any], Awaitable[Any]]
+"""An async function taking the event's payload: the dict, or the model its parameter names."""
 
 KeyFunction = Callable[[dict[str, Any]], Hashable | None]
 
@@ -88,6 +89,7 @@ class Route:
     ordering_key: KeyFunction | None = None
     from_beginning: bool = False
     idempotency_ttl: float | None = None  # None: not idempotent
+    payload: TypedPayload | None = None  # None: the handler takes the payload dict
 
 
 @dataclass(slots=True)
@@ -438,6 +440,13 @@ class Consumer:
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
         checked = self.route.idempotency_ttl is None
+        payload: Any = envelope.payload
+        typed = self.route.payload
+        if typed is not None:  # a typed handler: validated once, before any attempt
+            try:
+                payload = typed.validate(payload)
+            except Exception as exc:  # a model's own validator may raise anything
+                return await self._reject(delivery, envelope, typed.invalid(exc), attempt, lane)
         spans = tracing_spans()  # None unless an OpenTelemetry SDK is configured
         series = self._series  # None unless Prometheus metrics are on
         span = None
@@ -477,7 +486,7 @@ class Consumer:
                         started = time.perf_counter()
                     error = await call_handler(
                         self.route.handler,
-                        envelope.payload,
+                        payload,
                         policy.timeout,
                         self._deadlines,
                         context,
@@ -539,6 +548,31 @@ class Consumer:
                 return False  # stopping: left unacknowledged, for another replica
             self.counters.retried += 1
             attempt += 1
+
+    async def _reject(
+        self,
+        delivery: Delivery,
+        envelope: Envelope,
+        reason: ValueError,
+        attempt: int,
+        lane: _Lane | None,
+    ) -> bool:
+        """Dead-letter an event whose payload fails the typed handler's validation, at once.
+
+        Retrying cannot fix a payload, so it costs no attempt and waits for no backoff.
+        """
+        adopt_trace_id(envelope.trace_id)
+        self.counters.failed += 1
+        _log.error(
+            "event_payload_invalid",
+            event_id=envelope.id,
+            event_type=envelope.type,
+            handler=self.route.name,
+            error=str(reason),
+        )
+        return await self._dead_letter(
+            delivery, envelope, reason, attempt, lane, worker=lane is None
+        )
 
     async def _wait_to_retry(self, delay: float, lane: _Lane | None) -> bool:
         """Wait ``delay`` seconds for the next attempt; False if ``stop()`` came meanwhile."""

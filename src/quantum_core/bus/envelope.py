@@ -32,7 +32,11 @@ from pydantic import BaseModel
 from ..errors import MalformedEventError
 from ..tracing import new_trace_id, trace_context, validate_trace_id
 
+MODEL_HEADER = "x-quantum-model"
+"""The header naming the pydantic model an event's payload was published from."""
+
 __all__ = [
+    "MODEL_HEADER",
     "WIRE_VERSION",
     "Envelope",
     "decode",
@@ -171,8 +175,10 @@ def encode_events(
     event_ids = _new_event_ids(len(payloads)) if payloads else []
     encoded: list[bytes] = []
     for event_id, payload in zip(event_ids, payloads, strict=True):
+        model_headers = headers
         if isinstance(payload, BaseModel):
             body = payload.model_dump(mode="json")
+            model_headers = {**headers, MODEL_HEADER: type(payload).__name__}
         elif isinstance(payload, dict):
             body = payload
         else:
@@ -180,7 +186,7 @@ def encode_events(
                 f"payload of {event_type!r} must be a dict or a pydantic model, "
                 f"got {type(payload).__name__}"
             )
-        data = _to_json(event_id, event_type, body, trace_id, now, source, headers)
+        data = _to_json(event_id, event_type, body, trace_id, now, source, model_headers)
         if (_N in data and b"NaN" in data) or (_I in data and b"Infinity" in data):
             _refuse_non_finite(event_type, body, data)  # rare: look closer only then
         encoded.append(data)

@@ -24,7 +24,7 @@ from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger, logging_restored
 from ..policy import DEFAULT_KEY_PREFIX
-from . import _dlq, _health, _outbox, _policy, _streams
+from . import _asyncapi, _dlq, _health, _outbox, _policy, _run, _streams
 from ._arguments import seconds_option
 from ._common import (
     CLI_SERVICE,
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_streams, _dlq, _policy, _health, _outbox):
+    for module in (_streams, _dlq, _policy, _health, _outbox, _run, _asyncapi):
         module.register(commands, common)
     return parser
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 policy_prefix=_option(args, "policy_prefix", DEFAULT_KEY_PREFIX),
                 timeout=_option(args, "timeout", 2.0),
             )
-            return asyncio.run(_run(handler, args, target, output))
+            return asyncio.run(_with_context(handler, args, target, output))
         except CliError as error:
             output.error(str(error))
             return error.exit_code
@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILED
 
 
-async def _run(handler: Handler, args: argparse.Namespace, target: Target, output: Output) -> int:
+async def _with_context(
+    handler: Handler, args: argparse.Namespace, target: Target, output: Output
+) -> int:
     context = Context(target)
     try:
         return await handler(args, context, output)

@@ -13,10 +13,13 @@ from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..bus import EventBus
+from ..bus.envelope import MODEL_HEADER
 from ..tracing import trace_context
 from .faults import FAULT_CHECKS
-from .harness import Check, Harness, MakeTransport, TransportFeatures, expect
+from .harness import PATIENCE, Check, Harness, MakeTransport, TransportFeatures, expect
 from .recorder import EventRecorder
 from .waiting import eventually
 
@@ -231,6 +234,51 @@ async def _malformed_set_aside(h: Harness, features: TransportFeatures) -> None:
     expect(recorder.payloads == [{"fine": True}])
 
 
+class _TypedSignal(BaseModel):
+    """The model of the typed-handler check (module level: its annotation must resolve)."""
+
+    symbol: str
+    confidence: float
+
+
+async def _typed_handler(h: Harness, features: TransportFeatures) -> None:
+    """A handler annotated with a model gets one; a payload that is not one goes aside at once.
+
+    The published model travels as JSON with its name in the ``x-quantum-model`` header; the
+    invalid payload is dead-lettered on its first attempt, while a dict handler of the same
+    service handles both.
+    """
+    topic = h.topic("typed")
+    typed: list[_TypedSignal] = []
+    bus = h.bus("typed", max_attempts=3, retry_backoff=0.01)
+
+    async def on_signal(signal: _TypedSignal) -> None:
+        typed.append(signal)
+
+    plain = EventRecorder()
+    bus.subscribe(topic, on_signal, name="typed")
+    bus.subscribe(topic, plain, name="plain")
+    await bus.start()
+    publisher = h.bus("publisher")
+    key = _key_of(features)
+    bad_id = await publisher.publish(topic, {"symbol": "ETHUSDT"}, ordering_key=key)
+    await publisher.publish(topic, _TypedSignal(symbol="BTCUSDT", confidence=0.9), ordering_key=key)
+    await plain.wait_for(2)
+    pairs = zip(plain.payloads, plain.events, strict=True)
+    seen = {p["symbol"]: (p, e.headers.get(MODEL_HEADER)) for p, e in pairs}
+    expect(seen["ETHUSDT"] == ({"symbol": "ETHUSDT"}, None), seen)
+    expect(seen["BTCUSDT"] == ({"symbol": "BTCUSDT", "confidence": 0.9}, "_TypedSignal"), seen)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while not (letters := await bus.dead_letters(topic)) or not typed:
+        expect(loop.time() < deadline, "the typed handler or the dead letter never came")
+        await asyncio.sleep(0.02)
+    expect(typed == [_TypedSignal(symbol="BTCUSDT", confidence=0.9)], typed)
+    [letter] = letters
+    expect(letter.event_id == bad_id and letter.attempts == 1, letter)
+    expect("confidence: Field required" in letter.error, letter.error)
+
+
 async def _guide_test_twice(h: Harness, features: TransportFeatures) -> None:
     """The guide's unit test, run twice against the same namespace: one event each time."""
     for _ in range(2):
@@ -287,6 +335,7 @@ CHECKS: dict[str, Check] = {
     "from_beginning": _from_beginning,
     "malformed_set_aside": _malformed_set_aside,
     "guide_test_twice": _guide_test_twice,
+    "typed_handler": _typed_handler,
     **FAULT_CHECKS,  # retries, handler time limits, dead letters, replay, stats
 }
 """Every check of the transport contract, by name."""

@@ -24,6 +24,9 @@ class AIOrchestrator:
     async def handle_market_update(self, event_data: dict) -> None:
         """Handle a market data update and maybe publish a signal.
 
+        The one handler of the flow that takes the payload dict, as in the guide; the others
+        take models (``SignalEvent``, ``TradeApprovalEvent``) validated by the bus.
+
         Unlike the guide, which starts a new trace here, the tick's own trace goes on: the
         signal, its approval and the order all carry the trace id of the tick that caused them.
         """
@@ -66,7 +69,7 @@ class AIOrchestrator:
             sl_price=round(price * (1 - 0.01 * direction), 2),
             trace_id=trace_id,
         )
-        await self.event_bus.publish("ai.signal.generated", signal.dict(), trace_id=trace_id)
+        await self.event_bus.publish("ai.signal.generated", signal, trace_id=trace_id)
         TradingLogger.signal_generated(
             symbol=symbol, action=action, confidence=confidence, trace_id=trace_id
         )

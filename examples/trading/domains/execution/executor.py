@@ -9,7 +9,7 @@ import itertools
 from typing import Any, Protocol
 
 from quantum_core import TradingLogger, get_event_bus, get_logger, trace_context
-from quantum_core.models import OrderEvent
+from quantum_core.models import OrderEvent, TradeApprovalEvent
 
 logger = get_logger(__name__, domain="execution")
 
@@ -31,17 +31,19 @@ class Executor:
         self._order_numbers = itertools.count(1)
         logger.info("Executor initialized")
 
-    async def handle_approved_signal(self, event_data: dict) -> None:
-        """Execute an approved trading signal."""
-        symbol = event_data["symbol"]
-        action = event_data["action"]
-        trace_id = event_data.get("trace_id") or trace_context.get()
+    async def handle_approved_signal(self, approval: TradeApprovalEvent) -> None:
+        """Execute an approved trading signal (validated as a ``TradeApprovalEvent``)."""
+        symbol = approval.symbol
+        action = approval.action
+        trace_id = approval.trace_id or trace_context.get()
 
         logger.info("approved_signal_received", symbol=symbol, action=action)
 
         order_id = f"ORD-{next(self._order_numbers):06d}"
-        quantity = event_data["quantity"]
-        price = event_data["entry_price"]
+        quantity = approval.quantity
+        price = approval.entry_price
+        if quantity is None or price is None:
+            raise ValueError(f"approval of {symbol} without a quantity or an entry price")
 
         TradingLogger.order_submitted(
             symbol=symbol, order_id=order_id, action=action, quantity=quantity, trace_id=trace_id
@@ -55,13 +57,15 @@ class Executor:
             order_type="MARKET",
             status="FILLED",
             filled_quantity=quantity,
-            leverage=event_data.get("leverage") or 1.0,
+            leverage=approval.leverage or 1.0,
             trace_id=trace_id,
         )
         if self.fills is None:
-            await self.event_bus.publish("execution.order.filled", order.dict(), trace_id=trace_id)
+            await self.event_bus.publish("execution.order.filled", order, trace_id=trace_id)
         else:
-            await self.fills.record("execution.order.filled", order.dict(), trace_id)
+            await self.fills.record(
+                "execution.order.filled", order.model_dump(mode="json"), trace_id
+            )
         TradingLogger.order_filled(
             symbol=symbol,
             order_id=order_id,

@@ -1,7 +1,7 @@
 """Safety Governor - risk validation domain (the guide's, with a positions book)."""
 
 from quantum_core import TradingLogger, get_event_bus, get_logger, get_policy_store, trace_context
-from quantum_core.models import TradeApprovalEvent
+from quantum_core.models import SignalEvent, TradeApprovalEvent
 
 logger = get_logger(__name__, domain="risk_safety")
 
@@ -17,14 +17,18 @@ class SafetyGovernor:
         self.positions: dict[str, str] = {}  # symbol -> LONG or SHORT
         logger.info("SafetyGovernor initialized")
 
-    async def handle_signal(self, event_data: dict) -> None:
-        """Validate an AI signal against the active risk limits, then approve or reject it."""
-        symbol = event_data["symbol"]
-        action = event_data["action"]
-        confidence = event_data["confidence"]
-        entry_price = event_data["entry_price"]
-        sl_price = event_data.get("sl_price")
-        trace_id = event_data.get("trace_id") or trace_context.get()
+    async def handle_signal(self, signal: SignalEvent) -> None:
+        """Validate an AI signal against the active risk limits, then approve or reject it.
+
+        The bus validates the payload as a ``SignalEvent`` before this runs; one that is not
+        is dead-lettered, never half-read here.
+        """
+        symbol = signal.symbol
+        action = signal.action
+        confidence = signal.confidence
+        entry_price = signal.entry_price
+        sl_price = signal.sl_price
+        trace_id = signal.trace_id or trace_context.get()
 
         logger.info("signal_received", symbol=symbol, action=action, confidence=confidence)
 
@@ -58,17 +62,17 @@ class SafetyGovernor:
             action=action,
             approved=approved,
             rejection_reason=rejection_reason,
-            signal_id=event_data.get("event_id"),
+            signal_id=signal.event_id,
             risk_mode=policy.active_mode,
             quantity=quantity,
             leverage=min(config.max_leverage, 5.0) if approved else None,
             entry_price=entry_price,
-            tp_price=event_data.get("tp_price"),
+            tp_price=signal.tp_price,
             sl_price=sl_price,
             trace_id=trace_id,
         )
         event_type = "risk.signal.approved" if approved else "risk.signal.rejected"
-        await self.event_bus.publish(event_type, approval.dict(), trace_id=trace_id)
+        await self.event_bus.publish(event_type, approval, trace_id=trace_id)
 
         if approved:
             TradingLogger.trade_approved(
