@@ -1,6 +1,7 @@
 """The cluster key layout: a topic's keys share one slot; topics spread; URLs parse."""
 
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 from redis.cluster import key_slot
 
@@ -12,7 +13,10 @@ NAMES = st.text(
 )
 
 
-@given(prefix=NAMES, topic=NAMES, group=NAMES, event_id=NAMES)
+@given(
+    prefix=NAMES.filter(lambda p: not {"{", "}"} & set(p)), topic=NAMES, group=NAMES, event_id=NAMES
+)
+@example(prefix="a", topic="}", group="g", event_id="e")
 def test_every_key_of_a_topic_is_in_one_slot(prefix, topic, group, event_id):
     names = ClusterNames(prefix)
     keys = [
@@ -22,6 +26,15 @@ def test_every_key_of_a_topic_is_in_one_slot(prefix, topic, group, event_id):
     ]
     assert len({key_slot(key.encode()) for key in keys}) == 1
     assert names.topic_of(names.stream(topic)) == topic
+
+
+@pytest.mark.parametrize("prefix", ["}", "a}b", "{a", "x{y}z"])
+def test_a_prefix_with_a_brace_is_refused_on_a_cluster(prefix):
+    # "}" would make the hash tag empty (every key its own slot); "a}b" would put every
+    # topic of the prefix in one slot: the braces delimit the tag.
+    with pytest.raises(ValueError, match=r"prefix .* must not contain '\{' or '\}'"):
+        ClusterNames(prefix)
+    assert RedisNames(prefix).stream("t") == f"{prefix}:stream:t"  # one Redis: no tags
 
 
 def test_topics_spread_over_slots_and_single_node_names_stay_as_they_were():
@@ -65,3 +78,12 @@ def test_any_list_of_nodes_parses_back_to_itself(nodes, tls, user):
     assert startup == [(host.strip("[]"), port) for host, port in nodes]
     assert settings.get("ssl", False) is tls
     assert settings.get("password") == ("pw" if user else None)
+
+
+def test_the_cli_refuses_a_cluster_prefix_with_a_brace_as_a_usage_error():
+    from quantum_core.cli._common import UsageError, resolve_target
+
+    with pytest.raises(UsageError, match="must not contain"):
+        resolve_target(
+            "redis+cluster://127.0.0.1:7000", prefix="a}b", policy_prefix="p", timeout=1.0
+        )

@@ -147,6 +147,11 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
             check_name(name, value)
         except ValueError as error:
             raise UsageError(str(error)) from None
+    if cluster:
+        try:
+            ClusterNames(bus_prefix)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     return Target(
         url=clean,
         address=address,

@@ -58,6 +58,15 @@ class RedisNames:
 class ClusterNames(RedisNames):
     """The keys of one prefix on a Redis Cluster: a topic's keys share one hash slot."""
 
+    def __post_init__(self) -> None:
+        # Braces delimit the hash tag: "}" first would leave it empty (each key its own
+        # slot, breaking the dead-letter script), one inside would put every topic in one slot.
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(
+                f"prefix {self.prefix!r} must not contain '{{' or '}}' on a Redis Cluster: "
+                "they delimit the hash tag that keeps a topic's keys in one slot"
+            )
+
     def stream(self, topic: str) -> str:
         """The stream of ``topic``'s events."""
         return f"{{{self.prefix}:{topic}}}:stream"
