@@ -39,6 +39,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ClusterError, RedisClusterException, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["Wire", "pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
@@ -227,6 +228,11 @@ async def _send_and_read(connection: AbstractConnection, packed: list[bytes], co
     except TimeoutError:
         await connection.disconnect(nowait=True)
         raise RedisTimeoutError(f"Timeout reading {count} replies from Redis") from None
+    except OSError as exc:  # a reset socket: redis-py's read_response, bypassed here, says so
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError(
+            f"Error while reading {count} replies from Redis: {exc}"
+        ) from exc
     except BaseException:
         await connection.disconnect(nowait=True)
         raise
