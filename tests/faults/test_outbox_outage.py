@@ -50,6 +50,19 @@ async def write(dsn, outbox, *numbers):
         await connection.close()
 
 
+def marked(outbox, count):
+    """The relay stored its cursor past ``count`` events: an outage now re-sends none.
+
+    A handler runs as soon as the relay has published, a moment before the relay moves its
+    cursor; an outage in that moment re-sends the batch (at least once, by design).
+    """
+
+    async def condition():
+        return (await outbox.status()).sent_total == count
+
+    return condition
+
+
 async def test_the_relay_retries_while_postgres_is_unreachable_and_catches_up(
     dsn, outbox, proxy, log_lines
 ):
@@ -64,6 +77,7 @@ async def test_the_relay_retries_while_postgres_is_unreachable_and_catches_up(
     async with bus, relayed.relay(bus, retry_backoff=0.02, retry_backoff_max=0.1) as relay:
         await write(dsn, outbox, 1)
         await eventually(lambda: len(seen) == 1, "delivered before the outage")
+        await eventually(marked(outbox, 1), "the cursor stored before the outage")
         proxy.cut()
         await write(dsn, outbox, 2, 3)  # committed while the relay cannot read them
         await eventually(lambda: proxy.refused >= 5, "the relay keeps trying")
@@ -119,10 +133,43 @@ async def test_a_frozen_network_is_an_outage_and_the_relay_ends_its_own_stale_se
     async with bus, relayed.relay(bus, retry_backoff=0.02, **options) as relay:
         await write(dsn, outbox, 1)
         await eventually(lambda: seen == [1], "delivered before the freeze")
+        await eventually(marked(outbox, 1), "the cursor stored before the freeze")
         proxy.freeze()  # packets dropped both ways; the server still sees the session alive
         await write(dsn, outbox, 2)
         # the frozen session still holds the lock: the relay ends it from a new connection
         await eventually(lambda: seen == [1, 2], "delivered after the freeze", timeout=30)
         assert relay.is_active
     assert len(log_lines.named("outbox_relay_failed")) == 1
+    assert log_lines.named("outbox_relay_ended_stale_session")
+
+
+async def test_a_network_lost_between_publish_and_cursor_re_sends_the_batch_once_back(
+    dsn, outbox, proxy, log_lines
+):
+    """At least once: what was published when the cursor could not move comes again."""
+    seen = []
+
+    async def handle(payload):
+        seen.append(current_event().id)
+
+    bus = EventBus("memory://", service_name="fills")
+    bus.subscribe("trade.execution.completed", handle)
+    publish = bus.transport.publish
+    frozen = []
+
+    async def publish_then_freeze(topic, messages):
+        await publish(topic, messages)
+        if not frozen:  # the first time: before the relay moves its cursor past the batch
+            frozen.append(True)
+            proxy.freeze()
+
+    bus.transport.publish = publish_then_freeze
+    relayed = Outbox(through(dsn, proxy), outbox.table)
+    options = {"query_timeout": 0.5, "poll_interval": 0.1, "lock_interval": 0.1}
+    async with bus, relayed.relay(bus, retry_backoff=0.02, **options):
+        await write(dsn, outbox, 1)
+        await eventually(lambda: len(seen) == 2, "published again after the freeze")
+        await eventually(marked(outbox, 1), "the cursor stored once back")
+    assert seen[0] == seen[1]  # the same event id: an idempotent subscription runs once
+    assert proxy.dropped  # the cursor update went into the frozen network
     assert log_lines.named("outbox_relay_ended_stale_session")
