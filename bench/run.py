@@ -23,6 +23,9 @@ import time
 import traceback
 from typing import Any
 
+# First: the in-process rows run without the observability extras, as the process rows do
+# (bench_observability measures what the extras cost).
+import _observability_env  # noqa: F401
 import _report
 from _harness import BENCH_DIR, REPO, Context, RedisServer, Row, collect, machine_info
 from quantum_core import configure_logging
