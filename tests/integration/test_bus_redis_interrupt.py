@@ -18,8 +18,12 @@ AT_ONCE = 4  # processes interrupted side by side: 20 tries in a few seconds
 PROMPTLY = 5.0  # seconds from SIGINT to exit
 
 PUBLISHER = """
-import asyncio, sys
+import asyncio, signal, sys
 from quantum_core import EventBus
+
+# Ctrl-C as at a terminal, even when this test run was started with SIGINT ignored (a
+# background job of a script): the child would inherit the ignoring and never stop.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 async def main(url, prefix):
     bus = EventBus(f"{url}?prefix={prefix}", service_name="ticker")
