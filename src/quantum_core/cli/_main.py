@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO, cast
 
 from redis.exceptions import RedisError
 
-from .._version import __version__
+from .._version import DISTRIBUTION, __version__
 from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger, logging_restored
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (_streams, _dlq, _policy, _health, _outbox):
         module.register(commands, common)
