@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-redis serve test test-redis-matrix lint types pytest docs docs-serve bench bench-quick clean
+.PHONY: help demo demo-redis serve test test-redis-matrix lint types pytest docs docs-serve dist bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -75,6 +75,11 @@ test-redis-matrix:  ## the Redis tests on the lowest and the highest redis-py su
 		echo "redis-py $$version"; \
 		$$venv/bin/python -m pytest -q -p no:cacheprovider $(REDIS_TESTS); \
 	done
+
+dist: $(VENV)/.installed-dev  ## the sdist and the wheel (from the sdist) into dist/, checked by twine
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
