@@ -65,7 +65,7 @@ class HealthChecker:
     A checker belongs to the event loop it first reports in: its connections are that
     loop's, and it is closed when that loop shuts down.
 
-    Example:
+    Examples:
         >>> async def main() -> None:
         ...     async with HealthChecker("quantum_trader") as checker:
         ...         checker.register("redis", RedisCheck(redis_client), critical=True)
