@@ -21,11 +21,18 @@ nox.options.error_on_missing_interpreters = True  # a matrix that skips a Python
 PYTHONS = ["3.11", "3.12", "3.13"]
 REDIS_PY = {"lowest": "5.3.0", "highest": "8.2.0"}
 
-TEST_TOOLS = ["pytest>=8.0", "pytest-asyncio>=0.24", "pytest-xdist>=3.5", "hypothesis>=6.100"]
-# The contract suite runs on every transport: the brokers' clients (the extras' packages).
-BROKER_CLIENTS = ["nats-py>=2.7", "aio-pika>=9.4", "aiokafka>=0.14,<0.15"]
+TEST_TOOLS = [
+    "pytest>=8.0",
+    "pytest-asyncio>=0.24",
+    "pytest-xdist>=3.5",
+    "hypothesis>=6.100",
+    "opentelemetry-sdk>=1.27",  # the unit tests of the spans read them from the SDK
+]
+# The contract suite runs on every transport (the brokers' clients); the unit suite covers
+# the spans and metrics (otel, prometheus).
+EXTRAS = ".[nats,rabbitmq,kafka,otel,prometheus]"
 # The Redis transport's own tests (its reply parser, its consumer path, a server restart and
-# loss), as `make test-redis-matrix` ran them on Python 3.11 alone before.
+# loss, a Redis Cluster), as `make test-redis-matrix` ran them on Python 3.11 alone before.
 REDIS_TESTS = sorted(
     str(path)
     for pattern in (
@@ -35,6 +42,9 @@ REDIS_TESTS = sorted(
         "tests/faults/test_server_restart.py",
         "tests/faults/test_server_loss.py",
         "tests/faults/test_outage_logging.py",
+        "tests/faults/test_redis_cluster_faults.py",
+        "tests/integration/test_redis_cluster_ops.py",
+        "tests/integration/test_policy_redis_cluster.py",
     )
     for path in Path().glob(pattern)
 )
@@ -49,7 +59,7 @@ SUITES = [
 @nox.parametrize("redis_py", list(REDIS_PY.values()), ids=list(REDIS_PY))
 def tests(session: nox.Session, redis_py: str) -> None:
     """The unit, contract and Redis suites on one Python with one end of the redis-py range."""
-    session.install("-e", ".", f"redis=={redis_py}", *TEST_TOOLS, *BROKER_CLIENTS)
+    session.install("-e", EXTRAS, f"redis=={redis_py}", *TEST_TOOLS)
     versions = "import redis, sys; print('redis-py', redis.__version__, 'on', sys.version)"
     session.run("python", "-c", versions)
     options = ["-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile"]

@@ -22,6 +22,7 @@ import redis.asyncio as redis
 
 from _clients import Bus, Raw
 from _harness import BENCH_DIR, percentile
+from _observability_env import VARIABLE
 
 WORKER = str(BENCH_DIR / "_worker.py")
 DEADLINE = 300.0
@@ -34,6 +35,7 @@ class Outcome:
     resp: dict[str, int | None] = field(default_factory=dict)
     latencies_us: list[int] = field(default_factory=list)
     sent_rate: float = math.nan
+    cpu_us: float = math.nan  # CPU µs per event of the publisher and the consumers together
 
     def latency(self, q: float) -> float:
         return percentile(sorted(self.latencies_us), q)
@@ -48,10 +50,13 @@ def stream_info(impl_name: str) -> tuple[Any, str]:
     return impl, impl.group
 
 
-async def _spawn(*args: str, stdin: bool = False) -> asyncio.subprocess.Process:
+async def _spawn(
+    *args: str, stdin: bool = False, observability: str = "without"
+) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
+        VARIABLE: observability,
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -75,10 +80,10 @@ async def _line(proc: asyncio.subprocess.Process) -> dict[str, Any]:
 
 
 async def _publish(
-    impl: str, url: str, key: str, n: int, rate: float, stamp: bool
+    impl: str, url: str, key: str, n: int, rate: float, stamp: bool, observability: str
 ) -> dict[str, Any]:
     args = [impl, url, key, str(n), "--rate", str(rate)] + (["--stamp"] if stamp else [])
-    proc = await _spawn("publish", *args)
+    proc = await _spawn("publish", *args, observability=observability)
     started = await _line(proc)
     done = await _line(proc)
     await proc.wait()
@@ -108,22 +113,35 @@ async def run(
     rate: float = 0.0,
     stamp: bool = False,
     drain: bool = False,
+    observability: str = "without",
 ) -> Outcome:
-    """Publish ``n`` events of ``impl`` to ``key`` and consume them with ``consumers`` processes."""
+    """Publish ``n`` events of ``impl`` to ``key`` and consume them with ``consumers`` processes.
+
+    ``observability``: what OpenTelemetry and Prometheus the processes have
+    (``_observability_env.py``); by default neither, as without the extras.
+    """
     cls, group = stream_info(impl)
     stream_key = cls.stream_key(key)
     resp: dict[str, int | None] = {}
     published: dict[str, Any] = {}
     if drain:
-        published = await _publish(impl, url, key, n, 0.0, False)
+        published = await _publish(impl, url, key, n, 0.0, False, observability)
     procs = [
-        await _spawn("consume", impl, url, key, *(["--from-start"] if drain else []), stdin=True)
+        await _spawn(
+            "consume",
+            impl,
+            url,
+            key,
+            *(["--from-start"] if drain else []),
+            stdin=True,
+            observability=observability,
+        )
         for _ in range(consumers)
     ]
     readies = [await _line(proc) for proc in procs]
     resp["consumer"] = readies[0]["resp"]
     if not drain:
-        published = await _publish(impl, url, key, n, rate, stamp)
+        published = await _publish(impl, url, key, n, rate, stamp, observability)
     resp["publisher"] = published["resp"]
     client = redis.from_url(url)
     try:
@@ -147,4 +165,7 @@ async def run(
     begin = min(r["t0"] for r in readies) if drain else published["start"]
     latencies = [v for r in results for v in r["latencies_us"]]
     sent_rate = published["sent"] / max(1e-9, (published["end"] - published["start"]) / 1e9)
-    return Outcome(handled / ((last - begin) / 1e9), handled, resp, latencies, sent_rate)
+    cpu = sum(r.get("cpu", math.nan) for r in results) + published.get("cpu", math.nan)
+    return Outcome(
+        handled / ((last - begin) / 1e9), handled, resp, latencies, sent_rate, cpu / handled * 1e6
+    )

@@ -19,6 +19,9 @@ import sys
 import time
 from typing import Any
 
+import _observability_env  # noqa: F401 - first: what OpenTelemetry/Prometheus there is
+
+# isort: split
 from _clients import READ_COUNT, Bus, Raw
 from quantum_core import configure_logging
 
@@ -51,16 +54,19 @@ async def consume(impl: Any, url: str, key: str, from_start: bool) -> None:
 
     t0 = now()
     close, resp = await impl.open_consumer(url, key, from_start, record)
+    cpu = time.process_time()
     say(ready=True, t0=t0, resp=resp)
     await asyncio.to_thread(sys.stdin.read)  # until the runner closes our stdin
+    cpu = time.process_time() - cpu  # this process's CPU seconds while consuming
     await close()
-    say(count=count, first=first, last=last, latencies_us=latencies)
+    say(count=count, first=first, last=last, latencies_us=latencies, cpu=cpu)
 
 
 async def publish(impl: Any, url: str, key: str, n: int, rate: float, stamp: bool) -> None:
     send, close, resp = await impl.open_publisher(url, key)
     await send(1, time.monotonic_ns() if stamp else None)  # connect and warm up, untimed
     n -= 1
+    cpu = time.process_time()
     start = time.monotonic_ns()
     say(start=start, resp=resp)
     sent = 0
@@ -76,8 +82,9 @@ async def publish(impl: Any, url: str, key: str, n: int, rate: float, stamp: boo
         await send(k, time.monotonic_ns() if stamp else None)
         sent += k
     end = time.monotonic_ns()
+    cpu = time.process_time() - cpu
     await close()
-    say(start=start, end=end, sent=sent + 1)
+    say(start=start, end=end, sent=sent + 1, cpu=cpu)
 
 
 def main() -> None:

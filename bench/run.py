@@ -30,6 +30,7 @@ from quantum_core import configure_logging
 MODULES = [
     "bench_bus",
     "bench_e2e",
+    "bench_observability",
     "bench_latency",
     "bench_inmemory",
     "bench_policy",
@@ -40,6 +41,7 @@ MODULES = [
     "bench_rabbitmq",
     "bench_kafka",
     "bench_outbox",
+    "bench_cluster",
 ]
 RESULTS = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"

@@ -23,7 +23,14 @@ from quantum_core import (
 )
 from quantum_core.testing import MakeTransport, TransportFeatures, capture_logs
 
-pytest_plugins = ["redis_fixtures", "nats_fixtures", "rabbitmq_fixtures", "kafka_fixtures"]
+pytest_plugins = [
+    "redis_fixtures",
+    "redis_cluster",
+    "nats_fixtures",
+    "rabbitmq_fixtures",
+    "kafka_fixtures",
+    "otel_fixtures",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,11 +13,14 @@ Endpoints:
 * ``GET /health``: the full report, HTTP 503 when UNHEALTHY (a critical dependency is down).
 * ``GET /health/live``: touches no dependency; ``GET /health/ready``: 503 unless ready.
 * ``GET /policy``: the risk policy in force.
+* ``GET /metrics``: Prometheus metrics (docs/observability.md lists them).
 * ``POST /policy/mode`` with ``{"mode": "DEFENSIVE", "updated_by": "..."}``: needs
   ``Authorization: Bearer <QUANTUM_ADMIN_TOKEN>``; 401 without a bearer token, 403 with a
   wrong one, 404 when the service has no token configured (the endpoint is disabled).
 
-Settings come from environment variables (see ``settings.py``).
+Settings come from environment variables (see ``settings.py``). With
+``OTEL_EXPORTER_OTLP_ENDPOINT`` set (such as ``http://127.0.0.1:4318``), spans go to that
+OTLP/HTTP collector (``telemetry.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import Annotated, Any
 import redis.asyncio as redis
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, SecretStr
 
 from quantum_core import (
@@ -54,6 +58,7 @@ from quantum_core import (
 from quantum_core.models import RiskMode, RiskPolicy
 
 from .settings import Settings, SettingsError, load_settings
+from .telemetry import configure_tracing_from_env
 
 logger = get_logger("examples.trading.app", domain="api")
 
@@ -69,10 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         config = settings or load_settings()
         app.state.settings = config
 
-        # 1. Configure logging FIRST
+        # 1. Configure logging FIRST (and tracing, when a collector is named)
         configure_logging(
             config.service_name, config.log_level, json_output=config.log_format == "json"
         )
+        tracer_provider = configure_tracing_from_env(config.service_name)
         # 2. Connect to Redis
         redis_client = redis.from_url(config.redis_url, decode_responses=False)
         try:
@@ -121,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await shutdown_health_checker()
             await shutdown_policy_store()
             await redis_client.aclose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # exports the spans still batched
             logger.info("service_stopped")
 
     app = FastAPI(title="quantum_core trading service", version=APP_VERSION, lifespan=lifespan)
@@ -190,6 +198,12 @@ def require_admin(
 
 
 router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics: quantum_core's (bus, policy, health) and the process's."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health")

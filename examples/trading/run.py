@@ -55,6 +55,7 @@ from .domains.ai_engine.orchestrator import AIOrchestrator
 from .domains.execution.executor import Executor
 from .domains.market_data.feed import MarketDataFeed
 from .domains.risk_safety.safety_governor import SafetyGovernor
+from .telemetry import configure_tracing_from_env
 
 if TYPE_CHECKING:
     from .fills import PostgresFills
@@ -580,6 +581,7 @@ def main(argv: list[str] | None = None) -> None:
 
     service = SERVICE_NAME if args.role == "all" else f"{SERVICE_NAME}.{args.role}"
     configure_logging(service, args.log_level, json_output=args.log_format == "json")
+    configure_tracing_from_env(service)  # spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
     flow = (args.bus, args.ticks, args.seed, args.interval)
     if args.role == "all":
         print(

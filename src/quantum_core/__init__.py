@@ -41,6 +41,7 @@ from .health import (
     shutdown_health_checker,
 )
 from .logs import Logger, TradingLogger, configure_logging, get_logger
+from .observability import configure_metrics, configure_tracing
 from .policy import (
     MemoryPolicyBackend,
     PolicyBackend,
@@ -123,6 +124,8 @@ __all__ = [
     "TransportError",
     "__version__",
     "configure_logging",
+    "configure_metrics",
+    "configure_tracing",
     "current_event",
     "get_event_bus",
     "get_health_checker",

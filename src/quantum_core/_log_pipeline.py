@@ -25,6 +25,7 @@ from pydantic_core import to_json
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from . import _span_ids
 from ._redaction import redact_fields, redact_mapping, redact_text, redact_value
 from .tracing import trace_context
 
@@ -64,6 +65,12 @@ def _utc_timestamp(epoch: float) -> str:
     return text
 
 
+def current_span_ids() -> tuple[str, str] | None:
+    """The current OpenTelemetry span's (trace id, span id), once tracing is on; else None."""
+    span_source = _span_ids.current
+    return None if span_source is None else span_source()
+
+
 def _stdlib_head(service: str) -> Processor:
     """Same keys for a standard-library record; ``extra={"trace_id"/"domain": ...}`` count."""
 
@@ -74,10 +81,14 @@ def _stdlib_head(service: str) -> Processor:
         if domain is not None:
             fixed["domain"] = domain
         trace_id = getattr(record, "trace_id", None)
+        span_ids = None
         if trace_id is None:
-            trace_id = _current_trace_id()
+            span_ids = current_span_ids()
+            trace_id = _current_trace_id() if span_ids is None else span_ids[0]
         if trace_id is not None:
             fixed["trace_id"] = trace_id
+        if span_ids is not None:
+            fixed["span_id"] = span_ids[1]
         line = {
             "event": event_dict.pop("event", None),
             "level": method_name,
@@ -274,7 +285,14 @@ class StreamConfig:
             if "stack_info" in fields:
                 fields = stack(sink, level_name, fields)
             trace_id = fields.pop("trace_id", None)
-            trace_id = current_trace_id() if trace_id is None else redact_value(trace_id)
+            span_ids = None
+            if trace_id is None:
+                span_source = _span_ids.current  # set once an OpenTelemetry SDK is in use
+                if span_source is not None:
+                    span_ids = span_source()
+                trace_id = current_trace_id() if span_ids is None else span_ids[0]
+            else:
+                trace_id = redact_value(trace_id)
             line = {
                 "event": redact_value(event),
                 "level": level_name,
@@ -283,6 +301,8 @@ class StreamConfig:
             }
             if trace_id is not None:
                 line["trace_id"] = trace_id
+            if span_ids is not None:
+                line["span_id"] = span_ids[1]
             if fields:
                 line.update(redact_fields(fields))
             text = render(sink, level_name, line) + newline

@@ -26,7 +26,15 @@ from typing import Any, Final
 
 from pydantic_core import to_json
 
-from ._log_pipeline import LEVEL_NAMES, OUR_MODULES, Emit, Emitters, interpolate, unknown_to_text
+from ._log_pipeline import (
+    LEVEL_NAMES,
+    OUR_MODULES,
+    Emit,
+    Emitters,
+    current_span_ids,
+    interpolate,
+    unknown_to_text,
+)
 from ._redaction import redact_fields, redact_text, redact_value
 from .tracing import trace_context
 
@@ -71,15 +79,24 @@ def _forwarder(
         exc_info = _exception(fields.pop("exc_info", None))
         stack_info = bool(fields.pop("stack_info", False))
         trace_id = fields.pop("trace_id", None)
-        trace_id = _current_trace_id() if trace_id is None else redact_value(trace_id)
+        span_ids = None
+        if trace_id is None:
+            span_ids = current_span_ids()
+            trace_id = _current_trace_id() if span_ids is None else span_ids[0]
+        else:
+            trace_id = redact_value(trace_id)
         event = redact_value(event)
         message = [str(event)]
         attributes: dict[str, Any] = {"event": event, "domain": domain, "trace_id": trace_id}
+        if span_ids is not None:
+            attributes["span_id"] = span_ids[1]
         for key, value in redact_fields(fields).items():
             text, attributes[key] = _shown(value)
             message.append(f"{key}={text}")
         if trace_id is not None:
             message.append(f"trace_id={_shown(trace_id)[0]}")
+        if span_ids is not None:
+            message.append(f"span_id={span_ids[1]}")
         extra = {key: value for key, value in attributes.items() if key not in _RECORD_ATTRIBUTES}
         caller = _caller()
         code = caller.f_code

@@ -10,6 +10,7 @@ import os
 from typing import Any, Literal
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 from .bus import EventBus, Transport
 from .policy import (
@@ -87,7 +88,7 @@ async def shutdown_event_bus() -> None:
 
 
 async def initialize_policy_store(
-    backend: PolicyBackend | redis.Redis | str | None = None,
+    backend: PolicyBackend | redis.Redis | RedisCluster | str | None = None,
     *,
     key_prefix: str | None = None,
     snapshot_path: str | os.PathLike[str] | Literal["auto"] | None = "auto",
@@ -136,7 +137,7 @@ async def initialize_policy_store(
 
 
 def _policy_backend(
-    backend: PolicyBackend | redis.Redis | str | None, key_prefix: str | None
+    backend: PolicyBackend | redis.Redis | RedisCluster | str | None, key_prefix: str | None
 ) -> PolicyBackend:
     if isinstance(backend, PolicyBackend | None) or backend == "memory://":
         if key_prefix is not None:
@@ -145,7 +146,7 @@ def _policy_backend(
                 "backend instead"
             )
         return backend if isinstance(backend, PolicyBackend) else MemoryPolicyBackend()
-    if isinstance(backend, redis.Redis | str):
+    if isinstance(backend, redis.Redis | RedisCluster | str):
         return RedisPolicyBackend(
             backend, key_prefix=DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix
         )

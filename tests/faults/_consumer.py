@@ -2,7 +2,8 @@
 
 SIGTERM drains it: ``bus.stop()`` lets the handlers in flight finish and acknowledges them,
 then it prints ``stopped`` and exits 0. SIGKILL, of course, drains nothing. A third
-argument, ``idempotent``, subscribes with ``idempotent=True``.
+argument, ``idempotent``, subscribes with ``idempotent=True``. A ``redis+cluster://`` URL
+runs it on that cluster, the list too.
 """
 
 import asyncio
@@ -10,13 +11,14 @@ import sys
 
 import redis.asyncio as redis
 from _serve import serve_until_sigterm
+from redis.asyncio.cluster import RedisCluster
 
 from quantum_core import RedisStreamsTransport, configure_logging
 
 
 async def main(url: str, prefix: str, idempotent: bool) -> None:
     configure_logging("crash-consumer", "WARNING")
-    record = redis.from_url(url)
+    record = record_client(url)
     transport = RedisStreamsTransport(url, prefix=prefix, claim_idle=1.0)
 
     async def handle(payload: dict) -> None:
@@ -26,6 +28,14 @@ async def main(url: str, prefix: str, idempotent: bool) -> None:
     await serve_until_sigterm(transport, handle, idempotent=idempotent)
     await record.aclose()
     print("stopped", flush=True)
+
+
+def record_client(url: str) -> redis.Redis | RedisCluster:
+    """A client of the Redis (or cluster, by its first node) the URL names."""
+    if not url.startswith("redis+cluster://"):
+        return redis.from_url(url)
+    host, _, port = url.removeprefix("redis+cluster://").split(",")[0].rpartition(":")
+    return RedisCluster(host=host, port=int(port))
 
 
 if __name__ == "__main__":

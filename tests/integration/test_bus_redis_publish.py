@@ -16,14 +16,15 @@ async def _payloads(client: redis.Redis, key: str) -> list[dict]:
 async def test_a_hundred_concurrent_publishers_share_pipelines_in_order(client, transports):
     transport = transports()
     sends = 0
-    send_batch = transport._publisher._send_batch
+    wire = transport._state.wire
+    xadds = wire.xadds
 
-    async def counting(batch):
+    async def counting(*args):
         nonlocal sends
         sends += 1
-        await send_batch(batch)
+        return await xadds(*args)
 
-    transport._publisher._send_batch = counting
+    wire.xadds = counting
     bus = EventBus(transport, service_name="pub")
 
     async def publisher(task: int) -> None:
@@ -63,7 +64,7 @@ async def test_a_cancelled_caller_loses_nothing_for_the_others(client, transport
     first = asyncio.create_task(bus.publish("t.x", {"n": 0}))
     queued = [asyncio.create_task(bus.publish("t.x", {"n": n})) for n in range(1, 5)]
     await asyncio.sleep(0)  # every task ran up to its first wait: the first one is in flight
-    assert transport._publisher._busy
+    assert not transport._publisher._batcher.idle
     queued[1].cancel()  # still queued: dropped, never sent
     first.cancel()  # in flight: it may or may not be stored; the queued ones go on regardless
     await asyncio.gather(first, *queued, return_exceptions=True)
@@ -71,7 +72,7 @@ async def test_a_cancelled_caller_loses_nothing_for_the_others(client, transport
     assert all(task.result() for task in (queued[0], queued[2], queued[3]))
     stored = [p["n"] for p in await _payloads(client, transport.stream_key("t.x"))]
     assert [n for n in stored if n != 0] == [1, 3, 4]
-    assert not transport._publisher._busy
+    assert transport._publisher._batcher.idle
     await bus.publish("t.x", {"n": 5})  # and the publisher still works afterwards
 
 
@@ -88,7 +89,7 @@ async def test_queued_callers_get_a_transport_error_when_redis_is_unreachable(re
             30,
         )
         assert all(isinstance(r, TransportError) for r in results), results
-        assert not transport._publisher._busy
+        assert transport._publisher._batcher.idle
     finally:
         await transport.close()
 

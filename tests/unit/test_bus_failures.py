@@ -192,7 +192,7 @@ async def test_flush_tries_once_more_then_gives_up_within_its_time(log_lines):
     started = loop.time()
     await batcher.flush(2.0)
     assert loop.time() - started < 1.0  # a broker that answers "no" is not waited for
-    assert tries == [["a"], ["a", "b"]]
+    assert tries == [["a"], ["a"], ["b"]]  # each batch tried once more, none waited for
     (given_up,) = log_lines.named("event_acks_given_up")
     assert (given_up["level"], given_up["events"]) == ("warning", 2)
 
@@ -219,7 +219,7 @@ async def test_flush_returns_when_the_sender_was_cancelled_before_it_ran():
 
     batcher = AckBatcher(Fine(), "h")
     batcher.add("a")
-    batcher._sender.cancel()  # as asyncio.run's shutdown does, before its first step
+    batcher._batcher._sender.cancel()  # as asyncio.run's shutdown does, before its first step
     await asyncio.wait_for(batcher.flush(1.0), 5)
     assert acked == ["a"]  # tried once more at stop
 

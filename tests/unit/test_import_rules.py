@@ -151,7 +151,7 @@ FOR_EVERY_TRANSPORT = {
     "quantum_core.bus.transport",
     "quantum_core._backoff",
     "quantum_core._checks",
-    "quantum_core._coalesce",
+    "quantum_core._batching",
     "quantum_core._redaction",
     "quantum_core._redis",
     "quantum_core._url_options",

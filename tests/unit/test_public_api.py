@@ -48,6 +48,8 @@ EXPECTED = {
     "TransportError",
     "__version__",
     "configure_logging",
+    "configure_metrics",
+    "configure_tracing",
     "current_event",
     "get_event_bus",
     "get_health_checker",

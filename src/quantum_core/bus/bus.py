@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from enum import Enum
 from types import TracebackType
@@ -20,6 +21,10 @@ from pydantic import BaseModel
 
 from .._checks import check_int, check_seconds
 from ..logs import get_logger
+from ..observability._gate import refresh as refresh_tracing
+from ..observability._gate import spans as tracing_spans
+from ..observability._metrics import Metrics, PublishSeries, turned_on
+from ..observability._system import messaging_system
 from ._checks import (
     check_service_name,
     handler_name,
@@ -40,6 +45,15 @@ __all__ = ["EventBus", "EventHandler"]
 _log = get_logger("quantum_core.bus")
 DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 """Seconds a handled-record of an ``idempotent=True`` subscription is kept: one day."""
+
+
+_SAMPLER_STOP = 0.1  # seconds stop() gives the backlog sampler to end
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Read what a background task raised: asyncio reports what nobody read, at exit."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("backlog_sampler_failed", exc_info=task.exception())
 
 
 class _State(Enum):
@@ -115,6 +129,11 @@ class EventBus:
             consumer_name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self._consumer = check_service_name(consumer_name, what="consumer_name")
         self._transport, self._owns_transport = resolve_transport(transport)
+        self._system = messaging_system(self._transport)
+        refresh_tracing()  # an SDK configured since the last look is used from now on
+        self._metrics: Metrics | None = turned_on()
+        self._published: dict[str, PublishSeries] = {}
+        self._sampler: asyncio.Task[None] | None = None
         self._routes: list[Route] = []
         self._consumers: list[Consumer] = []
         self._state = _State.NEW
@@ -254,10 +273,17 @@ class EventBus:
                     service_name=self.service_name,
                     read_count=self._read_count,
                     poll_seconds=self._poll_seconds,
+                    system=self._system,
+                    metrics=self._metrics,
                 )
             )
         for consumer in self._consumers:
             consumer.start()
+        if self._metrics is not None and self._consumers:
+            self._sampler = asyncio.create_task(
+                self._sample_backlogs(self._metrics), name="quantum_core backlog sampler"
+            )
+            self._sampler.add_done_callback(_retrieved)
         self._state = _State.RUNNING
         _log.info(
             "event_bus_started",
@@ -277,11 +303,18 @@ class EventBus:
     ) -> str:
         """Publish one event and return its id once the transport has stored it.
 
-        The trace id is ``trace_id``, else the current ``trace_context``, else a new one.
-        ``ordering_key`` (a payload field or a function of the payload, as in
+        The trace id is ``trace_id``, else the current OpenTelemetry span's (when an SDK is
+        configured, see docs/observability.md), else the current ``trace_context``, else a
+        new one. ``ordering_key`` (a payload field or a function of the payload, as in
         :meth:`subscribe`) becomes the message key where the broker places messages by key
         (Kafka: events of one key on one partition, in order); elsewhere it changes nothing.
         """
+        spans = tracing_spans()
+        if spans is not None or self._metrics is not None:
+            (event_id,) = await self._publish_observed(
+                event_type, (payload,), trace_id, headers, batch=False, ordering_key=ordering_key
+            )
+            return event_id
         (data,), (event_id,) = encode_events(
             self.service_name, event_type, (payload,), trace_id, headers
         )
@@ -303,6 +336,10 @@ class EventBus:
         ``ordering_key``: as in :meth:`publish`, for each event.
         """
         batch = tuple(payloads)
+        if tracing_spans() is not None or self._metrics is not None:
+            return await self._publish_observed(
+                event_type, batch, trace_id, headers, batch=True, ordering_key=ordering_key
+            )
         encoded, event_ids = encode_events(self.service_name, event_type, batch, trace_id, headers)
         self._check_can_publish()
         if encoded:
@@ -342,6 +379,16 @@ class EventBus:
             return
         was_running = self._state is _State.RUNNING
         self._state = _State.STOPPED
+        if self._sampler is not None and self._metrics is not None:
+            # A sample in flight on a broker that stopped answering ends at its own bound,
+            # seconds later: stop() does not wait for it (the task only reads).
+            self._sampler.cancel()
+            await asyncio.wait({self._sampler}, timeout=_SAMPLER_STOP)
+            for consumer in self._consumers:  # no stale samples of a stopped bus
+                series = self._metrics.consumer_series(
+                    self.service_name, consumer.route.event_type, consumer.group, self._system
+                )
+                series.in_flight, series.pending, series.lag = 0, None, None
         results = await asyncio.gather(*(c.stop(self._stop_timeout) for c in self._consumers))
         if sum(results):
             _log.warning(
@@ -430,7 +477,10 @@ class EventBus:
         """
         validate_event_type(event_type)
         self._check_can_publish()
-        return await replay_dead_letter(self._transport, event_type, dead_letter_id)
+        event_id = await replay_dead_letter(self._transport, event_type, dead_letter_id)
+        if self._metrics is not None:
+            self._metrics.replayed_one(self.service_name, event_type, self._system)
+        return event_id
 
     async def purge_dead_letters(self, event_type: str) -> int:
         """Delete every dead letter of ``event_type`` (of every service); return how many."""
@@ -461,3 +511,66 @@ class EventBus:
     def _check_can_publish(self) -> None:
         if self._state is _State.STOPPED:
             raise RuntimeError("cannot publish on a stopped EventBus")
+
+    async def _publish_observed(
+        self,
+        event_type: str,
+        payloads: tuple[object, ...],
+        trace_id: str | None,
+        headers: dict[str, str] | None,
+        *,
+        batch: bool,
+        ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None,
+    ) -> list[str]:
+        """Publish with a ``send`` span and/or the publish metrics (``observability/``)."""
+        validate_event_type(event_type)  # before a span is named after it
+        spans = tracing_spans()
+        span = None
+        if spans is not None:
+            span, trace_id, headers = spans.start_send(
+                self._system, event_type, trace_id, headers, len(payloads), batch
+            )
+        started = time.perf_counter()
+        event_ids: list[str] = []
+        try:
+            encoded, event_ids = encode_events(
+                self.service_name, event_type, payloads, trace_id, headers
+            )
+            self._check_can_publish()
+            if encoded:
+                await self._send(event_type, encoded, payloads, ordering_key)
+        except BaseException as exc:
+            if span is not None and spans is not None:
+                spans.sent(span, event_ids, exc)
+            raise
+        if span is not None and spans is not None:
+            spans.sent(span, event_ids, None)
+        metrics = self._metrics
+        if metrics is not None and metrics.enabled and event_ids:
+            series = self._published.get(event_type)
+            if series is None:
+                series = self._published[event_type] = metrics.publish_series(
+                    self.service_name, event_type, self._system
+                )
+            series.events += len(event_ids)
+            series.duration.observe(time.perf_counter() - started)
+        return event_ids
+
+    async def _sample_backlogs(self, metrics: Metrics) -> None:
+        """Every ``backlog_interval``: each group's pending and lag, and its events in flight."""
+        while True:
+            consumers = list(self._consumers)
+            backlogs = await asyncio.gather(
+                *(backlog_of(c.subscription) for c in consumers), return_exceptions=True
+            )
+            for consumer, backlog in zip(consumers, backlogs, strict=True):
+                series = metrics.consumer_series(
+                    self.service_name, consumer.route.event_type, consumer.group, self._system
+                )
+                series.in_flight = consumer.in_flight
+                if isinstance(backlog, Backlog):
+                    series.pending, series.lag = backlog.pending, backlog.lag
+                elif not isinstance(backlog, Exception):
+                    raise backlog  # a cancellation
+                # a broker in trouble: the last sample stays; stats() logs the trouble
+            await asyncio.sleep(metrics.backlog_interval)

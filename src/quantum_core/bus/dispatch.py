@@ -36,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -43,12 +45,14 @@ from typing import Any
 
 from ..errors import DeliveryGoneError
 from ..logs import get_logger
+from ..observability._gate import spans as tracing_spans
+from ..observability._metrics import BUCKETS, Metrics
 from ..tracing import adopt_trace_id
 from ._acks import AckBatcher
 from ._deadlines import Deadlines
 from ._limit import Limit
 from ._outage import Outage
-from ._retry import RetryPolicy, call_handler
+from ._retry import HandlerTimeoutError, RetryPolicy, call_handler
 from .abilities import HandledRecords, handled_records
 from .context import enter_event
 from .dead_letters import REPLAY_FOR, dead_letter_record, describe_error
@@ -105,6 +109,8 @@ class Consumer:
         service_name: str,
         read_count: int,
         poll_seconds: float,
+        system: str = "memory",
+        metrics: Metrics | None = None,
     ) -> None:
         self.route = route
         self.subscription = subscription
@@ -112,6 +118,12 @@ class Consumer:
         self._records = handled_records(subscription)
         self.group = f"{service_name}:{route.name}"
         self.counters = Counters()
+        self._system = system  # messaging.system of the spans, transport label of the metrics
+        self._series = (
+            None
+            if metrics is None
+            else metrics.consumer_series(service_name, route.event_type, self.group, system)
+        )
         self._service_name = service_name
         self._read_count = read_count
         self._poll_seconds = poll_seconds
@@ -261,6 +273,8 @@ class Consumer:
             outage.ended()
             if self._stopping:  # fetched while stopping: left pending for another consumer
                 return
+            if self._series is not None:
+                self._series.received += len(deliveries)
             for delivery in deliveries:
                 self._dispatch(delivery)
 
@@ -424,6 +438,10 @@ class Consumer:
         attempt = delivery.delivery_count
         last = policy.last_attempt(attempt)
         checked = self.route.idempotency_ttl is None
+        spans = tracing_spans()  # None unless an OpenTelemetry SDK is configured
+        series = self._series  # None unless Prometheus metrics are on
+        span = None
+        started = 0.0
         if not checked:  # the record store's log lines carry the event's trace
             adopt_trace_id(envelope.trace_id)  # validated by decode()
         while True:
@@ -444,6 +462,19 @@ class Consumer:
                 try:
                     context = self._handler_context.copy()  # about 40 ns: nothing leaks
                     context.run(enter_event, envelope, attempt, self.route.name)
+                    if spans is not None:  # the attempt's span, current in the handler
+                        span = spans.start_process(
+                            self._system,
+                            self.route.event_type,
+                            self.group,
+                            envelope.id,
+                            envelope.trace_id,
+                            envelope.headers,
+                            attempt,
+                        )
+                        context.run(spans.enter, span)
+                    if series is not None:
+                        started = time.perf_counter()
                     error = await call_handler(
                         self.route.handler,
                         envelope.payload,
@@ -451,9 +482,22 @@ class Consumer:
                         self._deadlines,
                         context,
                     )
+                except BaseException as exc:  # stop() cancelled it: the span still ends
+                    if span is not None and spans is not None:
+                        spans.processed(span, exc, None, dead_letter=False)
+                    raise
                 finally:
                     self._slots.give()
+                if series is not None:  # Histogram.observe, inline: it runs for every event
+                    took = time.perf_counter() - started
+                    histogram = series.duration
+                    histogram.counts[bisect_left(BUCKETS, took)] += 1
+                    histogram.sum += took
             if error is None:
+                if series is not None:
+                    series.ok += 1
+                if span is not None and spans is not None:
+                    spans.processed(span, None, None, dead_letter=False)
                 self.counters.handled += 1
                 ttl = self.route.idempotency_ttl
                 if ttl is not None:  # only idempotent routes keep records; others skip the call
@@ -466,6 +510,16 @@ class Consumer:
             adopt_trace_id(envelope.trace_id)
             self.counters.failed += 1
             retry_in = None if attempt >= last or self._stopping else policy.delay(attempt)
+            if series is not None:
+                if isinstance(error, HandlerTimeoutError):
+                    series.timed_out += 1
+                elif attempt >= last:
+                    series.dead_lettered += 1
+                else:
+                    series.retried += 1
+            if span is not None and spans is not None:
+                spans.processed(span, error, retry_in, dead_letter=attempt >= last)
+                span = None
             log = _log.error if attempt >= last else _log.warning
             log(
                 "event_handler_failed",
@@ -613,4 +667,6 @@ class Consumer:
             if outage is not None:
                 outage.ended()
             self.counters.dead_lettered += 1
+            if self._series is not None:
+                self._series.dead_letters += 1
             return True

@@ -23,6 +23,7 @@ _BUILTIN_MODULES = {
     "memory": "quantum_core.transports.memory",
     "redis": "quantum_core.transports.redis",
     "rediss": "quantum_core.transports.redis",
+    **dict.fromkeys(("redis+cluster", "rediss+cluster"), "quantum_core.transports.redis"),
     "nats": "quantum_core.transports.nats",
     "amqp": "quantum_core.transports.rabbitmq",
     "amqps": "quantum_core.transports.rabbitmq",

@@ -18,14 +18,21 @@ from urllib.parse import urlsplit
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from .._checks import check_name
 from .._redaction import redact_text
+from .._redis import cluster_settings, is_cluster, open_cluster
 from ..bus import EventBus
 from ..bus.registry import transport_from_url
 from ..health._secrets import Scrubber
 from ..transports.redis import RedisStreamsTransport
+from ..transports.redis.names import ClusterNames, RedisNames
 from ..transports.redis.url import split_options
 
 __all__ = [
@@ -52,8 +59,9 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 
 _URL_FORMS: Final = (
-    "redis://host:port/db, rediss://host:port/db or unix:///path/to/socket (credentials go "
-    "before the host as user:password@)"
+    "redis://host:port/db, rediss://host:port/db, unix:///path/to/socket or, for a Redis "
+    "Cluster, redis+cluster://host:port,host:port (credentials go before the host as "
+    "user:password@)"
 )
 _KAFKA_FORM: Final = "kafka://host:port[,host:port...][?prefix=...]"
 
@@ -81,6 +89,7 @@ class Target:
         policy_prefix: The policy store's key prefix (``{policy_prefix}:current``).
         timeout: Seconds to connect, and to wait for one reply.
         scheme: ``"redis"``, or ``"kafka"`` for a Kafka cluster (``dlq`` only).
+        cluster: Whether the URL names a Redis Cluster (``redis+cluster://``).
     """
 
     url: str
@@ -89,14 +98,20 @@ class Target:
     policy_prefix: str
     timeout: float
     scheme: str = "redis"
+    cluster: bool = False
+
+    @property
+    def names(self) -> RedisNames:
+        """The bus's key layout under the prefix (hash-tagged on a cluster)."""
+        return ClusterNames(self.prefix) if self.cluster else RedisNames(self.prefix)
 
     def stream_key(self, event_type: str) -> str:
         """The stream of ``event_type``."""
-        return f"{self.prefix}:stream:{event_type}"
+        return self.names.stream(event_type)
 
     def dead_letter_key(self, event_type: str) -> str:
         """The dead-letter stream of ``event_type``."""
-        return f"{self.prefix}:dead:{event_type}"
+        return self.names.dead_letters(event_type)
 
 
 def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout: float) -> Target:
@@ -112,12 +127,18 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
         clean, options = split_options(url)  # the transport's own options, as it reads them
         url_prefix = options.get("prefix")
         parts = urlsplit(clean)
-        database = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
-        if database and not database.isdigit():
-            raise ValueError(f"the database must be a number, got {database!r}")
-        pool = redis.ConnectionPool.from_url(clean)
-        # Refuses options redis-py does not know; does not connect. redis-py leaves it bare.
-        pool.make_connection()  # type: ignore[no-untyped-call]
+        cluster = is_cluster(clean)
+        if cluster:
+            startup, _ = cluster_settings(clean, owner="quantum-core")
+            address = "cluster " + ",".join(f"{host}:{port}" for host, port in startup)
+        else:
+            database = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
+            if database and not database.isdigit():
+                raise ValueError(f"the database must be a number, got {database!r}")
+            pool = redis.ConnectionPool.from_url(clean)
+            # Refuses options redis-py does not know; does not connect. redis-py leaves it bare.
+            pool.make_connection()  # type: ignore[no-untyped-call]
+            address = _address(pool.connection_kwargs)
     except (ValueError, TypeError) as error:
         raise UsageError(f"invalid Redis URL {masked!r}: {error}; expected {_URL_FORMS}") from None
     bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
@@ -128,10 +149,11 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
             raise UsageError(str(error)) from None
     return Target(
         url=clean,
-        address=_address(pool.connection_kwargs),
+        address=address,
         prefix=bus_prefix,
         policy_prefix=policy_prefix,
         timeout=timeout,
+        cluster=cluster,
     )
 
 
@@ -167,8 +189,21 @@ def _address(settings: dict[str, Any]) -> str:
     return f"{host}:{port}/{settings.get('db', 0)}"
 
 
-def open_client(target: Target) -> redis.Redis:
-    """A client that connects within ``timeout`` and never retries: failure shows at once."""
+def open_client(target: Target) -> Any:
+    """A client that connects within ``timeout`` and never retries: failure shows at once.
+
+    A ``RedisCluster`` for a cluster URL: it finds the masters from the nodes named.
+    """
+    if target.cluster:
+        startup, settings = cluster_settings(target.url, owner="quantum-core")
+        settings.update(
+            socket_connect_timeout=target.timeout,
+            socket_timeout=target.timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            encoding_errors="backslashreplace",
+        )
+        return open_cluster(startup, settings)
     return redis.Redis.from_url(
         target.url,
         socket_connect_timeout=target.timeout,
@@ -203,10 +238,10 @@ class Context:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._client: redis.Redis | None = None
+        self._client: Any = None
         self._bus: EventBus | None = None
 
-    async def redis(self) -> redis.Redis:
+    async def redis(self) -> Any:
         """A client that has answered PING.
 
         Raises:
@@ -221,7 +256,7 @@ class Context:
             client = open_client(self.target)
             try:
                 await client.ping()
-            except (RedisError, OSError) as error:
+            except (RedisError, RedisClusterException, OSError) as error:
                 await client.aclose()
                 raise unreachable(self.target, error) from None
             self._client = client

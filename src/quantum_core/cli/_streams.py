@@ -9,15 +9,12 @@ Two pipelined round trips however many streams there are, read-only.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from ._arguments import Commands
 from ._common import Context, Output
 
 __all__ = ["register"]
-
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def register(
@@ -69,8 +66,8 @@ async def read_streams(context: Context) -> list[dict[str, Any]]:
     """Every stream under the prefix, sorted by event type, with groups and consumers."""
     client = await context.redis()
     target = context.target
-    head = f"{target.prefix}:stream:"
-    pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*"
+    names = target.names
+    pattern = names.stream_pattern()  # on a cluster, SCAN runs on every master
     keys = sorted(
         {str(key) async for key in client.scan_iter(match=pattern, count=1000, _type="stream")}
     )
@@ -78,7 +75,7 @@ async def read_streams(context: Context) -> list[dict[str, Any]]:
         for key in keys:
             pipe.xlen(key)
             pipe.xinfo_groups(key)
-            pipe.xlen(target.dead_letter_key(key.removeprefix(head)))
+            pipe.xlen(target.dead_letter_key(names.topic_of(key)))
         replies = await pipe.execute(raise_on_error=False)
     found: list[dict[str, Any]] = []
     for index, key in enumerate(keys):
@@ -87,7 +84,7 @@ async def read_streams(context: Context) -> list[dict[str, Any]]:
             continue  # deleted between SCAN and now
         found.append(
             {
-                "event_type": key.removeprefix(head),
+                "event_type": names.topic_of(key),
                 "stream": key,
                 "length": length,
                 "dead_letters": 0 if isinstance(dead, Exception) else dead,

@@ -58,7 +58,8 @@ async def initialize_health_checker(
 
     Args:
         service_name: The service's name in every report.
-        redis_client: A ``redis.asyncio.Redis`` client; PING is checked when given.
+        redis_client: A ``redis.asyncio.Redis`` client; PING is checked when given. A
+            ``RedisCluster``: every master's PING and the cluster's state (see RedisCheck).
         binance_api_key: Shown masked in the report, never sent.
         binance_api_secret: Never shown, never sent.
         binance_testnet: Probe ``testnet.binance.vision`` rather than ``api.binance.com``.

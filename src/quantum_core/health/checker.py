@@ -28,7 +28,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._checks import check_name, check_seconds
-from ._report import HealthReport, HealthStatus
+from ..observability._gate import refresh as refresh_tracing
+from ..observability._gate import traced
+from ..observability._metrics import turned_on
+from ._report import CheckResult, HealthReport, HealthStatus
 from ._running import (
     ChangeLog,
     CheckOutcome,
@@ -97,6 +100,8 @@ class HealthChecker:
         self._guardian: asyncio.Task[None] | None = None
         self._changes = ChangeLog()
         self._closed = False
+        self._metrics = turned_on()  # quantum_core_health_status per check
+        refresh_tracing()
         if system is True:
             system = SystemCheck()
         if system is not False:
@@ -292,13 +297,26 @@ class HealthChecker:
         if not task.cancelled() and task.exception() is not None:  # retrieved: not lost
             log.error("health_report_failed", error=describe(task.exception(), self._scrubber))
 
+    async def _run_entry(self, entry: Entry) -> CheckResult:
+        """One check, in a span ``health check {name}`` when an OpenTelemetry SDK is configured."""
+        attributes = {"quantum_core.health.check": entry.name}
+        with traced(f"health check {entry.name}", **attributes) as span:
+            result = await run_entry(entry, self._scrubber)
+            if span is not None:
+                span.set_attribute("quantum_core.health.status", result.status.value)
+            return result
+
     async def _run(self) -> HealthReport:
         started = time.monotonic()
         timestamp = datetime.now(UTC)
         entries = list(self._entries.values())
-        results = await asyncio.gather(*(run_entry(e, self._scrubber) for e in entries))
+        results = await asyncio.gather(*(self._run_entry(e) for e in entries))
         by_name = {entry.name: result for entry, result in zip(entries, results, strict=True)}
         status = aggregate(results)
+        if self._metrics is not None:
+            self._metrics.health_checked(
+                self.service_name, {name: result.status.value for name, result in by_name.items()}
+            )
         self._changes.record(status, by_name)
         system = by_name.pop(SYSTEM, None)
         report = HealthReport(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -42,12 +43,18 @@ class SupportsPing(Protocol):
 
 
 class RedisCheck:
-    """PING round-trip time of a Redis client.
+    """PING round-trip time of a Redis client; on a Redis Cluster, the cluster's state too.
 
     The client's own retry policy applies: with redis-py's default one, a server that is
     down is retried for a few seconds, and the check reports "no answer within <timeout>";
     a client made with ``retry=Retry(NoBackoff(), 0)`` reports the connection error at once.
     The client is the caller's and is never closed here.
+
+    Given a ``redis.asyncio.cluster.RedisCluster``, it PINGs every master it knows of, and
+    reads ``CLUSTER INFO``: UNHEALTHY when a master does not answer, when the cluster says
+    ``cluster_state:fail`` or when some of the 16384 slots have no master serving them
+    (their keys can be neither read nor written); details carry ``cluster_state``,
+    ``masters`` and ``slots_ok``.
     """
 
     component_type: Final = "datastore"
@@ -58,12 +65,16 @@ class RedisCheck:
     def secret_values(self) -> list[str]:
         """The client's password, to be scrubbed from errors."""
         kwargs = getattr(getattr(self._client, "connection_pool", None), "connection_kwargs", {})
+        if _is_cluster(self._client):
+            kwargs = self._client.get_connection_kwargs()  # type: ignore[attr-defined]
         password = kwargs.get("password") if isinstance(kwargs, dict) else None
         return [password] if isinstance(password, str) else []
 
     async def __call__(self) -> CheckResult:
         """Send PING and time the answer."""
         started = time.perf_counter()
+        if _is_cluster(self._client):
+            return await _cluster_check(self._client, started)
         answer = self._client.ping()
         if inspect.isawaitable(answer):
             answer = await answer
@@ -74,6 +85,61 @@ class RedisCheck:
 
     def __repr__(self) -> str:
         return f"<RedisCheck {type(self._client).__name__}>"
+
+
+def _is_cluster(client: object) -> bool:
+    """Whether ``client`` is redis-py's asyncio RedisCluster (or ours, a subclass of it).
+
+    Without redis-py's cluster module imported, no client can be one: nothing is imported.
+    """
+    cluster = sys.modules.get("redis.asyncio.cluster")
+    return cluster is not None and isinstance(client, cluster.RedisCluster)
+
+
+_SLOTS = 16384
+
+
+async def _cluster_check(client: Any, started: float) -> CheckResult:
+    """Every known master answers PING, and CLUSTER INFO says every slot is served."""
+    await client.initialize()
+    masters = client.get_primaries()
+    pings = await asyncio.gather(
+        *(client.execute_command("PING", target_nodes=node) for node in masters),
+        return_exceptions=True,
+    )
+    silent = [
+        node.name
+        for node, answer in zip(masters, pings, strict=True)
+        if isinstance(answer, BaseException)
+    ]
+    latency = _ms_since(started)
+    answering = [
+        node
+        for node, answer in zip(masters, pings, strict=True)
+        if not isinstance(answer, BaseException)
+    ]
+    if not answering:
+        return CheckResult.unhealthy(
+            f"no master of the cluster answers ({', '.join(silent)})", latency
+        )
+    info = await client.execute_command("CLUSTER INFO", target_nodes=answering[0])
+    if isinstance(info, bytes | str):
+        text = info.decode() if isinstance(info, bytes) else info
+        info = dict(line.split(":", 1) for line in text.split() if ":" in line)
+    state = str(info.get("cluster_state", "unknown"))
+    slots_ok = int(info.get("cluster_slots_ok", 0))
+    details = {"cluster_state": state, "masters": len(masters), "slots_ok": slots_ok}
+    if silent:
+        return CheckResult.unhealthy(
+            f"masters not answering: {', '.join(silent)}", latency, **details
+        )
+    if state != "ok" or slots_ok < _SLOTS:
+        return CheckResult.unhealthy(
+            f"cluster_state:{state}, {_SLOTS - slots_ok} of {_SLOTS} slots not served",
+            latency,
+            **details,
+        )
+    return CheckResult.healthy(latency, **details)
 
 
 class PostgresCheck:

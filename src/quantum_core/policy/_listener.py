@@ -88,6 +88,10 @@ class RedisWatch(PolicyWatch):
         try:
             while True:
                 self._subscribed = False
+                if failures and self._backend.cluster:  # another node of the cluster
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                    client = self._backend.new_client(listener=True)
                 try:
                     await self._session(client)
                 except (RedisError, OSError, TimeoutError) as error:

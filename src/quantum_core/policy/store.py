@@ -15,14 +15,18 @@ keeps serving the last good policy (and says so once in the log), while writes f
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
 from .._checks import check_int
 from ..logs import get_logger
 from ..models import RiskConfig, RiskMode, RiskPolicy
+from ..observability._gate import traced
+from ..observability._metrics import metrics, turned_on
 from ..tracing import new_trace_id, trace_context
 from ._changes import check_mode, check_who_and_why, config_updated, differences, mode_changed
 from ._sync import Follower, PolicySource
@@ -42,6 +46,34 @@ CONFIG_UPDATED = "policy.config.updated"
 _HISTORY_MAX: Final = 10_000
 
 _log = get_logger("quantum_core.policy")
+_Change = TypeVar("_Change", bound=Callable[..., Awaitable[RiskPolicy]])
+
+
+def _traced(name: str) -> Callable[[_Change], _Change]:
+    """Run a policy change in a span ``name`` (when an OpenTelemetry SDK is configured).
+
+    The change's announcement on the bus is published inside it: the same trace.
+    """
+
+    def wrap(method: _Change) -> _Change:
+        @functools.wraps(method)
+        async def in_span(*args: Any, **kwargs: Any) -> RiskPolicy:
+            with traced(name) as span:
+                policy = await method(*args, **kwargs)
+                if span is not None:
+                    span.set_attribute("quantum_core.policy.active_mode", policy.active_mode.value)
+                    span.set_attribute("quantum_core.policy.version", policy.version)
+                return policy
+
+        return cast(_Change, in_span)
+
+    return wrap
+
+
+def _changed(change: str) -> None:
+    """Count a change this process made (quantum_core_policy_changes_total)."""
+    if metrics.enabled:
+        metrics.policy_changed(change)
 
 
 class PolicyStore:
@@ -84,6 +116,8 @@ class PolicyStore:
             actor=f"quantum_core@{socket.gethostname()}:{os.getpid()}",
         )
         self.event_bus = event_bus
+        if turned_on() is not None:  # quantum_core_risk_mode reads the policy in force
+            metrics.policy_stores.add(self)
 
     # -- following ------------------------------------------------------------------------
 
@@ -158,6 +192,7 @@ class PolicyStore:
 
     # -- writing --------------------------------------------------------------------------
 
+    @_traced("policy switch_mode")
     async def switch_mode(
         self, mode: RiskMode | str, *, updated_by: str, reason: str | None = None
     ) -> RiskPolicy:
@@ -194,6 +229,7 @@ class PolicyStore:
         )
         if policy is previous:
             return policy
+        _changed("mode")
         _log.warning(
             "risk_mode_switched",
             previous_mode=previous.active_mode.value,
@@ -206,6 +242,7 @@ class PolicyStore:
         await self._announce(MODE_CHANGED, mode_changed(previous, policy, reason, trace_id))
         return policy
 
+    @_traced("policy update_config")
     async def update_config(
         self, mode: RiskMode | str, *, updated_by: str, reason: str | None = None, **limits: Any
     ) -> RiskPolicy:
@@ -261,6 +298,7 @@ class PolicyStore:
         )
         if policy is previous:
             return policy
+        _changed("limits")
         before, after = previous.configs[target].model_dump(), policy.configs[target].model_dump()
         _log.warning(
             "risk_limits_updated",
@@ -276,6 +314,7 @@ class PolicyStore:
         )
         return policy
 
+    @_traced("policy reset")
     async def reset(self, *, updated_by: str, reason: str | None = None) -> RiskPolicy:
         """Make this store's default policy (its mode and every limit) the policy in force.
 
@@ -314,6 +353,7 @@ class PolicyStore:
         )
         if policy is previous:
             return policy
+        _changed("reset")
         _log.warning(
             "risk_policy_reset",
             previous_mode=previous.active_mode.value,

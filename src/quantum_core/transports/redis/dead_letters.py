@@ -48,6 +48,12 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'record', ARGV[5])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
+# Count and delete a whole dead-letter stream, in one step (one key: any Redis, any cluster).
+_DELETE_ALL = """
+local count = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return count
+"""
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
@@ -101,11 +107,7 @@ async def delete_dead_letters(state: RedisState, topic: str, ids: Sequence[str] 
     key = state.names.dead_letters(topic)
     try:
         if ids is None:
-            async with state.commands.pipeline(transaction=True) as pipe:
-                pipe.xlen(key)
-                pipe.delete(key)
-                count, _ = await pipe.execute()
-            return int(count)
+            return int(await state.commands.eval(_DELETE_ALL, 1, key))
         entry_ids = [_stream_id(entry_id) for entry_id in ids]
         return int(await state.commands.xdel(key, *entry_ids)) if entry_ids else 0
     except RedisError as exc:

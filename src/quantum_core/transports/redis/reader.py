@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as redis
 from redis.asyncio.connection import DefaultParser
 
 __all__ = ["fields_repr", "lean_reader", "stream_entries", "text", "use_whole_reply_parser"]
 
 
-def lean_reader(reader: redis.Redis, *, fast: bool) -> None:
+def lean_reader(reader: Any, *, fast: bool) -> None:
     """Give the XREADGROUP connection of ``reader`` (ours, not yet connected) the lean path.
 
     The reply callback is dropped (the raw reply is flattened by :func:`stream_entries`),
@@ -29,7 +28,8 @@ def lean_reader(reader: redis.Redis, *, fast: bool) -> None:
     stays.
     """
     reader.set_response_callback("XREADGROUP", _raw)
-    use_whole_reply_parser(reader.connection_pool.connection_kwargs, fast=fast)
+    if fast:  # never on a cluster (``RedisCluster`` has no one pool to change)
+        use_whole_reply_parser(reader.connection_pool.connection_kwargs, fast=fast)
 
 
 def use_whole_reply_parser(settings: dict[str, Any], *, fast: bool) -> None:

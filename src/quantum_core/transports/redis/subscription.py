@@ -12,15 +12,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from ..._coalesce import Coalescer
+from ..._batching import Batcher
 from ...bus.transport import Backlog, Delivery, Subscription
 from ...errors import DeliveryGoneError, TransportError
 from ...logs import get_logger
 from .dead_letters import set_aside
 from .names import FIELD
 from .reader import fields_repr, lean_reader, stream_entries, text
+from .state import close_client, drop_connections
 
 if TYPE_CHECKING:
     from .state import RedisState
@@ -50,8 +51,8 @@ class RedisSubscription(Subscription):
         self._next_claim = 0.0
         self._claim_cursor: bytes | str = "0-0"
         self._read: asyncio.Task[list[Delivery]] | None = None
-        self._acks = Coalescer(self._xack)
-        self._marks = Coalescer(self._set_handled)
+        self._acks: Batcher[Sequence[Any]] = Batcher(self._xack)
+        self._marks: Batcher[Sequence[tuple[str, int]]] = Batcher(self._set_handled)
         self._heartbeat = asyncio.create_task(self._keep_alive(), name=f"keep-alive {group}")
 
     async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
@@ -103,23 +104,30 @@ class RedisSubscription(Subscription):
         wait for ever: the reply can be no later than BLOCK plus one command's timeout.
         """
         deadline = timeout + self._state.command_timeout
+        args = (
+            "XREADGROUP",
+            "GROUP",
+            self._group,
+            self._consumer,
+            "COUNT",
+            max_count,
+            "BLOCK",
+            max(1, int(timeout * 1000)),
+            "STREAMS",
+            self._key,
+            ">",
+        )
         try:
             async with asyncio.timeout(deadline):
-                return await self._reader.execute_command(  # type: ignore[no-untyped-call]
-                    "XREADGROUP",
-                    "GROUP",
-                    self._group,
-                    self._consumer,
-                    "COUNT",
-                    max_count,
-                    "BLOCK",
-                    max(1, int(timeout * 1000)),
-                    "STREAMS",
-                    self._key,
-                    ">",
-                )
+                if not self._state.cluster:
+                    return await self._reader.execute_command(*args)
+                # On a cluster, aimed at the slot's master: redis-py would otherwise ask a
+                # node where the key is (COMMAND GETKEYS) before every read; MOVED still works.
+                await self._reader.initialize()  # after a failure, discover the slots again
+                node = self._reader.get_node_from_key(self._key)
+                return await self._reader.execute_command(*args, target_nodes=node)
         except TimeoutError:
-            await self._reader.connection_pool.disconnect()  # the next read connects anew
+            await drop_connections(self._reader)  # the next read connects anew
             raise TransportError(
                 f"no reply to XREADGROUP on {self._key!r} within {deadline:g} s (BLOCK "
                 f"{timeout:g} s + {self._state.command_timeout:g} s); reconnecting"
@@ -134,7 +142,8 @@ class RedisSubscription(Subscription):
         """
         await self._acks.submit([d.receipt for d in deliveries])
 
-    async def _xack(self, ids: list[Any]) -> None:
+    async def _xack(self, calls: list[Sequence[Any]]) -> None:
+        ids = [receipt for receipts in calls for receipt in receipts]
         try:
             reply = await self._wire.call(
                 b"XACK", self._key_bytes, self._group_bytes, *map(_as_bytes, ids)
@@ -184,13 +193,14 @@ class RedisSubscription(Subscription):
         ttl_ms = max(1, int(ttl * 1000))
         await self._marks.submit([(self._handled_key(event_id), ttl_ms) for event_id in event_ids])
 
-    async def _set_handled(self, items: list[tuple[str, int]]) -> None:
+    async def _set_handled(self, calls: list[Sequence[tuple[str, int]]]) -> None:
         try:
             async with self._commands.pipeline(transaction=False) as pipe:
-                for key, ttl_ms in items:
-                    pipe.set(key, b"1", px=ttl_ms)
+                for items in calls:
+                    for key, ttl_ms in items:
+                        pipe.set(key, b"1", px=ttl_ms)
                 await pipe.execute()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:  # the latter: a cluster's pipeline
             raise TransportError(
                 f"recording handled events of {self._group!r} failed: {exc}"
             ) from exc
@@ -204,7 +214,7 @@ class RedisSubscription(Subscription):
             raise TransportError(f"checking {key!r} failed: {exc}") from exc
 
     def _handled_key(self, event_id: str) -> str:
-        return self._state.names.handled(self._group, event_id)
+        return self._state.names.handled(self._topic, self._group, event_id)
 
     async def backlog(self) -> Backlog:
         """Pending and lag of the group, from XINFO GROUPS (lag needs Redis 7)."""
@@ -228,7 +238,7 @@ class RedisSubscription(Subscription):
         await asyncio.gather(self._heartbeat, return_exceptions=True)
         if self._read is not None:  # a read (or claim) still waiting: stop it, cut its
             self._read.cancel()  # connection; what it would have brought stays pending
-            await self._reader.aclose(close_connection_pool=True)
+            await close_client(self._reader)
             await asyncio.gather(self._read, return_exceptions=True)
         if not self._in_flight and not self._unsettled:  # deleting it would drop its entries
             # the group may be gone with the server, or the server not answer: nothing to tidy

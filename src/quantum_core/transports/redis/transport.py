@@ -41,17 +41,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from ..._checks import check_int, check_name, check_seconds
-from ..._redis import connection_settings, fast_path_tested
+from ..._redis import (
+    CLUSTER_SCHEMES,
+    cluster_settings,
+    connection_settings,
+    fast_path_tested,
+    is_cluster,
+)
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
 from . import dead_letters
-from .names import FIELD, RedisNames
+from .names import FIELD, ClusterNames, RedisNames
 from .publisher import RedisPublisher
 from .state import COMMAND_ATTEMPTS, COMMAND_BUDGET, COMMAND_TIMEOUT, RedisState
 from .subscription import RedisSubscription
@@ -64,7 +72,9 @@ class RedisStreamsTransport(Transport):
     """Topics as Redis streams, shared by every process that uses the same Redis and prefix.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client or a ``redis://`` / ``rediss://`` URL. A
+        client: A ``redis.asyncio.Redis`` client or a ``redis://`` / ``rediss://`` URL; for
+            a Redis Cluster, a ``redis.asyncio.cluster.RedisCluster`` client or a
+            ``redis+cluster://host:port[,host:port...]`` / ``rediss+cluster://`` URL. A
             client is never closed or changed: the transport opens its own connections with
             the same settings (always reading bytes, so no entry can fail to decode).
         prefix: Namespace of every key the transport writes.
@@ -74,17 +84,21 @@ class RedisStreamsTransport(Transport):
         claim_idle: Seconds an entry may sit unacknowledged with a silent consumer before a
             live consumer of the same group takes it over.
         dead_letter_maxlen: Approximate number of entries each dead-letter stream keeps.
+        wait_replicas: A publish returns only once this many replicas have its entries
+            (Redis ``WAIT``, up to half a command timeout), else it fails: with 0, entries
+            a master acknowledged and died before replicating are lost in a failover.
     """
 
     def __init__(
         self,
-        client: redis.Redis | str,
+        client: redis.Redis | RedisCluster | str,
         *,
         prefix: str = "quantum_core",
         maxlen: int | None = 1_000_000,
         max_age: float | None = None,
         claim_idle: float = 30.0,
         dead_letter_maxlen: int = 100_000,
+        wait_replicas: int = 0,
     ) -> None:
         self.prefix = check_name("prefix", prefix)  # the CLI's --prefix rule too
         if max_age is not None:
@@ -95,14 +109,27 @@ class RedisStreamsTransport(Transport):
         dead_letter_maxlen = check_int("dead_letter_maxlen", dead_letter_maxlen)
         self._maxlen = None if max_age is not None else maxlen
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
-        pool_class, connection_kwargs = connection_settings(client, owner="RedisStreamsTransport")
+        check_int("wait_replicas", wait_replicas, minimum=0)
+        self.cluster = is_cluster(client)
+        startup: list[tuple[str, int]] | None = None
+        if self.cluster:
+            given = cast("RedisCluster | str", client)
+            startup, connection_kwargs = cluster_settings(given, owner="RedisStreamsTransport")
+            pool_class = None
+        else:
+            single = cast("redis.Redis | str", client)
+            pool_class, connection_kwargs = connection_settings(
+                single, owner="RedisStreamsTransport"
+            )
         self._state = RedisState(
             pool_class,
             connection_kwargs,
-            names=RedisNames(prefix),
+            names=ClusterNames(prefix) if self.cluster else RedisNames(prefix),
             claim_idle_ms=int(claim_idle * 1000),
             dead_letter_maxlen=dead_letter_maxlen,
             fast_path=fast_path_tested(),
+            cluster=startup,
+            wait_replicas=wait_replicas,
         )
         self.command_timeout = self._state.command_timeout
         self.fast_path = self._state.fast_path
@@ -121,12 +148,15 @@ class RedisStreamsTransport(Transport):
 
         Concurrent publishes share pipelines (see ``publisher.py``).
         """
+        if self.cluster:  # once: discover the slots, or say the server is no cluster
+            await self._state.ready()
         await self._publisher.publish(self.stream_key(topic), messages)
 
     async def subscribe(
         self, topic: str, *, group: str, consumer: str, from_beginning: bool = False
     ) -> Subscription:
         """Create the consumer group if needed (at the stream's end unless ``from_beginning``)."""
+        await self._state.ready()
         key = self.stream_key(topic)
         try:
             await self._state.create_group(key, group, "0" if from_beginning else "$")
@@ -150,6 +180,7 @@ class RedisStreamsTransport(Transport):
 
     async def ping(self) -> None:
         """PING the server."""
+        await self._state.ready()
         try:
             await self._state.commands.ping()
         except RedisError as exc:
@@ -169,10 +200,11 @@ class RedisStreamsTransport(Transport):
 
 
 def transport_from_redis_url(url: str) -> RedisStreamsTransport:
-    """Build a transport from a ``redis://`` or ``rediss://`` URL.
+    """Build a transport from a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL.
 
-    ``prefix``, ``maxlen``, ``max_age`` and ``claim_idle`` may ride in the query, as in
-    ``redis://localhost:6379/0?prefix=trading&claim_idle=10``; the rest goes to redis-py.
+    ``prefix``, ``maxlen``, ``max_age``, ``claim_idle`` and ``wait_replicas`` may ride in
+    the query, as in ``redis://localhost:6379/0?prefix=trading&claim_idle=10``; the rest
+    goes to redis-py.
     """
     rest, options = split_options(url)
     return RedisStreamsTransport(rest, **options)
@@ -180,3 +212,5 @@ def transport_from_redis_url(url: str) -> RedisStreamsTransport:
 
 register_transport("redis", transport_from_redis_url)
 register_transport("rediss", transport_from_redis_url)
+for _scheme in CLUSTER_SCHEMES:
+    register_transport(_scheme, transport_from_redis_url)

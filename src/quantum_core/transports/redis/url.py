@@ -1,8 +1,8 @@
 """``redis://`` and ``rediss://`` URLs: the transport's own options out of the query.
 
 ``redis://localhost:6379/0?prefix=trading&claim_idle=10``: ``prefix``, ``maxlen``,
-``max_age`` and ``claim_idle`` are the transport's; the rest of the URL (the query's other
-options too) goes to redis-py as it is.
+``max_age``, ``claim_idle`` and ``wait_replicas`` are the transport's; the rest of the URL
+(the query's other options too) goes to redis-py as it is. ``redis+cluster://`` URLs too.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..._url_options import URLOptions
 
-__all__ = ["TRANSPORT_OPTIONS", "split_options"]
-
-TRANSPORT_OPTIONS = ("prefix", "maxlen", "max_age", "claim_idle")
-"""Options of RedisStreamsTransport a URL may carry; redis-py refuses them."""
+__all__ = ["split_options"]
 
 
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
@@ -31,6 +28,7 @@ def split_options(url: str) -> tuple[str, dict[str, Any]]:
         "maxlen": query.integer("maxlen"),
         "max_age": query.seconds("max_age"),
         "claim_idle": query.seconds("claim_idle"),
+        "wait_replicas": query.integer("wait_replicas", minimum=0),
     }
     options = {name: value for name, value in given.items() if value is not None}
     return urlunsplit(parts._replace(query=urlencode(query.rest()))), options

@@ -20,6 +20,13 @@ The cancel may have been asked for before the call began (Ctrl-C's handler runs 
 any two bytecodes, the ``CancelledError`` waits for the next suspension), so on 3.11 a
 call that returns in a task being cancelled raises ``CancelledError`` after its round trip
 (what it sent is stored). Python 3.12's ``wait_for`` keeps cancels: nothing to do there.
+
+With ``wait_replicas=N``, a batch ends with ``WAIT N`` on the connection its XADDs went
+on (WAIT counts the replicas that have this connection's writes): fewer than N within the
+wait turns every entry's reply into an error, since a failover now could lose them. On a
+cluster, redis-py's ClusterPipeline sends each master's commands on one connection, in
+order: a WAIT aimed at the master of a stream's slot follows that stream's XADDs; an XADD
+that was redirected (the slot moved during the batch) is not covered, and says so.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["Wire", "pack_command", "pack_xadds", "round_trip", "xadd_prefix"]
@@ -44,15 +51,26 @@ class Wire:
     connection failures raise redis-py's errors after the client's retries.
     """
 
-    def __init__(self, client: redis.Redis, *, fast: bool) -> None:
+    def __init__(
+        self, client: Any, *, fast: bool, cluster: bool = False, wait_replicas: int = 0
+    ) -> None:
         self.client = client
-        self.fast = fast
+        self.fast = fast and not cluster
+        self.cluster = cluster
+        self.wait_replicas = wait_replicas
+        self.wait_ms = 1000
+
+    def _wait(self) -> list[bytes]:
+        return [b"WAIT", b"%d" % self.wait_replicas, b"%d" % self.wait_ms]
 
     async def xadds(
         self, batches: Sequence[tuple[str, Sequence[bytes]]], trim: list[bytes], field: bytes
     ) -> list[Any]:
         """XADD each message of each (stream key, messages), in order, in one round trip."""
-        if self.fast:
+        wait = self.wait_replicas > 0
+        if self.cluster:
+            replies = await self._cluster_xadds(batches, trim, field)
+        elif self.fast:
             packed: list[bytes] = []
             prefixes: dict[str, bytes] = {}  # a hundred callers of one stream: one prefix
             for key, messages in batches:
@@ -61,23 +79,87 @@ class Wire:
                     prefix = prefixes[key] = xadd_prefix(key, trim, field)
                 packed += pack_xadds(prefix, messages)
             count = sum(len(messages) for _, messages in batches)
-            replies = await round_trip(self.client, packed, count)
+            if wait:
+                packed.append(pack_command(*self._wait()))
+            replies = await round_trip(self.client, packed, count + wait)
         else:
             async with self.client.pipeline(transaction=False) as pipe:
                 for key, messages in batches:
                     for message in messages:
                         pipe.execute_command("XADD", key, *trim, b"*", field, message)
+                if wait:
+                    pipe.execute_command(*self._wait())
                 replies = await pipe.execute(raise_on_error=False)
+        if wait and not self.cluster:
+            replies = self._waited(replies[:-1], replies[-1])
         _raise_lost_cancel()
         return replies
+
+    async def _cluster_xadds(
+        self, batches: Sequence[tuple[str, Sequence[bytes]]], trim: list[bytes], field: bytes
+    ) -> list[Any]:
+        """The XADDs through a ClusterPipeline, each master's WAIT after its streams' XADDs.
+
+        Each XADD names the master of its slot (``target_nodes``): redis-py then skips
+        finding the key in every command (a third of a batch's cost); a MOVED reply is
+        still followed by the key, and the pipeline's retries route by the key too.
+        """
+        client = self.client
+        try:
+            async with client.pipeline(transaction=False) as pipe:  # finds the slots if due
+                masters: dict[str, Any] = {}  # by name, in the order first named
+                aimed: dict[str, str] = {}  # stream key -> the master it was sent to
+                for key, messages in batches:
+                    node = client.get_node_from_key(key)
+                    aimed[key] = node.name
+                    masters.setdefault(node.name, node)
+                    for message in messages:
+                        pipe.execute_command(
+                            "XADD", key, *trim, b"*", field, message, target_nodes=node
+                        )
+                if self.wait_replicas:
+                    for node in masters.values():
+                        pipe.execute_command(*self._wait(), target_nodes=node)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if not self.wait_replicas:
+                return replies
+            count = sum(len(messages) for _, messages in batches)
+            waits = dict(zip(masters, replies[count:], strict=True))
+            out: list[Any] = []
+            start = 0
+            for key, messages in batches:
+                end = start + len(messages)
+                if client.get_node_from_key(key).name == aimed[key]:
+                    out += self._waited(replies[start:end], waits[aimed[key]])
+                else:  # the slot moved while the batch was out: its WAIT went elsewhere
+                    moved = ResponseError(
+                        f"the slot of {key!r} moved during the publish: stored, but which "
+                        "replicas have it is unknown (wait_replicas)"
+                    )
+                    out += [r if isinstance(r, Exception) else moved for r in replies[start:end]]
+                start = end
+            return out
+        except RedisClusterException as exc:  # no master for a slot: a RedisError here
+            raise ClusterError(str(exc) or type(exc).__name__) from exc
+
+    def _waited(self, replies: list[Any], waited: Any) -> list[Any]:
+        """The XADD replies, each an error if WAIT saw fewer replicas than asked for."""
+        if not isinstance(waited, Exception) and int(waited) >= self.wait_replicas:
+            return replies
+        seen = waited if isinstance(waited, Exception) else f"only {int(waited)} confirmed"
+        error = ResponseError(
+            f"stored on the master, but {self.wait_replicas} replica(s) did not confirm it "
+            f"within {self.wait_ms} ms ({seen}): a failover now could lose it"
+        )
+        return [reply if isinstance(reply, Exception) else error for reply in replies]
 
     async def call(self, *args: bytes) -> Any:
         """Send one command of byte-string arguments; return its reply."""
         if self.fast:
             (reply,) = await round_trip(self.client, [pack_command(*args)], 1)
         else:
-            try:
-                reply = await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            try:  # a str command name: RedisCluster looks the key's position up by name
+                reply = await self.client.execute_command(args[0].decode(), *args[1:])
             except ResponseError as error:
                 reply = error
         _raise_lost_cancel()
