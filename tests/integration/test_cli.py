@@ -415,13 +415,13 @@ async def test_health_of_a_healthy_redis_exits_0(cli):
     assert "system" not in report
 
 
-async def test_health_of_a_dead_port_exits_2_fast_and_masks_passwords(cli):
+async def test_health_of_a_dead_port_exits_3_fast_and_masks_passwords(cli):
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     dsn = f"postgresql://trader:{SECRET}@127.0.0.1:{free_port()}/trading"
     started = time.monotonic()
     run = await cli("health", "--postgres", dsn, url=url)
     assert time.monotonic() - started < 5  # connection refused, no retries
-    assert run.code == 2
+    assert run.code == 3  # UNHEALTHY: not 2, a usage error
     assert run.out.startswith("UNHEALTHY")
     as_json = await cli("--json", "health", "--postgres", dsn, url=url)
     report = as_json.json()
@@ -522,7 +522,7 @@ async def test_the_console_script_and_python_dash_m(dead_letters, redis_url, red
 
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     down = await _program(str(CONSOLE_SCRIPT), "health", env={"REDIS_URL": url})
-    assert down.code == 2
+    assert down.code == 3
     assert "UNHEALTHY" in down.out
     assert SECRET not in down.out + down.err
     assert "Traceback" not in down.err

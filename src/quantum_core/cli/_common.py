@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_URL",
     "EXIT_FAILED",
     "EXIT_OK",
+    "EXIT_UNHEALTHY",
     "EXIT_USAGE",
     "CliError",
     "Context",
@@ -57,6 +58,8 @@ CLI_SERVICE: Final = "quantum-core-cli"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_UNHEALTHY: Final = 3
+"""``health``'s verdict UNHEALTHY: a code of its own, so a probe tells it from a usage error."""
 
 _URL_FORMS: Final = (
     "redis://host:port/db, rediss://host:port/db, unix:///path/to/socket or, for a Redis "

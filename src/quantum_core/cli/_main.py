@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 an operational failure (Redis unreachable, an unknown event type
 or dead-letter id, no policy stored, a purge not confirmed); 2 a usage error (a bad option,
-argument, mode or URL). ``health`` exits with the report's severity: 0 HEALTHY, 1 DEGRADED,
-2 UNHEALTHY. Every error is one line on stderr, its secrets masked.
+argument, mode or URL). ``health`` exits with the report's verdict: 0 HEALTHY, 1 DEGRADED,
+3 UNHEALTHY. Every error is one line on stderr, its secrets masked.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ the command (quantum-core streams --json).
 
 exit codes: 0 success; 1 operational failure (Redis unreachable, unknown event type or
 dead-letter id, no policy stored); 2 usage error (bad option, argument, mode or URL).
-health: 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY."""
+health: 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY."""
 
 
 class _Parser(argparse.ArgumentParser):
