@@ -170,7 +170,35 @@ async def test_streams_under_an_empty_prefix_and_the_urls_own_prefix(
     assert [stream["event_type"] for stream in from_env.json()] == [TOPIC]
 
 
+async def test_topics_is_streams_by_the_other_brokers_word(cli, dead_letters):
+    topics = await cli("topics", "--json")
+    assert topics.code == 0
+    assert topics.json() == (await cli("streams", "--json")).json()
+    assert [stream["event_type"] for stream in topics.json()] == [TOPIC]
+
+
 # -- dead letters -------------------------------------------------------------------------
+
+
+async def test_dlq_list_without_an_event_type_counts_every_event_types_dead_letters(
+    cli, transport, dead_letters, redis_prefix
+):
+    bus = EventBus(transport, service_name="exec")
+    async with bus:
+        await bus.publish("orders.cancelled", {"n": 1})  # an event type without dead letters
+
+    table = await cli("dlq", "list")
+    assert table.code == 0, table.err
+    header, *rows = table.out.splitlines()
+    assert header.split() == ["EVENT", "TYPE", "DEAD"]
+    assert [row.split() for row in rows] == [["orders.cancelled", "0"], [TOPIC, "2"]]
+    assert (await cli("--json", "dlq", "list")).json() == [
+        {"event_type": "orders.cancelled", "dead_letters": 0},
+        {"event_type": TOPIC, "dead_letters": 2},
+    ]
+    empty = await cli("--prefix", f"{redis_prefix}-nothing", "dlq", "list", prefixes=False)
+    assert empty.code == 0
+    assert "no event types under prefix" in empty.out
 
 
 async def test_dlq_list_and_show(cli, dead_letters):
@@ -526,3 +554,11 @@ async def test_the_console_script_and_python_dash_m(dead_letters, redis_url, red
     assert "UNHEALTHY" in down.out
     assert SECRET not in down.out + down.err
     assert "Traceback" not in down.err
+
+
+def test_dlq_list_without_an_event_type_names_one_on_kafka(capsys):
+    code = main(["--url", "kafka://127.0.0.1:1", "dlq", "list"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "`dlq list` without an event type needs Redis" in err
+    assert "quantum-core dlq list EVENT_TYPE" in err
