@@ -33,7 +33,8 @@ from ._streams import read_streams
 __all__ = ["register"]
 
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-_OFFSET_ID = re.compile(r"[0-9]{1,19}")  # a dead letter's id on Kafka: its offset
+_OFFSET_ID = re.compile(r"[0-9]{1,19}")  # on Kafka its offset, on NATS its sequence
+_AMQP_ID = re.compile(r"[0-9]{20}-[0-9a-f]{8}")  # on RabbitMQ: a time and a random part
 
 
 def register(
@@ -85,12 +86,13 @@ def _event_type(value: str) -> str:
 
 
 def _entry_id(value: str) -> str:
-    if _ENTRY_ID.fullmatch(value) or _OFFSET_ID.fullmatch(value):
+    if any(form.fullmatch(value) for form in (_ENTRY_ID, _OFFSET_ID, _AMQP_ID)):
         return value
     raise argparse.ArgumentTypeError(
         f"invalid dead-letter id {value!r}: expected a stream entry id such as "
-        "'1700000000000-0' (an offset such as '42' on Kafka; `quantum-core dlq list "
-        "EVENT_TYPE` shows them)"
+        "'1700000000000-0' (a number such as '42' on Kafka and NATS, "
+        "'01700000000000000000-1a2b3c4d' on RabbitMQ; `quantum-core dlq list EVENT_TYPE` "
+        "shows them)"
     )
 
 
