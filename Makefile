@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-redis serve test test-redis-matrix lint types pytest docs docs-serve bench bench-quick clean
+.PHONY: help demo demo-redis serve test test-matrix test-redis-matrix lint types pytest docs docs-serve dist bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -44,7 +44,7 @@ serve: $(VENV)/.installed-examples  ## the guide's FastAPI service on http://127
 	$(PY) -m examples.trading.app
 
 lint: $(VENV)/.installed-dev  ## ruff
-	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff check src tests examples bench noxfile.py
 
 types: $(VENV)/.installed-dev  ## mypy --strict on src
 	$(BIN)/mypy --strict src
@@ -55,28 +55,21 @@ pytest: $(VENV)/.installed-dev $(VENV)/.installed-docs  ## the test suite only (
 
 test: lint types docs pytest  ## lint, types, the strict docs build and the whole suite
 
-# The Redis tests once per end of the supported redis-py range (pyproject.toml's dependency,
-# quantum_core._redis.TESTED_REDIS_PY): a venv each under .venv, with only what they need.
-REDIS_PY_MATRIX ?= 5.3.0 8.2.0
-REDIS_TESTS := tests/integration/test_bus_redis*.py tests/unit/test_redis_replies.py \
-	tests/unit/test_bus_consumer_path.py tests/faults/test_server_restart.py \
-	tests/faults/test_server_loss.py tests/faults/test_outage_logging.py \
-	tests/contract/test_redis_cluster_contract.py tests/faults/test_redis_cluster_faults.py \
-	tests/integration/test_redis_cluster_ops.py tests/integration/test_policy_redis_cluster.py
+# The supported versions (noxfile.py): Python 3.11, 3.12 and 3.13, each with the lowest and
+# the highest redis-py supported, running the unit, contract and Redis suites; a venv each
+# under .nox, kept between runs. The interpreters: on PATH, or pyenv's (as on our machines).
+PYENV_PYTHONS := $(shell ls -d $(HOME)/.pyenv/versions/3.1[123].*/bin 2>/dev/null | tr '\n' :)
 
-test-redis-matrix:  ## the Redis tests on the lowest and the highest redis-py supported
+test-matrix: $(VENV)/.installed-dev  ## unit, contract and Redis suites on Python 3.11-3.13 x lowest/highest redis-py
 	@bash .ci/services
-	@set -e; for version in $(REDIS_PY_MATRIX); do \
-		venv=$(VENV)/redis-py-$$version; \
-		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
-			$(PYTHON) -m venv $$venv; \
-			$$venv/bin/python -m pip install --quiet -e . "redis==$$version" \
-				'pytest>=8.0' 'pytest-asyncio>=0.24' 'hypothesis>=6.100'; \
-			touch $$venv/.installed; \
-		fi; \
-		echo "redis-py $$version"; \
-		$$venv/bin/python -m pytest -q -p no:cacheprovider $(REDIS_TESTS); \
-	done
+	PATH="$(PYENV_PYTHONS)$$PATH" $(BIN)/nox
+
+test-redis-matrix: test-matrix  ## the former name of test-matrix
+
+dist: $(VENV)/.installed-dev  ## the sdist and the wheel (from the sdist) into dist/, checked by twine
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

@@ -16,6 +16,15 @@ from _harness import Row, fmt
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
+# Other pages quote one section of a full run, between markers of their own, written by the
+# same run (docs/policy.md's "Measured"): never copied by hand.
+SECTION_PAGES = {"policy": ("policy.md", "Policy store")}
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The HTML comments between which a page holds the generated part ``name``."""
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
 
 def _spread(stat: dict[str, Any] | None, unit: str) -> str:
     if stat is None:
@@ -65,26 +74,28 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(result: dict[str, Any]) -> str:
+def _measured(result: dict[str, Any]) -> str:
     env = result["environment"]
-    out = [
+    return (
         f"Measured {result['date']} ({'quick' if result['quick'] else 'full'} run, "
         f"{result['runs']} runs per figure, median with min-max): {env['cpus']} CPUs "
         f"({env['cpu_model']}), load average at start {env['load_average'][0]:.1f}, "
         f"Python {env['python']}, redis-py {env['redis_py']} (hiredis "
         f"{env['hiredis'] or 'not installed'}), Redis {env['redis_server']}, "
         f"FastStream {env['faststream']}, structlog {env['structlog']}, commit "
-        f"{env['git_commit']}.",
-        "",
-        f"Protocols: {result['protocols']}",
-    ]
+        f"{env['git_commit']}."
+    )
+
+
+def _tables(rows: list[dict[str, Any]], heading: str = "###") -> list[str]:
+    out: list[str] = []
     section = None
-    for row in result["rows"]:
+    for row in rows:
         if row["section"] != section:
             section = row["section"]
             out += [
                 "",
-                f"### {section}",
+                f"{heading} {section}",
                 "",
                 "| | quantum_core | baseline (same run) | ratio | target |",
                 "|---|---|---|---|---|",
@@ -93,10 +104,24 @@ def markdown(result: dict[str, Any]) -> str:
         if row["note"]:
             cells[0] += f" ({row['note']})"
         out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    out = [_measured(result), "", f"Protocols: {result['protocols']}", *_tables(result["rows"])]
     if result["errors"]:
         out += ["", "Benchmarks that failed in this run:", ""]
         out += [f"- {name}: `{error}`" for name, error in result["errors"].items()]
     return "\n".join(out) + "\n"
+
+
+def section_markdown(result: dict[str, Any], section: str) -> str:
+    """One section's table with the run's date and machine, for a page that quotes it."""
+    rows = [row for row in result["rows"] if row["section"] == section]
+    if not rows:
+        raise ValueError(f"no rows in section {section!r}")
+    table = _tables(rows)[3:]  # no heading: the page has its own
+    return "\n".join([_measured(result), "", *table]) + "\n"
 
 
 def write(result: dict[str, Any], json_path: Path) -> Path:
@@ -107,13 +132,21 @@ def write(result: dict[str, Any], json_path: Path) -> Path:
     return md_path
 
 
-def update_docs(page: Path, body: str) -> bool:
+def generated(text: str, name: str = "results") -> str | None:
+    """What stands between a page's markers ``name``, None when it has none."""
+    start, end = markers(name)
+    found = re.search(re.escape(start) + "(.*?)" + re.escape(end), text, re.S)
+    return None if found is None else found.group(1).strip() + "\n"
+
+
+def update_docs(page: Path, body: str, name: str = "results") -> bool:
     """Replace what stands between the page's markers with ``body``; False if no markers."""
+    start, end = markers(name)
     text = page.read_text()
-    pattern = re.compile(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return False
-    page.write_text(pattern.sub(lambda _: f"{MARK_START}\n\n{body}\n{MARK_END}", text))
+    page.write_text(pattern.sub(lambda _: f"{start}\n\n{body}\n{end}", text))
     return True
 
 

@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         print(", " + ", ".join(str(p.relative_to(REPO)) for p in written), end="")
         if full and _report.update_docs(DOCS_PAGE, _report.markdown(result)):
             print(f", {DOCS_PAGE.relative_to(REPO)}", end="")
+        for name, (page, section) in _report.SECTION_PAGES.items() if full else ():
+            body = _report.section_markdown(result, section)
+            if _report.update_docs(DOCS_PAGE.parent / page, body, name):
+                print(f", docs/{page}", end="")
     print(
         f"\n{time.perf_counter() - started:.0f} s; not met: "
         f"{sum(r['met'] is False for r in result['rows'])} of "

@@ -44,7 +44,6 @@ from quantum_core import (
     EventBus,
     PolicyUnavailableError,
     PolicyValidationError,
-    __version__,
     configure_logging,
     get_health_checker,
     get_logger,
@@ -62,6 +61,9 @@ from .settings import Settings, SettingsError, load_settings
 from .telemetry import configure_tracing_from_env
 
 logger = get_logger("examples.trading.app", domain="api")
+
+# The service's own version (the guide's), in its OpenAPI page and in every /health report.
+APP_VERSION = "2.0.0"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             token = config.admin_token
             await initialize_health_checker(
                 service_name=config.service_name,
+                version=APP_VERSION,
                 redis_client=redis_client,
                 binance_api_key=_secret(config.binance_api_key),
                 binance_api_secret=_secret(config.binance_api_secret),
@@ -128,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tracer_provider.shutdown()  # exports the spans still batched
             logger.info("service_stopped")
 
-    app = FastAPI(title="quantum_core trading service", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="quantum_core trading service", version=APP_VERSION, lifespan=lifespan)
     app.include_router(router)
     return app
 

@@ -99,6 +99,11 @@ class Batcher(Generic[T]):
         What is still queued or in flight then is dropped (its waiters get an error).
         """
         sender = self._sender
+        if sender is not None and sender.cancelling() and not sender.done():
+            # Cancelled (at shutdown) but not yet ended: let it end before looking. On Python
+            # 3.12+ nothing else runs first (wait_for no longer starts a task of its own).
+            await asyncio.wait({sender}, timeout=0.1)
+            sender = self._sender
         if self._items and (sender is None or sender.done()):
             sender = self._start()  # none, or cancelled before its first step (at shutdown)
         if sender is not None and not sender.done():

@@ -53,7 +53,7 @@ CONNECT_TIMEOUT = 2.0
 
 TESTED_REDIS_PY = ((5, 3), (8, 2))
 """The oldest and newest redis-py minor releases the fast path is tested with (both ends run
-in CI: ``make test-redis-matrix``); keep ``pyproject.toml``'s range in step."""
+in CI: ``make test-matrix``, on every supported Python); keep ``pyproject.toml``'s range in step."""
 
 # Probe an idle connection after 10 s of silence, every 5 s, give up after 3 unanswered.
 _KEEPALIVE = {

@@ -34,8 +34,8 @@ class TradingLogger:
     | `position_opened`  | info    | symbol, side, quantity, entry_price                 |
     | `position_closed`  | info    | symbol, side, quantity, exit_price, pnl_usd         |
 
-    Example:
-        >>> TradingLogger.order_submitted(  # doctest: +SKIP
+    Examples:
+        >>> TradingLogger.order_submitted(
         ...     symbol="BTCUSDT", order_id="o-1", action="BUY", quantity=0.5, trace_id=tid
         ... )
     """

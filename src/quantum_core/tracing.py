@@ -55,7 +55,7 @@ def adopt_trace_id(trace_id: str) -> None:
 class TraceContext:
     """Read and change the current trace id; use the shared instance :data:`trace_context`.
 
-    Example:
+    Examples:
         >>> from quantum_core import trace_context
         >>> with trace_context.scope("4bf92f3577b34da6a3ce929d0e0e4736"):
         ...     trace_context.get()

@@ -92,13 +92,71 @@ def test_docs_page_is_updated_between_its_markers(tmp_path: Path) -> None:
     assert not _report.update_docs(tmp_path / "plain.md", "x")
 
 
+def _broker_rows() -> list[dict]:
+    rows = [
+        Row(
+            "Event bus on Redis Streams",
+            "publish one at a time (`await bus.publish` vs one `XADD`), a long name on purpose",
+            "events/s",
+            Stat.of([9.0, 10.0, 11.0]),
+            "raw XADD",
+            Stat.of([10.0] * 3),
+            Target(">=", 0.8, "ratio"),
+        ),
+        Row(
+            "End to end, separate processes (Redis Streams)",
+            "publish_many -> handler -> ack, 1 consumer process",
+            "events/s",
+            Stat.of([30.0]),
+            "FastStream",
+            Stat.of([2.0]),
+        ),
+        Row(
+            "Event bus on NATS JetStream",
+            "publish one at a time",
+            "events/s",
+            Stat.of([7.0]),
+            "raw js.publish",
+            Stat.of([8.0]),
+        ),
+    ]
+    return _report.as_dicts(rows)
+
+
 def test_plots_are_written(tmp_path: Path) -> None:
     import plots  # matplotlib comes with the dev extra, so the docs' plots are tested
 
-    written = plots.draw(result(), tmp_path)
+    data = result()
+    data["rows"] += _broker_rows()
+    written = plots.draw(data, tmp_path)
     assert {p.name for p in written} == {
-        "bench-throughput.png",
+        "bench-redis.png",
+        "bench-nats.png",
         "bench-scaling.png",
         "bench-latency.png",
     }
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_one_chart_per_broker_with_whole_labels_units_and_the_parity_line() -> None:
+    import plots
+
+    rows = _broker_rows()
+    fig = plots.broker_figure(rows, "redis")
+    speed, ratio = fig.axes
+    labels = [" ".join(t.get_text().split()) for t in speed.get_yticklabels()]
+    assert labels == [  # only Redis's rows, each name whole (wrapped, not cut)
+        f"{rows[0]['name']} vs raw XADD",
+        f"{rows[1]['name']} vs FastStream",
+    ]
+    assert all(
+        len(line) <= plots.LABEL_WIDTH + 10
+        for t in speed.get_yticklabels()
+        for line in t.get_text().splitlines()
+    )
+    assert "events/s" in speed.get_xlabel()
+    assert "(x)" in ratio.get_xlabel()
+    parity = [line for line in ratio.get_lines() if set(line.get_xdata()) == {1.0}]
+    assert parity, "the ratio chart has no 1.0 line"
+    assert "Redis Streams" in fig._suptitle.get_text()
+    assert plots.broker_figure(rows, "rabbitmq") is None  # no rows, no chart

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+import quantum_core
 from quantum_core import EventBus
 from quantum_core.models import MarketDataEvent
 from quantum_core.testing.brokers import BROKERS, new_namespace
@@ -125,6 +126,8 @@ async def test_health_reports_every_dependency_and_hides_the_keys(app, http):
         report
     )
     assert report["service"] == "quantum_trader"
+    assert report["version"] == "2.0.0"  # the application's, given to the checker
+    assert report["quantum_core_version"] == quantum_core.__version__
     assert report["status"] == "DEGRADED"  # the exchange is down, and it is not critical
     dependencies = report["dependencies"]
     assert dependencies["redis"]["status"] == "HEALTHY"

@@ -82,7 +82,7 @@ def test_a_missing_aiokafka_names_the_extra():
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert "pip install 'quantum-core[kafka]'" in result.stdout
+    assert "pip install 'quantum-core-sdk[kafka]'" in result.stdout
 
 
 def test_import_quantum_core_loads_no_aiokafka():

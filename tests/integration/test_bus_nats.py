@@ -143,7 +143,7 @@ for attempt in (lambda: NatsJetStreamTransport(), lambda: transport_from_url("na
     try:
         attempt()
     except ImportError as exc:
-        assert "pip install 'quantum-core[nats]'" in str(exc), exc
+        assert "pip install 'quantum-core-sdk[nats]'" in str(exc), exc
     else:
         raise AssertionError("no ImportError")
 print("ok")

@@ -250,7 +250,7 @@ def test_missing_extra_names_it():
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'quantum-core[rabbitmq]'" in out.stdout
+    assert "pip install 'quantum-core-sdk[rabbitmq]'" in out.stdout
 
 
 async def test_a_deleted_group_queue_is_recreated_from_the_history(

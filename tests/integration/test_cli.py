@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+import quantum_core
 from quantum_core import (
     EventBus,
     PolicyStore,
@@ -169,7 +170,35 @@ async def test_streams_under_an_empty_prefix_and_the_urls_own_prefix(
     assert [stream["event_type"] for stream in from_env.json()] == [TOPIC]
 
 
+async def test_topics_is_streams_by_the_other_brokers_word(cli, dead_letters):
+    topics = await cli("topics", "--json")
+    assert topics.code == 0
+    assert topics.json() == (await cli("streams", "--json")).json()
+    assert [stream["event_type"] for stream in topics.json()] == [TOPIC]
+
+
 # -- dead letters -------------------------------------------------------------------------
+
+
+async def test_dlq_list_without_an_event_type_counts_every_event_types_dead_letters(
+    cli, transport, dead_letters, redis_prefix
+):
+    bus = EventBus(transport, service_name="exec")
+    async with bus:
+        await bus.publish("orders.cancelled", {"n": 1})  # an event type without dead letters
+
+    table = await cli("dlq", "list")
+    assert table.code == 0, table.err
+    header, *rows = table.out.splitlines()
+    assert header.split() == ["EVENT", "TYPE", "DEAD"]
+    assert [row.split() for row in rows] == [["orders.cancelled", "0"], [TOPIC, "2"]]
+    assert (await cli("--json", "dlq", "list")).json() == [
+        {"event_type": "orders.cancelled", "dead_letters": 0},
+        {"event_type": TOPIC, "dead_letters": 2},
+    ]
+    empty = await cli("--prefix", f"{redis_prefix}-nothing", "dlq", "list", prefixes=False)
+    assert empty.code == 0
+    assert "no event types under prefix" in empty.out
 
 
 async def test_dlq_list_and_show(cli, dead_letters):
@@ -414,13 +443,13 @@ async def test_health_of_a_healthy_redis_exits_0(cli):
     assert "system" not in report
 
 
-async def test_health_of_a_dead_port_exits_2_fast_and_masks_passwords(cli):
+async def test_health_of_a_dead_port_exits_3_fast_and_masks_passwords(cli):
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     dsn = f"postgresql://trader:{SECRET}@127.0.0.1:{free_port()}/trading"
     started = time.monotonic()
     run = await cli("health", "--postgres", dsn, url=url)
     assert time.monotonic() - started < 5  # connection refused, no retries
-    assert run.code == 2
+    assert run.code == 3  # UNHEALTHY: not 2, a usage error
     assert run.out.startswith("UNHEALTHY")
     as_json = await cli("--json", "health", "--postgres", dsn, url=url)
     report = as_json.json()
@@ -485,7 +514,8 @@ async def test_help_and_version_return_0(cli):
     assert "exit codes" in helped.out
     assert "REDIS_URL" in helped.out
     assert (await cli("dlq", "purge", "--help")).code == 0
-    assert (await cli("--version")).out.startswith("quantum-core ")
+    # the distribution's name on the package index, not the command's
+    assert (await cli("--version")).out.strip() == f"quantum-core-sdk {quantum_core.__version__}"
 
 
 # -- the console script -------------------------------------------------------------------
@@ -520,7 +550,15 @@ async def test_the_console_script_and_python_dash_m(dead_letters, redis_url, red
 
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     down = await _program(str(CONSOLE_SCRIPT), "health", env={"REDIS_URL": url})
-    assert down.code == 2
+    assert down.code == 3
     assert "UNHEALTHY" in down.out
     assert SECRET not in down.out + down.err
     assert "Traceback" not in down.err
+
+
+def test_dlq_list_without_an_event_type_names_one_on_kafka(capsys):
+    code = main(["--url", "kafka://127.0.0.1:1", "dlq", "list"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "`dlq list` without an event type needs Redis" in err
+    assert "quantum-core dlq list EVENT_TYPE" in err

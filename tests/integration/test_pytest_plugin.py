@@ -193,9 +193,9 @@ def test_a_missing_client_library_is_skipped_naming_the_extra(user, pytester):
     result.assert_outcomes(passed=2, skipped=3)
     result.stdout.fnmatch_lines(
         [
-            "SKIPPED * nats: nats-py is not installed (pip install 'quantum-core?nats?')",
-            "SKIPPED * amqp: aio-pika is not installed (pip install 'quantum-core?rabbitmq?')",
-            "SKIPPED * kafka: aiokafka is not installed (pip install 'quantum-core?kafka?')",
+            "SKIPPED * nats: nats-py is not installed (pip install 'quantum-core-sdk?nats?')",
+            "SKIPPED * amqp: aio-pika is not installed (pip install 'quantum-core-sdk?rabbitmq?')",
+            "SKIPPED * kafka: aiokafka is not installed (pip install 'quantum-core-sdk?kafka?')",
         ],
         consecutive=False,
     )

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 
+import quantum_core
 from quantum_core.health import (
     HEALTH_JSON_MEDIA_TYPE,
     CheckResult,
@@ -62,6 +63,35 @@ def test_checker_is_importable_from_its_module():
     assert CheckerFromModule is HealthChecker
 
 
+async def test_every_report_names_the_applications_version_and_the_librarys():
+    calm_host = SystemCheck(SystemThresholds(None, None, None))
+    async with HealthChecker("quantum_trader", version="2.0.0", system=calm_host) as checker:
+        checker.register("redis", returning(CheckResult.healthy(1.2)), critical=True)
+        ready = await checker.readiness()
+        live = checker.liveness()
+    for report in (ready, live):
+        assert report.version == "2.0.0"
+        assert report.to_dict()["version"] == "2.0.0"
+        assert report.to_dict()["quantum_core_version"] == quantum_core.__version__
+    ietf = ready.to_ietf()
+    assert ietf["version"] == "2.0.0"
+    assert ietf["notes"] == [f"quantum_core {quantum_core.__version__}"]
+    assert "version" not in HealthReport("svc", H, None, ready.timestamp, 0, 0, {}).to_ietf()
+
+
+async def test_initialize_health_checker_passes_the_version_on():
+    checker = await initialize_health_checker(
+        "quantum_trader", version="2.0.0+build.7", check_binance=False
+    )
+    assert checker.liveness().to_dict()["version"] == "2.0.0+build.7"
+
+
+@pytest.mark.parametrize("version", ["", "2.0 beta", 2, "x" * 65])
+def test_a_version_that_is_not_a_short_word_is_refused(version):
+    with pytest.raises(ValueError, match=r"^version must be a non-empty string"):
+        HealthChecker("quantum_trader", version=version)
+
+
 async def test_report_has_the_guides_shape():
     calm_host = SystemCheck(SystemThresholds(None, None, None))  # a busy CI host stays HEALTHY
     async with HealthChecker("quantum_trader", system=calm_host) as checker:
@@ -72,7 +102,8 @@ async def test_report_has_the_guides_shape():
     assert body["service"] == "quantum_trader"
     assert body["status"] == "HEALTHY"
     assert body["uptime_seconds"] >= 0
-    assert body["version"]
+    assert body["version"] is None  # the application gave none
+    assert body["quantum_core_version"] == quantum_core.__version__
     assert body["timestamp"].endswith("Z")
     assert body["dependencies"] == {
         "redis": {"status": "HEALTHY", "latency_ms": 1.2, "critical": True}

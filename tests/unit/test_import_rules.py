@@ -19,7 +19,7 @@ PACKAGE = SRC / "quantum_core"
 PUBLIC_UNDERSCORES = {"_getframe", "_asdict", "_replace", "_fields", "_make"}
 # A dependency's private parts, used on purpose: the Redis fast path leans on redis-py's
 # parser and connection internals, only on the releases it was tested with
-# (quantum_core._redis.TESTED_REDIS_PY, both ends run by `make test-redis-matrix`).
+# (quantum_core._redis.TESTED_REDIS_PY, both ends run by `make test-matrix`).
 KNOWN_DEBTS = {
     "quantum_core.transports.redis.parser": {"from redis._parsers import _AsyncRESP3Parser"},
     "quantum_core.transports.redis.reader": {

@@ -210,7 +210,10 @@ def test_secrets_in_exception_messages_and_locals_never_reach_the_line(secret, j
             logging.getLogger("lib").exception("cache down")
     text = _written(stream)
     assert secret not in text
-    assert text.count("redis://app:***@cache:6379 refused; header was Bearer ***") == 2
+    # on both lines, masked (Python 3.13's tracebacks also quote the raising statement, whose
+    # f-string source is masked into the same text)
+    assert text.count("redis://app:***@cache:6379 refused; header was Bearer ***") >= 2
+    assert text.count("cache down") == 2  # both loggers wrote their line
 
 
 @settings(max_examples=60, deadline=None)

@@ -92,7 +92,7 @@ class EventBus:
         handler_timeout: Seconds one attempt may run before it is cancelled and counted as
             failed; ``math.inf`` for no limit. The default of every subscription.
 
-    Example:
+    Examples:
         >>> async def main() -> None:
         ...     bus = EventBus("memory://", service_name="demo")
         ...     async def on_tick(payload: dict) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_URL",
     "EXIT_FAILED",
     "EXIT_OK",
+    "EXIT_UNHEALTHY",
     "EXIT_USAGE",
     "CliError",
     "Context",
@@ -57,13 +58,21 @@ CLI_SERVICE: Final = "quantum-core-cli"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_UNHEALTHY: Final = 3
+"""``health``'s verdict UNHEALTHY: a code of its own, so a probe tells it from a usage error."""
 
 _URL_FORMS: Final = (
     "redis://host:port/db, rediss://host:port/db, unix:///path/to/socket or, for a Redis "
     "Cluster, redis+cluster://host:port,host:port (credentials go before the host as "
     "user:password@)"
 )
-_KAFKA_FORM: Final = "kafka://host:port[,host:port...][?prefix=...]"
+# The other brokers: ``dlq`` works through their transport's dead-letter abilities.
+_BROKER_FORMS: Final = {
+    "kafka": "kafka://host:port[,host:port...][?prefix=...]",
+    "nats": "nats://[user:password@]host:port[,host:port...][?prefix=...]",
+    "amqp": "amqp://user:password@host:port/vhost[?prefix=...] (amqps:// over TLS)",
+}
+_BROKER_NAMES: Final = {"kafka": "Kafka cluster", "nats": "NATS server", "amqp": "RabbitMQ broker"}
 
 
 class CliError(Exception):
@@ -88,7 +97,8 @@ class Target:
         prefix: The bus's key prefix (streams ``{prefix}:stream:{event type}``).
         policy_prefix: The policy store's key prefix (``{policy_prefix}:current``).
         timeout: Seconds to connect, and to wait for one reply.
-        scheme: ``"redis"``, or ``"kafka"`` for a Kafka cluster (``dlq`` only).
+        scheme: ``"redis"``, or ``"kafka"``, ``"nats"``, ``"amqp"`` for another broker
+            (``dlq`` only, through the transport).
         cluster: Whether the URL names a Redis Cluster (``redis+cluster://``).
     """
 
@@ -120,8 +130,11 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
     Raises:
         UsageError: for a URL redis-py cannot use, or a prefix with spaces.
     """
-    if url.lower().startswith("kafka://"):
-        return _kafka_target(url, prefix=prefix, policy_prefix=policy_prefix, timeout=timeout)
+    scheme = url.partition("://")[0].lower().replace("amqps", "amqp")
+    if scheme in _BROKER_FORMS and "://" in url:
+        return _broker_target(
+            url, scheme, prefix=prefix, policy_prefix=policy_prefix, timeout=timeout
+        )
     masked = redact_text(url)
     try:
         clean, options = split_options(url)  # the transport's own options, as it reads them
@@ -162,29 +175,55 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
     )
 
 
-def _kafka_target(url: str, *, prefix: str | None, policy_prefix: str, timeout: float) -> Target:
-    """A Kafka cluster: ``dlq`` reads its dead-letter topics through the Kafka transport."""
-    from ..transports.kafka.url import parse_kafka_url  # loads aiokafka: Kafka URLs only
+def _broker_target(
+    url: str, scheme: str, *, prefix: str | None, policy_prefix: str, timeout: float
+) -> Target:
+    """Another broker: ``dlq`` reads its dead letters through its transport.
 
+    Its URL module is imported here only (it loads the broker's client library).
+    """
     try:
-        parsed = parse_kafka_url(url)
-    except ValueError as error:
-        raise UsageError(f"invalid Kafka URL: {error}; expected {_KAFKA_FORM}") from None
-    address = ",".join(parsed.servers)
-    url_prefix = parsed.options.get("prefix")
+        base, url_prefix, address = _broker_url(url, scheme)
+    except (ValueError, TypeError) as error:
+        raise UsageError(
+            f"invalid {scheme} URL {redact_text(url)!r}: {error}; expected {_BROKER_FORMS[scheme]}"
+        ) from None
     bus_prefix = next(p for p in (prefix, url_prefix, DEFAULT_PREFIX) if p is not None)
     try:
         check_name("--prefix", bus_prefix)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return Target(
-        url=f"kafka://{address}",
+        url=base,
         address=address,
         prefix=bus_prefix,
         policy_prefix=policy_prefix,
         timeout=timeout,
-        scheme="kafka",
+        scheme=scheme,
     )
+
+
+def _broker_url(url: str, scheme: str) -> tuple[str, str | None, str]:
+    """The URL without the transport's options, the URL's prefix, and a password-free address."""
+    if scheme == "kafka":
+        from ..transports.kafka.url import parse_kafka_url
+
+        kafka = parse_kafka_url(url)
+        address = ",".join(kafka.servers)
+        return f"kafka://{address}", kafka.options.get("prefix"), address
+    if scheme == "nats":
+        from ..transports.nats.url import parse_nats_url
+
+        nats = parse_nats_url(url)
+        hosts = [urlsplit(server) for server in nats.servers]
+        address = ",".join(f"{part.hostname}:{part.port or 4222}" for part in hosts)
+        return url.partition("?")[0], nats.options.get("prefix"), address
+    from ..transports.rabbitmq.url import split_options as split_amqp
+
+    clean, options = split_amqp(url)
+    part = urlsplit(clean)
+    address = f"{part.hostname}:{part.port or 5672}{part.path or '/'}"
+    return clean, options.get("prefix"), address
 
 
 def _address(settings: dict[str, Any]) -> str:
@@ -253,9 +292,10 @@ class Context:
             CliError: when the server cannot be reached or refuses the credentials.
         """
         if self.target.scheme != "redis":
+            broker = _BROKER_NAMES[self.target.scheme]
             raise UsageError(
-                f"this command needs Redis; {self.target.address} is a Kafka cluster, where "
-                "only `quantum-core dlq` works"
+                f"this command needs Redis; {self.target.address} is a {broker}, where "
+                "only `quantum-core dlq` works (with an event type)"
             )
         if self._client is None:
             client = open_client(self.target)
@@ -272,11 +312,9 @@ class Context:
         if self._bus is None:
             target = self.target
             transport = (
-                transport_from_url(
-                    f"{target.url}?prefix={target.prefix}&request_timeout={target.timeout:g}"
-                )
-                if target.scheme == "kafka"
-                else RedisStreamsTransport(await self.redis(), prefix=target.prefix)
+                RedisStreamsTransport(await self.redis(), prefix=target.prefix)
+                if target.scheme == "redis"
+                else transport_from_url(_with_options(target))
             )
             self._bus = EventBus(transport, service_name=CLI_SERVICE)
             await self._bus.initialize()
@@ -288,6 +326,15 @@ class Context:
             await self._bus.transport.close()
         if self._client is not None:
             await self._client.aclose()
+
+
+def _with_options(target: Target) -> str:
+    """The broker's URL with the transport options the CLI sets: the prefix, the timeout."""
+    options = {"prefix": target.prefix}
+    if target.scheme == "kafka":
+        options["request_timeout"] = f"{target.timeout:g}"
+    joiner = "&" if "?" in target.url else "?"
+    return target.url + joiner + "&".join(f"{key}={value}" for key, value in options.items())
 
 
 class Output:

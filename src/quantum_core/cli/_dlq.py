@@ -28,11 +28,13 @@ from ..bus.dead_letters import parse_dead_letter
 from ..bus.envelope import validate_event_type
 from ._arguments import Commands, count_option
 from ._common import CliError, Context, Output, UsageError, one_line
+from ._streams import read_streams
 
 __all__ = ["register"]
 
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-_OFFSET_ID = re.compile(r"[0-9]{1,19}")  # a dead letter's id on Kafka: its offset
+_OFFSET_ID = re.compile(r"[0-9]{1,19}")  # on Kafka its offset, on NATS its sequence
+_AMQP_ID = re.compile(r"[0-9]{20}-[0-9a-f]{8}")  # on RabbitMQ: a time and a random part
 
 
 def register(
@@ -48,12 +50,18 @@ def register(
     )
     actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+    def action(name: str, help_text: str, *, optional: bool = False) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, parents=[common], help=help_text, description=help_text)
-        parser.add_argument("event_type", metavar="EVENT_TYPE", type=_event_type)
+        nargs = "?" if optional else None
+        parser.add_argument("event_type", metavar="EVENT_TYPE", type=_event_type, nargs=nargs)
         return parser
 
-    listing = action("list", "list the dead letters of an event type, oldest first")
+    listing = action(
+        "list",
+        "list the dead letters of an event type, oldest first; without one, how many dead "
+        "letters every event type has",
+        optional=True,
+    )
     listing.add_argument(
         "--limit", type=count_option("--limit"), default=20, help="at most N (default 20)"
     )
@@ -78,12 +86,13 @@ def _event_type(value: str) -> str:
 
 
 def _entry_id(value: str) -> str:
-    if _ENTRY_ID.fullmatch(value) or _OFFSET_ID.fullmatch(value):
+    if any(form.fullmatch(value) for form in (_ENTRY_ID, _OFFSET_ID, _AMQP_ID)):
         return value
     raise argparse.ArgumentTypeError(
         f"invalid dead-letter id {value!r}: expected a stream entry id such as "
-        "'1700000000000-0' (an offset such as '42' on Kafka; `quantum-core dlq list "
-        "EVENT_TYPE` shows them)"
+        "'1700000000000-0' (a number such as '42' on Kafka and NATS, "
+        "'01700000000000000000-1a2b3c4d' on RabbitMQ; `quantum-core dlq list EVENT_TYPE` "
+        "shows them)"
     )
 
 
@@ -142,7 +151,9 @@ async def _letter(context: Context, event_type: str, letter_id: str) -> DeadLett
 
 async def list_letters(args: argparse.Namespace, context: Context, output: Output) -> int:
     """Print a table of dead letters, or a JSON list of them."""
-    event_type: str = args.event_type
+    event_type: str | None = args.event_type
+    if event_type is None:
+        return await _count_letters(context, output)
     await _known(context, event_type)
     bus = await context.bus()
     letters = await bus.dead_letters(event_type, limit=args.limit, after=args.after)
@@ -168,6 +179,27 @@ async def list_letters(args: argparse.Namespace, context: Context, output: Outpu
     )
     if len(letters) == args.limit:
         output.line(f"(more may follow: --after {letters[-1].id})")
+    return 0
+
+
+async def _count_letters(context: Context, output: Output) -> int:
+    """Print how many dead letters every event type under the prefix has."""
+    if context.target.scheme != "redis":
+        raise UsageError(
+            "`dlq list` without an event type needs Redis; on "
+            f"{context.target.address} name one: `quantum-core dlq list EVENT_TYPE`"
+        )
+    counts = [
+        {"event_type": stream["event_type"], "dead_letters": stream["dead_letters"]}
+        for stream in await read_streams(context)
+    ]
+    if output.json_mode:
+        output.json(counts)
+    elif not counts:
+        target = context.target
+        output.line(f"no event types under prefix {target.prefix!r} on {target.address}")
+    else:
+        output.table(["EVENT TYPE", "DEAD"], [[c["event_type"], c["dead_letters"]] for c in counts])
     return 0
 
 

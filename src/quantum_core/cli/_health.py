@@ -1,18 +1,25 @@
 """``quantum-core health``: Redis (and optionally PostgreSQL) checked by the HealthChecker.
 
 The exit code is the verdict, for scripts and cron jobs: 0 HEALTHY, 1 DEGRADED,
-2 UNHEALTHY. A server that is down is a report, not an error: the command prints
-UNHEALTHY and why, within ``--timeout`` (the Redis client does not retry). The host's CPU,
-memory and disk are not checked: they would describe the operator's machine, not a service.
+3 UNHEALTHY (2 stays the usage error of every command). A server that is down is a report,
+not an error: the command prints UNHEALTHY and why, within ``--timeout`` (the Redis client
+does not retry). The host's CPU, memory and disk are not checked: they would describe the
+operator's machine, not a service.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..health import HealthChecker, PostgresCheck, RedisCheck
+from ..health import HealthChecker, HealthStatus, PostgresCheck, RedisCheck
 from ._arguments import Commands
-from ._common import CLI_SERVICE, Context, Output, open_client
+from ._common import CLI_SERVICE, EXIT_FAILED, EXIT_OK, EXIT_UNHEALTHY, Context, Output, open_client
+
+_EXIT_CODES = {
+    HealthStatus.HEALTHY: EXIT_OK,
+    HealthStatus.DEGRADED: EXIT_FAILED,
+    HealthStatus.UNHEALTHY: EXIT_UNHEALTHY,
+}
 
 __all__ = ["register"]
 
@@ -25,10 +32,10 @@ def register(
     parser = commands.add_parser(
         "health",
         parents=[common],
-        help="check Redis (and PostgreSQL); exit 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY",
+        help="check Redis (and PostgreSQL); exit 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY",
         description=(
             "Check Redis, and PostgreSQL with --postgres, and print the report. "
-            "Exit code: 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY."
+            "Exit code: 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY (2: a usage error)."
         ),
     )
     parser.add_argument(
@@ -70,4 +77,4 @@ async def health(args: argparse.Namespace, context: Context, output: Output) -> 
                 for name, result in report.dependencies.items()
             ],
         )
-    return report.status.severity
+    return _EXIT_CODES[report.status]

@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 an operational failure (Redis unreachable, an unknown event type
 or dead-letter id, no policy stored, a purge not confirmed); 2 a usage error (a bad option,
-argument, mode or URL). ``health`` exits with the report's severity: 0 HEALTHY, 1 DEGRADED,
-2 UNHEALTHY. Every error is one line on stderr, its secrets masked.
+argument, mode or URL). ``health`` exits with the report's verdict: 0 HEALTHY, 1 DEGRADED,
+3 UNHEALTHY. Every error is one line on stderr, its secrets masked.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO, cast
 
 from redis.exceptions import RedisError
 
-from .._version import __version__
+from .._version import DISTRIBUTION, __version__
 from ..errors import QuantumCoreError
 from ..health._secrets import Scrubber, dsn_secrets
 from ..logs import configure_logging, get_logger, logging_restored
@@ -55,7 +55,7 @@ the command (quantum-core streams --json).
 
 exit codes: 0 success; 1 operational failure (Redis unreachable, unknown event type or
 dead-letter id, no policy stored); 2 usage error (bad option, argument, mode or URL).
-health: 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY."""
+health: 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (_streams, _dlq, _policy, _health, _outbox, _run, _asyncapi):
         module.register(commands, common)

@@ -21,9 +21,10 @@ def register(
     commands: Commands,
     common: argparse.ArgumentParser,
 ) -> None:
-    """Add the ``streams`` command."""
+    """Add the ``streams`` command, also called ``topics`` (the word of the other brokers)."""
     parser = commands.add_parser(
         "streams",
+        aliases=["topics"],
         parents=[common],
         help="list streams, consumer groups and consumers (pending, lag, idle)",
         description=(

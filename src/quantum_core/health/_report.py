@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from .._version import __version__
+
 __all__ = ["HEALTH_JSON_MEDIA_TYPE", "CheckResult", "HealthReport", "HealthStatus"]
 
 HEALTH_JSON_MEDIA_TYPE: Final = "application/health+json"
@@ -114,22 +116,24 @@ class HealthReport:
         service: The service's name.
         status: UNHEALTHY if a critical dependency is UNHEALTHY; DEGRADED if anything else
             is not HEALTHY; else HEALTHY.
-        version: The quantum_core version.
+        version: The application's version, as given to the checker (None if not given).
         timestamp: When the checks started, timezone-aware UTC.
         uptime_seconds: Seconds since the checker was created (at service start).
         duration_ms: How long the checks took together.
         dependencies: One result per dependency check, by name.
         system: The host's result, None when not checked (as in a liveness answer).
+        library_version: The quantum_core version the service runs.
     """
 
     service: str
     status: HealthStatus
-    version: str
+    version: str | None
     timestamp: datetime
     uptime_seconds: float
     duration_ms: float
     dependencies: Mapping[str, CheckResult]
     system: CheckResult | None = None
+    library_version: str = __version__
 
     @property
     def http_status(self) -> int:
@@ -154,6 +158,7 @@ class HealthReport:
             "service": self.service,
             "status": self.status.value,
             "version": self.version,
+            "quantum_core_version": self.library_version,
             "timestamp": _iso(self.timestamp),
             "uptime_seconds": round(self.uptime_seconds, 1),
             "duration_ms": round(self.duration_ms, 2),
@@ -196,9 +201,11 @@ class HealthReport:
             "status": self.status.ietf,
             "serviceId": self.service,
             "description": f"health of {self.service}",
-            "notes": [f"quantum_core {self.version}"],
+            "notes": [f"quantum_core {self.library_version}"],
             "checks": checks,
         }
+        if self.version is not None:
+            body["version"] = self.version
         failing = self.failing
         if failing:
             body["output"] = "; ".join(f"{name}: {why}" for name, why in failing.items())

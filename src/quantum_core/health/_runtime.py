@@ -36,6 +36,7 @@ async def initialize_health_checker(
     binance_api_secret: str | None = None,
     binance_testnet: bool = True,
     *,
+    version: str | None = None,
     binance_base_url: str | None = None,
     check_binance: bool = True,
     postgres: Any = None,
@@ -62,6 +63,7 @@ async def initialize_health_checker(
         binance_api_key: Shown masked in the report, never sent.
         binance_api_secret: Never shown, never sent.
         binance_testnet: Probe ``testnet.binance.vision`` rather than ``api.binance.com``.
+        version: The application's version, ``version`` in every report.
         binance_base_url: Overrides the exchange host (a proxy, a local test server).
         check_binance: False leaves the exchange out.
         postgres: A PostgreSQL DSN or an asyncpg pool; ``SELECT 1`` is checked when given.
@@ -86,6 +88,7 @@ async def initialize_health_checker(
         )
     checker = HealthChecker(
         service_name,
+        version=version,
         default_timeout=default_timeout,
         cache_ttl=cache_ttl,
         system=SystemCheck(system_thresholds, disk_path=disk_path),

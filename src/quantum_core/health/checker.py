@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._checks import check_name, check_seconds
-from .._version import __version__
 from ..observability._gate import refresh as refresh_tracing
 from ..observability._gate import traced
 from ..observability._metrics import turned_on
@@ -57,6 +56,8 @@ class HealthChecker:
 
     Args:
         service_name: The service's name, shown as ``service`` in every report.
+        version: The application's version (``"2.0.0"``), shown as ``version`` in every
+            report next to ``quantum_core_version``; None when the application has none.
         default_timeout: Seconds a check may take unless registered with its own timeout.
         cache_ttl: Seconds a report is reused before the checks run again (0: every call
             runs them, still one run for concurrent callers).
@@ -67,7 +68,7 @@ class HealthChecker:
     A checker belongs to the event loop it first reports in: its connections are that
     loop's, and it is closed when that loop shuts down.
 
-    Example:
+    Examples:
         >>> async def main() -> None:
         ...     async with HealthChecker("quantum_trader") as checker:
         ...         checker.register("redis", RedisCheck(redis_client), critical=True)
@@ -79,12 +80,14 @@ class HealthChecker:
         self,
         service_name: str,
         *,
+        version: str | None = None,
         default_timeout: float = 2.0,
         cache_ttl: float = 2.0,
         system: SystemCheck | bool = True,
         secrets: Iterable[str | None] = (),
     ) -> None:
         self.service_name = check_name("service_name", service_name)  # as the bus's
+        self.version = None if version is None else check_name("version", version, max_length=64)
         self._default_timeout = check_seconds("default_timeout", default_timeout, positive=True)
         self._cache_ttl = check_seconds("cache_ttl", cache_ttl)
         self._scrubber = Scrubber()
@@ -215,7 +218,7 @@ class HealthChecker:
         return HealthReport(
             service=self.service_name,
             status=HealthStatus.HEALTHY,
-            version=__version__,
+            version=self.version,
             timestamp=datetime.now(UTC),
             uptime_seconds=time.monotonic() - self._started,
             duration_ms=0.0,
@@ -319,7 +322,7 @@ class HealthChecker:
         report = HealthReport(
             service=self.service_name,
             status=status,
-            version=__version__,
+            version=self.version,
             timestamp=timestamp,
             uptime_seconds=started - self._started,
             duration_ms=(time.monotonic() - started) * 1000,

@@ -210,6 +210,7 @@ def configure_metrics(
         import prometheus_client
     except ImportError:
         raise ImportError(
-            "configure_metrics() needs prometheus_client: pip install 'quantum-core[prometheus]'"
+            "configure_metrics() needs prometheus_client: "
+            "pip install 'quantum-core-sdk[prometheus]'"
         ) from None
     _register(prometheus_client.REGISTRY if registry is None else registry)

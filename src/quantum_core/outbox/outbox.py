@@ -68,12 +68,12 @@ class Outbox:
         service_name: The ``source`` of the events written (the bus's ``service_name``).
         connect_timeout: Seconds to open (or borrow) a connection.
 
-    Example:
-        An order row and its event, in one transaction::
+    Examples:
+        An order row and its event, in one transaction:
 
-            async with pool.acquire() as connection, connection.transaction():
-                await connection.execute("INSERT INTO orders (id) VALUES ($1)", order_id)
-                await outbox.publish(connection, "trade.execution.completed", {"id": order_id})
+        >>> async with pool.acquire() as connection, connection.transaction():
+        ...     await connection.execute("INSERT INTO orders (id) VALUES ($1)", order_id)
+        ...     await outbox.publish(connection, "trade.execution.completed", {"id": order_id})
     """
 
     def __init__(

@@ -198,7 +198,7 @@ class NatsBroker(Broker):
     default_url = "nats://127.0.0.1:4222"
     library = "nats"
     package = "nats-py"
-    install = "pip install 'quantum-core[nats]'"
+    install = "pip install 'quantum-core-sdk[nats]'"
 
     def _server_unavailable(self) -> str | None:
         return nats_server_unavailable(self.base_url)
@@ -260,7 +260,7 @@ class AmqpBroker(Broker):
     default_url = "amqp://guest:guest@127.0.0.1:5672/"
     library = "aio_pika"
     package = "aio-pika"
-    install = "pip install 'quantum-core[rabbitmq]'"
+    install = "pip install 'quantum-core-sdk[rabbitmq]'"
 
     def __init__(self) -> None:
         self._queues: dict[str, set[str]] = {}
@@ -348,7 +348,7 @@ class KafkaBroker(Broker):
     default_url = "kafka://127.0.0.1:19092"
     library = "aiokafka"
     package = "aiokafka"
-    install = "pip install 'quantum-core[kafka]'"
+    install = "pip install 'quantum-core-sdk[kafka]'"
 
     def url(self, namespace: str) -> str:
         """The namespace as prefix, with the fast rebalances tests want (2 s sessions)."""

@@ -14,10 +14,10 @@ __all__ = ["EventRecorder"]
 class EventRecorder:
     """An async handler that records what it receives, for assertions.
 
-    Example:
+    Examples:
         >>> recorder = EventRecorder()
-        >>> bus.subscribe("ai.signal.generated", recorder)  # doctest: +SKIP
-        >>> await recorder.wait_for(1)  # doctest: +SKIP
+        >>> bus.subscribe("ai.signal.generated", recorder)
+        >>> await recorder.wait_for(1)
     """
 
     def __init__(self) -> None:

@@ -52,7 +52,8 @@ else:
 __all__ = ["KafkaTransport"]
 
 _MISSING_EXTRA = (
-    "the Kafka transport needs aiokafka, which is not installed: pip install 'quantum-core[kafka]'"
+    "the Kafka transport needs aiokafka, which is not installed: "
+    "pip install 'quantum-core-sdk[kafka]'"
 )
 
 

@@ -65,7 +65,7 @@ __all__ = ["NatsJetStreamTransport"]
 
 _MISSING_EXTRA = (
     "the NATS JetStream transport needs nats-py, which is not installed: "
-    "pip install 'quantum-core[nats]'"
+    "pip install 'quantum-core-sdk[nats]'"
 )
 
 

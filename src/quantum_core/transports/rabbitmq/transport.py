@@ -40,7 +40,8 @@ try:
     import aiormq
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        "the RabbitMQ transport (amqp:// URLs) needs aio-pika: pip install 'quantum-core[rabbitmq]'"
+        "the RabbitMQ transport (amqp:// URLs) needs aio-pika: "
+        "pip install 'quantum-core-sdk[rabbitmq]'"
     ) from exc
 from aio_pika.abc import AbstractConnection
 

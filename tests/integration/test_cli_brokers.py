@@ -1,7 +1,13 @@
-"""``quantum-core dlq`` on a Kafka cluster: list, show, replay and purge its dead letters."""
+"""``quantum-core dlq`` on Kafka, NATS and RabbitMQ: list, show, replay and purge dead letters.
+
+The same operator scenario as on Redis (tests/integration/test_cli.py), through each
+transport's dead-letter abilities.
+"""
 
 import asyncio
 import json
+
+import pytest
 
 from quantum_core import EventBus
 from quantum_core.cli import main
@@ -17,10 +23,26 @@ async def run_cli(capsys, *args):
     return code, out, err
 
 
-async def test_dlq_lists_shows_replays_and_purges_kafka_dead_letters(
-    capsys, kafka_url, kafka_prefix, log_lines
-):
-    url = f"{kafka_url}?prefix={kafka_prefix}&session_timeout=2"
+# broker: (its URL fixture, its prefix fixture, the bus's own URL options)
+BROKERS = {
+    "kafka": ("kafka_url", "kafka_prefix", "&session_timeout=2"),
+    "nats": ("nats_url", "nats_prefix", ""),
+    "rabbitmq": ("amqp_url", "rabbitmq_prefix", ""),
+}
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request):
+    """The broker's URL, a fresh prefix on it, and the URL of a bus under that prefix."""
+    url_fixture, prefix_fixture, options = BROKERS[request.param]
+    broker_url = request.getfixturevalue(url_fixture)  # sync: async fixtures set up here
+    prefix = request.getfixturevalue(prefix_fixture)
+    bus_url = f"{broker_url}{'&' if '?' in broker_url else '?'}prefix={prefix}{options}"
+    return broker_url, prefix, bus_url
+
+
+async def test_dlq_lists_shows_replays_and_purges_dead_letters(capsys, broker):
+    broker_url, prefix, url = broker
     fixed = False
     handled: list[int] = []
 
@@ -38,7 +60,7 @@ async def test_dlq_lists_shows_replays_and_purges_kafka_dead_letters(
             return len(await bus.dead_letters(TOPIC)) == 2
 
         await eventually(two_letters, "two dead letters", timeout=15)
-        cli = ("--url", kafka_url, "--prefix", kafka_prefix, "--timeout", "5")
+        cli = ("--url", broker_url, "--prefix", prefix, "--timeout", "5")
 
         code, out, err = await run_cli(capsys, *cli, "--json", "dlq", "list", TOPIC)
         assert code == 0, err
