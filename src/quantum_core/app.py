@@ -45,7 +45,7 @@ class App:
             service name) may run as apps of different names, such as one per role.
         version: The AsyncAPI document's ``info.version``.
 
-    Example:
+    Examples:
         >>> bus = EventBus("memory://", service_name="risk")
         >>> app = App(bus)
         >>> @bus.subscriber("ai.signal.generated")

@@ -273,7 +273,7 @@ class EventBus:
 
         The function comes back unchanged, so a test can still call it directly.
 
-        Example:
+        Examples:
             >>> bus = EventBus("memory://", service_name="demo")
             >>> @bus.subscriber("market.data.update", concurrency=1)
             ... async def on_tick(payload: dict) -> None: ...
