@@ -27,6 +27,8 @@ TEST_TOOLS = [
     "pytest-xdist>=3.5",
     "hypothesis>=6.100",
     "opentelemetry-sdk>=1.27",  # the unit tests of the spans read them from the SDK
+    "jsonschema>=4.18",  # the AsyncAPI document is validated against the official schema
+    "pyyaml>=6",  # quantum-core asyncapi --yaml
 ]
 # The contract suite runs on every transport (the brokers' clients); the unit suite covers
 # the spans and metrics (otel, prometheus).
