@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -170,6 +170,22 @@ def fmt(value: float, unit: str = "") -> str:
     if magnitude >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}" if magnitude >= 0.1 else f"{value:.3f}"
+
+
+_started: dict[str, Any] = {}
+
+
+def started_once(name: str, start: Callable[[], Any]) -> Any:
+    """One server ``name`` per runner process, made by ``start`` at first use, stopped at exit.
+
+    The broker benches (NATS, Kafka) run each of their runs against the same server.
+    """
+    if name not in _started:
+        import atexit
+
+        server = _started[name] = start()
+        atexit.register(server.stop)
+    return _started[name]
 
 
 def rss_mb() -> float:

@@ -30,15 +30,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from _clients import PAYLOAD  # the same ~300-byte event as every bench
+from _harness import free_port, started_once
 from quantum_core import EventBus, KafkaTransport
 
 PARTITIONS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -311,18 +306,12 @@ async def bus_latency(url: str, n: int) -> float:
 
 TITLE = "Kafka (own Tansu broker)"
 SECTION = "Event bus on Kafka (Tansu)"
-_server: Server | None = None
 
 
 def _shared_server() -> Server:
-    """One Tansu for every run of this module in a runner process, stopped at exit."""
-    global _server
-    if _server is None:
-        import atexit
-
-        _server = Server()
-        atexit.register(_server.stop)
-    return _server
+    """One tansu for every run of this module in a runner process, stopped at exit."""
+    server: Server = started_once("tansu", Server)
+    return server
 
 
 async def measure(ctx: Any) -> dict[str, float]:

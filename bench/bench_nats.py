@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -38,15 +37,10 @@ import nats
 from nats.js import api
 
 from _clients import PAYLOAD  # the same ~300-byte event as every bench
+from _harness import free_port, started_once
 from quantum_core import EventBus, NatsJetStreamTransport, configure_logging
 
 RESULTS = Path(__file__).with_name("results")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -260,18 +254,12 @@ async def bus_end_to_end(url: str, n: int, read_count: int) -> float:
 
 TITLE = "NATS JetStream (own nats-server)"
 SECTION = "Event bus on NATS JetStream"
-_server: Server | None = None
 
 
 def _shared_server() -> Server:
     """One nats-server for every run of this module in a runner process, stopped at exit."""
-    global _server
-    if _server is None:
-        import atexit
-
-        _server = Server()
-        atexit.register(_server.stop)
-    return _server
+    server: Server = started_once("nats-server", Server)
+    return server
 
 
 async def measure(ctx: Any) -> dict[str, float]:
