@@ -12,19 +12,25 @@ naming what to implement, and only where the ability is needed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .transport import Backlog, Subscription, Transport
 
 __all__ = [
     "BacklogReporter",
+    "ConsumerSummary",
     "DeadLetterRestore",
     "DeadLetterStore",
+    "GroupSummary",
     "HandledRecords",
     "KeyedPublisher",
+    "TopicLister",
+    "TopicSummary",
     "backlog_of",
     "dead_letter_store",
     "handled_records",
+    "topic_lister",
 ]
 
 
@@ -98,6 +104,67 @@ class BacklogReporter(Protocol):
         """Return the group's pending count and lag; None in either where it cannot tell."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerSummary:
+    """One consumer of a group, where the broker names them (Redis).
+
+    Attributes:
+        name: The consumer's name (``{service}-{host}-{pid}``...).
+        pending: Entries it was delivered and has not acknowledged.
+        idle_ms: Milliseconds since it last read or acknowledged; None where unknown.
+    """
+
+    name: str
+    pending: int
+    idle_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """One consumer group of a topic; None where the broker cannot tell.
+
+    Attributes:
+        name: The group: ``{service}:{handler}``.
+        pending: Delivered to its consumers and not yet acknowledged.
+        lag: Stored on the topic and not yet delivered to the group.
+        consumers: Its consumers, where the broker lists them (else empty).
+    """
+
+    name: str
+    pending: int | None
+    lag: int | None
+    consumers: tuple[ConsumerSummary, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSummary:
+    """One event type on the broker: what it stores, its dead letters and its groups.
+
+    Attributes:
+        event_type: The topic, as the bus names it (``orders.placed``).
+        length: Events the broker keeps for the topic; None where it cannot tell.
+        dead_letters: How many dead letters the topic has; None where it cannot tell.
+        groups: Its consumer groups, sorted by name.
+    """
+
+    event_type: str
+    length: int | None
+    dead_letters: int | None
+    groups: tuple[GroupSummary, ...] = ()
+
+
+@runtime_checkable
+class TopicLister(Protocol):
+    """A transport that lists its topics and their groups: ``quantum-core topics``."""
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every topic of this transport's namespace (prefix), sorted by event type.
+
+        A topic appears once something was published on it, a group subscribed to it or a
+        dead letter was stored for it. Read-only, and never a topic of another prefix.
+        """
+
+
 _UNKNOWN = Backlog(pending=None, lag=None)
 
 
@@ -111,6 +178,16 @@ def dead_letter_store(transport: Transport, *, doing: str) -> DeadLetterStore:
     raise NotImplementedError(
         f"{type(transport).__name__} does not {doing}; implement read_dead_letters and "
         "delete_dead_letters (see docs/transports.md)"
+    )
+
+
+def topic_lister(transport: Transport) -> TopicLister:
+    """``transport`` as a :class:`TopicLister`, or NotImplementedError naming what to add."""
+    if isinstance(transport, TopicLister):
+        return transport
+    raise NotImplementedError(
+        f"{type(transport).__name__} does not list its topics; implement list_topics "
+        "(see docs/transports.md)"
     )
 
 

@@ -20,6 +20,7 @@ from ..bus.envelope import MODEL_HEADER
 from ..tracing import trace_context
 from .faults import FAULT_CHECKS
 from .harness import PATIENCE, Check, Harness, MakeTransport, TransportFeatures, expect
+from .listing import LISTING_CHECKS
 from .recorder import EventRecorder
 from .waiting import eventually
 
@@ -337,6 +338,7 @@ CHECKS: dict[str, Check] = {
     "guide_test_twice": _guide_test_twice,
     "typed_handler": _typed_handler,
     **FAULT_CHECKS,  # retries, handler time limits, dead letters, replay, stats
+    **LISTING_CHECKS,  # list_topics: what `quantum-core topics` shows
 }
 """Every check of the transport contract, by name."""
 

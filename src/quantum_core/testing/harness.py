@@ -31,11 +31,14 @@ class TransportFeatures:
             key in publish order. Kafka does not: such events go to any partition, and only
             events of one key (one partition) keep their order; the checks of order then
             publish with ``ordering_key``.
+        lists_topics: Whether the transport lists its topics (``list_topics()``, what
+            ``quantum-core topics`` shows).
     """
 
     redelivery_timeout: float = 5.0
     reports_backlog: bool = True
     orders_unkeyed: bool = True
+    lists_topics: bool = True
 
 
 @dataclass

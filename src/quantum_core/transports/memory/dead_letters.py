@@ -31,6 +31,14 @@ class DeadLetterShelf:
         """Every record of ``topic``, oldest first."""
         return list(self._letters.get(topic, {}).values())
 
+    def topics(self) -> set[str]:
+        """The topics that have dead letters."""
+        return {topic for topic, letters in self._letters.items() if letters}
+
+    def count(self, topic: str) -> int:
+        """How many dead letters ``topic`` has."""
+        return len(self._letters.get(topic, ()))
+
     def read(self, topic: str, limit: int, start: str | None) -> list[tuple[str, bytes]]:
         """Up to ``limit`` (id, record) of ``topic`` from the id ``start`` on."""
         first = 0 if start is None else _letter_id(start)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pydantic_core
 
 from ..._checks import check_int
+from ...bus.abilities import GroupSummary, TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from .dead_letters import DeadLetterShelf
@@ -88,6 +89,22 @@ class MemoryTransport(Transport):
     async def restore_dead_letter(self, topic: str, record: bytes) -> None:
         """Store ``record`` as a dead letter of ``topic`` again, under a new id."""
         self._dead_letters.set_aside(topic, record)
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every topic published to, subscribed to or with dead letters, sorted."""
+        names = set(self._history) | set(self._topics) | self._dead_letters.topics()
+        return [
+            TopicSummary(
+                event_type=topic,
+                length=len(self._history.get(topic, ())),
+                dead_letters=self._dead_letters.count(topic),
+                groups=tuple(
+                    GroupSummary(name, pending=len(group.pending), lag=len(group.backlog))
+                    for name, group in sorted(self._topics.get(topic, {}).items())
+                ),
+            )
+            for topic in sorted(names)
+        ]
 
 
 register_transport("memory", lambda _url: MemoryTransport())
