@@ -162,7 +162,7 @@ async def test_streams_under_an_empty_prefix_and_the_urls_own_prefix(
 ):
     empty = await cli("--prefix", f"{redis_prefix}-nothing", "streams", prefixes=False)
     assert empty.code == 0
-    assert f"no streams under prefix '{redis_prefix}-nothing'" in empty.out
+    assert f"no event types under prefix '{redis_prefix}-nothing'" in empty.out
     assert (await cli("--prefix", f"{redis_prefix}-nothing", "--json", "streams")).json() == []
 
     monkeypatch.setenv("REDIS_URL", f"{redis_url}?prefix={redis_prefix}")
@@ -556,9 +556,26 @@ async def test_the_console_script_and_python_dash_m(dead_letters, redis_url, red
     assert "Traceback" not in down.err
 
 
-def test_dlq_list_without_an_event_type_names_one_on_kafka(capsys):
-    code = main(["--url", "kafka://127.0.0.1:1", "dlq", "list"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "`dlq list` without an event type needs Redis" in err
-    assert "quantum-core dlq list EVENT_TYPE" in err
+@pytest.mark.parametrize(
+    ("url", "check"),
+    [
+        ("nats://user:{secret}@127.0.0.1:{port}", "nats"),
+        ("amqp://guest:{secret}@127.0.0.1:{port}/", "rabbitmq"),
+        ("kafka://127.0.0.1:{port}", "kafka"),
+    ],
+)
+def test_a_broker_that_is_down_gives_one_line_or_an_unhealthy_report(capsys, url, check):
+    url = url.format(secret=SECRET, port=free_port())
+    code = main(["--url", url, "--timeout", "2", "topics"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err.startswith("quantum-core: error: "), err
+    assert err.count("\n") == 1, err
+    assert SECRET not in err
+
+    code = main(["--url", url, "--timeout", "2", "health"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (3, "")  # nothing but the report: no broker client's own log lines
+    assert out.startswith("UNHEALTHY")
+    assert f"\n{check}  " in out
+    assert SECRET not in out

@@ -9,6 +9,7 @@ scrubbed wherever it appears); a server that does not answer fails within ``--ti
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from redis.exceptions import (
 from .._checks import check_name
 from .._redaction import redact_text
 from .._redis import cluster_settings, is_cluster, open_cluster
-from ..bus import EventBus
+from ..bus import EventBus, Transport
 from ..bus.registry import transport_from_url
 from ..health._secrets import Scrubber
 from ..transports.redis import RedisStreamsTransport
@@ -47,6 +48,7 @@ __all__ = [
     "Output",
     "Target",
     "UsageError",
+    "broker_transport",
     "resolve_target",
 ]
 
@@ -278,12 +280,62 @@ def _text(error: BaseException) -> str:
 
 
 class Context:
-    """One command's connections, opened when first needed and all closed at the end."""
+    """One command's connections, opened when first needed and all closed at the end.
 
-    def __init__(self, target: Target) -> None:
+    Args:
+        target: The bus's broker and prefix (``--url``, ``--prefix``).
+        policy_url: The policy store's Redis (``--policy-url``); None: the bus's Redis when
+            ``--url`` is one, else ``$REDIS_URL``, else the default.
+    """
+
+    def __init__(self, target: Target, policy_url: str | None = None) -> None:
         self.target = target
+        self._policy_url = policy_url
+        self._policy_target: Target | None = None
         self._client: Any = None
+        self._policy_client: Any = None
         self._bus: EventBus | None = None
+
+    @property
+    def policy_target(self) -> Target:
+        """The Redis the policy store lives in, checked.
+
+        Raises:
+            UsageError: when ``--policy-url`` is not a Redis URL.
+        """
+        if self._policy_target is None:
+            url = self._policy_url
+            if url is None and self.target.scheme == "redis":
+                self._policy_target = self.target
+                return self.target
+            url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+            target = resolve_target(
+                url,
+                prefix=None,
+                policy_prefix=self.target.policy_prefix,
+                timeout=self.target.timeout,
+            )
+            if target.scheme != "redis":
+                raise UsageError(
+                    f"--policy-url must name a Redis: the risk policy is kept in Redis, "
+                    f"not on a {_BROKER_NAMES[target.scheme]} ({target.address}); expected "
+                    f"{_URL_FORMS}"
+                )
+            self._policy_target = target
+        return self._policy_target
+
+    async def policy_redis(self) -> Any:
+        """A client of the policy store's Redis that has answered PING.
+
+        Raises:
+            CliError: when the server cannot be reached or refuses the credentials.
+        """
+        target = self.policy_target
+        if target is self.target:
+            return await self.redis()
+        if self._policy_client is None:
+            self._policy_client = await _pinged(target)
+        return self._policy_client
 
     async def redis(self) -> Any:
         """A client that has answered PING.
@@ -293,18 +345,9 @@ class Context:
         """
         if self.target.scheme != "redis":
             broker = _BROKER_NAMES[self.target.scheme]
-            raise UsageError(
-                f"this command needs Redis; {self.target.address} is a {broker}, where "
-                "only `quantum-core dlq` works (with an event type)"
-            )
+            raise UsageError(f"this command needs Redis; {self.target.address} is a {broker}")
         if self._client is None:
-            client = open_client(self.target)
-            try:
-                await client.ping()
-            except (RedisError, RedisClusterException, OSError) as error:
-                await client.aclose()
-                raise unreachable(self.target, error) from None
-            self._client = client
+            self._client = await _pinged(self.target)
         return self._client
 
     async def bus(self) -> EventBus:
@@ -314,7 +357,7 @@ class Context:
             transport = (
                 RedisStreamsTransport(await self.redis(), prefix=target.prefix)
                 if target.scheme == "redis"
-                else transport_from_url(_with_options(target))
+                else broker_transport(target)
             )
             self._bus = EventBus(transport, service_name=CLI_SERVICE)
             await self._bus.initialize()
@@ -324,8 +367,25 @@ class Context:
         """Close every connection the command opened."""
         if self._bus is not None:
             await self._bus.transport.close()
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._policy_client):
+            if client is not None:
+                await client.aclose()
+
+
+async def _pinged(target: Target) -> Any:
+    """A client of the Redis ``target`` names, once it answered PING."""
+    client = open_client(target)
+    try:
+        await client.ping()
+    except (RedisError, RedisClusterException, OSError) as error:
+        await client.aclose()
+        raise unreachable(target, error) from None
+    return client
+
+
+def broker_transport(target: Target) -> Transport:
+    """The transport of a NATS, RabbitMQ or Kafka target, with the CLI's prefix and timeout."""
+    return transport_from_url(_with_options(target))
 
 
 def _with_options(target: Target) -> str:

@@ -28,7 +28,7 @@ from ..bus.dead_letters import parse_dead_letter
 from ..bus.envelope import validate_event_type
 from ._arguments import Commands, count_option
 from ._common import CliError, Context, Output, UsageError, one_line
-from ._streams import read_streams
+from ._streams import read_topics
 
 __all__ = ["register"]
 
@@ -99,7 +99,13 @@ def _entry_id(value: str) -> str:
 async def _known(context: Context, event_type: str) -> None:
     """Refuse an event type with neither a stream nor dead letters under the prefix."""
     target = context.target
-    if target.scheme != "redis":  # Kafka: an unknown event type lists no dead letters
+    if target.scheme != "redis":  # one listing of the broker's topics tells
+        if event_type not in {topic.event_type for topic in await read_topics(context)}:
+            raise CliError(
+                f"unknown event type {event_type!r}: no topic and no dead letters of it under "
+                f"prefix {target.prefix!r} on {target.address}; `quantum-core topics` lists "
+                "the event types (is --prefix right?)"
+            )
         return
     client = await context.redis()
     keys = (target.stream_key(event_type), target.dead_letter_key(event_type))
@@ -184,14 +190,9 @@ async def list_letters(args: argparse.Namespace, context: Context, output: Outpu
 
 async def _count_letters(context: Context, output: Output) -> int:
     """Print how many dead letters every event type under the prefix has."""
-    if context.target.scheme != "redis":
-        raise UsageError(
-            "`dlq list` without an event type needs Redis; on "
-            f"{context.target.address} name one: `quantum-core dlq list EVENT_TYPE`"
-        )
     counts = [
-        {"event_type": stream["event_type"], "dead_letters": stream["dead_letters"]}
-        for stream in await read_streams(context)
+        {"event_type": topic.event_type, "dead_letters": topic.dead_letters}
+        for topic in await read_topics(context)
     ]
     if output.json_mode:
         output.json(counts)

@@ -1,4 +1,8 @@
-"""``quantum-core health``: Redis (and optionally PostgreSQL) checked by the HealthChecker.
+"""``quantum-core health``: the bus's broker (and PostgreSQL) checked by the HealthChecker.
+
+Redis is checked by :class:`~quantum_core.health.RedisCheck` (cluster state too); NATS,
+RabbitMQ and Kafka by :class:`~quantum_core.health.EventBusCheck` on a bus of the CLI's own,
+which pings the broker through its transport.
 
 The exit code is the verdict, for scripts and cron jobs: 0 HEALTHY, 1 DEGRADED,
 3 UNHEALTHY (2 stays the usage error of every command). A server that is down is a report,
@@ -10,11 +14,23 @@ operator's machine, not a service.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from ..health import HealthChecker, HealthStatus, PostgresCheck, RedisCheck
+from ..bus import EventBus
+from ..health import EventBusCheck, HealthChecker, HealthStatus, PostgresCheck, RedisCheck
 from ._arguments import Commands
-from ._common import CLI_SERVICE, EXIT_FAILED, EXIT_OK, EXIT_UNHEALTHY, Context, Output, open_client
+from ._common import (
+    CLI_SERVICE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNHEALTHY,
+    Context,
+    Output,
+    broker_transport,
+    open_client,
+)
 
+_CHECK_NAMES = {"nats": "nats", "amqp": "rabbitmq", "kafka": "kafka"}
 _EXIT_CODES = {
     HealthStatus.HEALTHY: EXIT_OK,
     HealthStatus.DEGRADED: EXIT_FAILED,
@@ -32,9 +48,10 @@ def register(
     parser = commands.add_parser(
         "health",
         parents=[common],
-        help="check Redis (and PostgreSQL); exit 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY",
+        help="check the broker (and PostgreSQL); exit 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY",
         description=(
-            "Check Redis, and PostgreSQL with --postgres, and print the report. "
+            "Check the bus's broker (--url: Redis, NATS, RabbitMQ or Kafka), and PostgreSQL "
+            "with --postgres, and print the report. "
             "Exit code: 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY (2: a usage error)."
         ),
     )
@@ -50,16 +67,25 @@ def register(
 async def health(args: argparse.Namespace, context: Context, output: Output) -> int:
     """Run the checks once and print the report; the exit code is its severity."""
     target = context.target
-    client = open_client(target)
     checker = HealthChecker(CLI_SERVICE, default_timeout=target.timeout, cache_ttl=0, system=False)
+    client: Any = None
+    bus: EventBus | None = None
     try:
-        checker.register("redis", RedisCheck(client), critical=True)
+        if target.scheme == "redis":
+            client = open_client(target)
+            checker.register("redis", RedisCheck(client), critical=True)
+        else:
+            bus = EventBus(broker_transport(target), service_name=CLI_SERVICE)
+            checker.register(_CHECK_NAMES[target.scheme], EventBusCheck(bus), critical=True)
         if args.postgres:
             checker.register("postgres", PostgresCheck(args.postgres), critical=True)
         report = await checker.get_health_report(fresh=True)
     finally:
         await checker.close()
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
+        if bus is not None:
+            await bus.transport.close()
     if output.json_mode:
         output.json(report.to_dict())
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -35,7 +36,6 @@ from ._common import (
     CliError,
     Context,
     Output,
-    Target,
     UsageError,
     resolve_target,
 )
@@ -78,12 +78,19 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--url",
         default=argparse.SUPPRESS,
-        help=f"Redis URL (default: $REDIS_URL, else {DEFAULT_URL})",
+        help="the bus's broker: a Redis, Redis Cluster, NATS, RabbitMQ or Kafka URL "
+        f"(default: $REDIS_URL, else {DEFAULT_URL})",
     )
     group.add_argument(
         "--prefix",
         default=argparse.SUPPRESS,
         help=f"the bus's key prefix (default: the URL's ?prefix=, else {DEFAULT_PREFIX})",
+    )
+    group.add_argument(
+        "--policy-url",
+        default=argparse.SUPPRESS,
+        help="the Redis of the risk policy, for `policy` (default: --url when it is a Redis, "
+        f"else $REDIS_URL, else {DEFAULT_URL})",
     )
     group.add_argument(
         "--policy-prefix",
@@ -148,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help and --version print, then exit
         return done.code if isinstance(done.code, int) else 0
     url = _option(args, "url", None) or os.environ.get("REDIS_URL") or DEFAULT_URL
-    scrubber.add(dsn_secrets(url) + dsn_secrets(_option(args, "postgres", None)))
+    policy_url = _option(args, "policy_url", None)
+    for secret_bearing in (url, policy_url, _option(args, "postgres", None)):
+        scrubber.add(dsn_secrets(secret_bearing))
     output.json_mode = _option(args, "json", False)
     handler: Handler = args.handler
     with _library_logs_on_stderr(_option(args, "log_level", "ERROR")):
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                 policy_prefix=_option(args, "policy_prefix", DEFAULT_KEY_PREFIX),
                 timeout=_option(args, "timeout", 2.0),
             )
-            return asyncio.run(_with_context(handler, args, target, output))
+            context = Context(target, policy_url)
+            return asyncio.run(_with_context(handler, args, context, output))
         except CliError as error:
             output.error(str(error))
             return error.exit_code
@@ -176,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _with_context(
-    handler: Handler, args: argparse.Namespace, target: Target, output: Output
+    handler: Handler, args: argparse.Namespace, context: Context, output: Output
 ) -> int:
-    context = Context(target)
     try:
         return await handler(args, context, output)
     finally:
@@ -200,10 +209,18 @@ def _library_logs_on_stderr(level: str) -> Iterator[None]:
     """Send quantum_core's log lines to stderr while a command runs, then restore logging.
 
     stdout carries the command's output (a table, JSON a script parses), so log lines must
-    not land there, where they go by default. The previous configuration comes back
-    afterwards, so calling :func:`main` in-process changes nothing for the caller.
+    not land there, where they go by default. Only quantum_core's own lines: a broker
+    client's (aiormq's "error when creating transport") would repeat the command's one-line
+    error, unless ``--log-level DEBUG`` asks for everything. The previous configuration
+    comes back afterwards, so calling :func:`main` in-process changes nothing for the caller.
     """
     stream = cast(TextIO, _CurrentStderr())
+    root = logging.getLogger()
     with logging_restored():
+        others = list(root.handlers)
         configure_logging(CLI_SERVICE, level, json_output=False, stream=stream)
+        if level != "DEBUG":  # a broker client's own errors repeat ours, in its words
+            for handler in root.handlers:
+                if handler not in others:
+                    handler.addFilter(logging.Filter("quantum_core"))
         yield

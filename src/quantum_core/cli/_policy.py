@@ -1,6 +1,8 @@
 """``quantum-core policy``: show the risk policy, switch its mode or reset it, read its history.
 
-Reads go straight to :class:`~quantum_core.RedisPolicyBackend` and never write: showing a
+The policy lives in Redis, at ``--policy-url`` (by default the bus's Redis when ``--url``
+names one, else ``$REDIS_URL``): the bus itself may be on any broker, where a switch is
+announced. Reads go straight to :class:`~quantum_core.RedisPolicyBackend` and never write: showing a
 policy must not seed one. A switch or a reset goes through :class:`~quantum_core.PolicyStore`,
 as a service's would: compare-and-set, an audit entry naming ``--by``, every process told at
 once, and the change announced on the bus under ``--prefix``. Both are refused where no
@@ -102,7 +104,7 @@ def _reason(value: str) -> str:
 
 async def _backend(context: Context) -> RedisPolicyBackend:
     return RedisPolicyBackend(
-        await context.redis(),
+        await context.policy_redis(),
         key_prefix=context.target.policy_prefix,
         timeout=context.target.timeout,
     )
@@ -119,7 +121,7 @@ def _unreadable(error: PolicyDataError) -> CliError:
 
 def _missing(context: Context, backend: RedisPolicyBackend) -> CliError:
     return CliError(
-        f"no risk policy at Redis key {backend.key!r} on {context.target.address}; is "
+        f"no risk policy at Redis key {backend.key!r} on {context.policy_target.address}; is "
         "--policy-prefix right? (a PolicyStore stores the default on its first start)"
     )
 
@@ -239,7 +241,7 @@ async def show_history(args: argparse.Namespace, context: Context, output: Outpu
     backend = await _backend(context)
     try:
         changes = await backend.history(args.limit)
-        exists = bool(changes) or bool(await (await context.redis()).exists(backend.key))
+        exists = bool(changes) or bool(await (await context.policy_redis()).exists(backend.key))
     finally:
         await backend.close()
     if not exists:

@@ -43,7 +43,7 @@ async def _topics_listed(h: Harness, features: TransportFeatures) -> None:
     async def listed() -> bool:
         seen[:] = await lister.list_topics()
         topics = {topic.event_type: topic for topic in seen}
-        if set(topics) != {consumed, unread}:
+        if not {consumed, unread} <= set(topics):  # other checks' topics may share the namespace
             return False
         busy, quiet = topics[consumed], topics[unread]
         return (

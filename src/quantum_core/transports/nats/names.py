@@ -8,6 +8,7 @@ stream ``{prefix}`` on ``{prefix}.events.>``, stream ``{prefix}_dead_letters`` o
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from dataclasses import dataclass
@@ -49,6 +50,28 @@ class Names:
     def dead_subject(self, topic: str) -> str:
         """The subject a topic's dead letters are published on."""
         return f"{self.prefix}.dead.{topic}"
+
+    def topic_of(self, subject: str, *, dead: bool = False) -> str | None:
+        """The topic of an event subject (a dead-letter subject if ``dead``); None if not ours."""
+        head = f"{self.prefix}.dead." if dead else f"{self.prefix}.events."
+        return subject[len(head) :] if subject.startswith(head) and subject != head else None
+
+    @staticmethod
+    def consumer_description(topic: str, group: str) -> str:
+        """The description of the group's consumer: it names the group, which the name hashes."""
+        return f"quantum_core group {group!r} on {topic!r}"
+
+    @staticmethod
+    def group_of(description: str | None, topic: str) -> str | None:
+        """The group a consumer's description names (None: not a consumer of ours)."""
+        head, tail = "quantum_core group ", f" on {topic!r}"
+        if not description or not description.startswith(head) or not description.endswith(tail):
+            return None
+        try:
+            group = ast.literal_eval(description[len(head) : -len(tail)])
+        except (ValueError, SyntaxError):
+            return None
+        return group if isinstance(group, str) else None
 
     @staticmethod
     def durable(topic: str, group: str) -> str:

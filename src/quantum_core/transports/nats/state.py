@@ -204,7 +204,7 @@ class NatsState:
         config = api.ConsumerConfig(
             name=durable,
             durable_name=durable,
-            description=f"quantum_core group {group!r} on {topic!r}",
+            description=self.names.consumer_description(topic, group),
             deliver_policy=api.DeliverPolicy.ALL if from_beginning else api.DeliverPolicy.NEW,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait,

@@ -38,6 +38,7 @@ import os
 from collections.abc import Sequence
 
 from ..._checks import check_choice, check_int, check_seconds, check_text
+from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
@@ -54,6 +55,7 @@ try:
     from .dead_letters import delete_dead_letters, read_dead_letters, sequence_id
     from .state import NatsState, StreamSettings
     from .subscription import NatsSubscription
+    from .topics import list_topics
 except ModuleNotFoundError as exc:  # the nats extra is not installed
     if not (exc.name or "").startswith("nats"):
         raise
@@ -252,6 +254,14 @@ class NatsJetStreamTransport(Transport):
             )
         except nats.errors.Error as exc:
             raise TransportError(f"deleting dead letters of {topic!r} failed: {exc}") from exc
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every topic under the prefix, its dead letters, and its groups' backlogs."""
+        js = await self._state.ready_js()
+        try:
+            return await list_topics(js, self.names)
+        except nats.errors.Error as exc:
+            raise TransportError(f"listing the topics under {self.prefix!r} failed: {exc}") from exc
 
     async def ping(self) -> None:
         """Ask JetStream for the account's info: the server answers and has JetStream."""

@@ -55,10 +55,11 @@ from ..._redis import (
     fast_path_tested,
     is_cluster,
 )
+from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
-from . import dead_letters
+from . import dead_letters, topics
 from .names import FIELD, ClusterNames, RedisNames
 from .publisher import RedisPublisher
 from .state import COMMAND_ATTEMPTS, COMMAND_BUDGET, COMMAND_TIMEOUT, RedisState
@@ -177,6 +178,11 @@ class RedisStreamsTransport(Transport):
     async def delete_dead_letters(self, topic: str, ids: Sequence[str] | None) -> int:
         """XDEL these entries of the dead-letter stream, or DEL the whole stream for None."""
         return await dead_letters.delete_dead_letters(self._state, topic, ids)
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every stream under the prefix, with its groups and their consumers (``topics.py``)."""
+        await self._state.ready()
+        return await topics.list_topics(self._state.commands, self._state.names)
 
     async def ping(self) -> None:
         """PING the server."""
