@@ -471,6 +471,7 @@ NOT_A_NAME = "must be a non-empty string of at most 100 printable characters wit
     ("url", "args", "code", "fragment"),
     [
         ("localhost:6379", ["streams"], 2, "invalid Redis URL 'localhost:6379'"),
+        ("memory://", ["topics"], 2, "memory:// is the in-process transport"),
         (f"redis://:{SECRET}@127.0.0.1:notaport/0", ["streams"], 2, "invalid Redis URL"),
         (f"redis://:{SECRET}@127.0.0.1:6379/zero", ["streams"], 2, "database must be a number"),
         ("redis://127.0.0.1:6379/0?bogus=1", ["streams"], 2, "invalid Redis URL"),

@@ -133,6 +133,12 @@ def resolve_target(url: str, *, prefix: str | None, policy_prefix: str, timeout:
         UsageError: for a URL redis-py cannot use, or a prefix with spaces.
     """
     scheme = url.partition("://")[0].lower().replace("amqps", "amqp")
+    if scheme == "memory":
+        raise UsageError(
+            "memory:// is the in-process transport: its topics live inside one program, so "
+            f"there is nothing to reach from outside; expected {_URL_FORMS}, or a "
+            f"{', '.join(_BROKER_FORMS.values())} URL"
+        )
     if scheme in _BROKER_FORMS and "://" in url:
         return _broker_target(
             url, scheme, prefix=prefix, policy_prefix=policy_prefix, timeout=timeout

@@ -1,6 +1,6 @@
 """The command line: options, dispatch, and the one place where failures become exit codes.
 
-Exit codes: 0 success; 1 an operational failure (Redis unreachable, an unknown event type
+Exit codes: 0 success; 1 an operational failure (the broker unreachable, an unknown event type
 or dead-letter id, no policy stored, a purge not confirmed); 2 a usage error (a bad option,
 argument, mode or URL). ``health`` exits with the report's verdict: 0 HEALTHY, 1 DEGRADED,
 3 UNHEALTHY. Every error is one line on stderr, its secrets masked.
@@ -49,11 +49,13 @@ _EXIT_INTERRUPTED = 130
 _log = get_logger("quantum_core.cli")
 
 _EPILOG = f"""\
-The Redis URL comes from --url, else the REDIS_URL environment variable, else {DEFAULT_URL};
-a ?prefix= in the URL sets the bus prefix unless --prefix is given. Options may also follow
-the command (quantum-core streams --json).
+The bus's broker comes from --url (redis://, redis+cluster://, nats://, amqp://, kafka://),
+else the REDIS_URL environment variable, else {DEFAULT_URL}; a ?prefix= in the URL sets the
+bus prefix unless --prefix is given. The policy commands use the Redis of --policy-url
+(default: --url when it is a Redis, else REDIS_URL). Options may also follow the command
+(quantum-core topics --json).
 
-exit codes: 0 success; 1 operational failure (Redis unreachable, unknown event type or
+exit codes: 0 success; 1 operational failure (broker unreachable, unknown event type or
 dead-letter id, no policy stored); 2 usage error (bad option, argument, mode or URL).
 health: 0 HEALTHY, 1 DEGRADED, 3 UNHEALTHY."""
 
