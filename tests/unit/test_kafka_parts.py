@@ -71,19 +71,24 @@ def test_names_read_back_only_by_their_own_prefix(mine, other, event_type, group
     names, theirs = Names(mine), Names(other)
     topic, dead = theirs.topic(event_type), theirs.dead_topic(event_type)
     group_id = theirs.group_id(event_type, group)
-    assert theirs.events_of(topic) == event_type and theirs.dead_of(topic) is None
-    assert theirs.dead_of(dead) == event_type and theirs.events_of(dead) is None
+    assert theirs.events_of(topic) == event_type
+    assert theirs.dead_of(topic) is None
+    assert theirs.dead_of(dead) == event_type
+    assert theirs.events_of(dead) is None
     assert theirs.group_of(group_id) == (event_type, group)
     if mine != other:
-        assert names.events_of(topic) is None and names.dead_of(topic) is None
-        assert names.events_of(dead) is None and names.dead_of(dead) is None
+        assert names.events_of(topic) is None
+        assert names.dead_of(topic) is None
+        assert names.events_of(dead) is None
+        assert names.dead_of(dead) is None
         assert names.group_of(group_id) is None
 
 
 def test_names_of_nothing_are_not_read_as_a_topic_or_group():
     names = Names("qc")
     for name in ("qc.events.", "qc.dead.", "qc", "qc_b.events.x", "other.events.x"):
-        assert names.events_of(name) is None and names.dead_of(name) is None
+        assert names.events_of(name) is None
+        assert names.dead_of(name) is None
     for group_id in ("qc:", "qc:svc", "qc:svc:", "qc::x", "qc_b:svc:h:x"):
         assert names.group_of(group_id) is None
 
