@@ -1,12 +1,14 @@
 """The Kafka transport on a real broker (Tansu): what the contract suite does not cover.
 
 Bad input (an unreachable cluster, a missing extra, a record that is not an envelope), the
-ordering key as the message key, and commits that never pass a record still in flight.
+ordering key as the message key, commits that never pass a record still in flight, and the
+exact figures of ``list_topics()`` (the contract check accepts None for each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -15,7 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from quantum_core import EventBus, TransportError
+from quantum_core.bus.abilities import GroupSummary, TopicSummary
 from quantum_core.testing import EventRecorder, eventually
+from quantum_core.testing.brokers import delete_kafka_namespace
 from quantum_core.transports.kafka import KafkaTransport
 from service_helpers import free_port
 
@@ -182,3 +186,98 @@ async def test_commits_stop_at_the_lowest_record_in_flight(kafka_url, kafka_pref
             await eventually(committed_all, "the commit past all ten", timeout=10)
         finally:
             await probe.stop()
+
+
+async def test_topics_are_listed_with_exact_length_dead_letters_and_lag(kafka_url, kafka_prefix):
+    """Five events in one batch (Tansu reports such a partition's end short), a handler holding
+    them (its group's lag, pending unknown), a deleted dead letter, a dead-letter-only type."""
+    url = f"{kafka_url}?prefix={kafka_prefix}&partitions=1&session_timeout=2"
+    gate, holding = asyncio.Event(), asyncio.Event()
+
+    async def hold(payload):
+        holding.set()
+        await gate.wait()
+
+    async def refuse(payload):
+        raise ValueError("set aside")
+
+    bus = EventBus(url, service_name="svc", max_attempts=1)
+    bus.subscribe("orders.eu.placed", hold, name="hold")
+    bus.subscribe("orders.eu.refused", refuse, name="refuse")
+    async with bus, KafkaTransport(kafka_url, prefix=kafka_prefix) as lister:
+        try:
+            await bus.publish_many("orders.eu.placed", [{"n": n} for n in range(5)])
+            await bus.publish_many("orders.eu.refused", [{"n": n} for n in range(3)])
+
+            async def three_letters() -> bool:
+                return len(await lister.read_dead_letters("orders.eu.refused", 10)) == 3
+
+            await eventually(three_letters, "three dead letters", timeout=10)
+            (first_id, record), *_ = await lister.read_dead_letters("orders.eu.refused", 10)
+            assert await lister.delete_dead_letters("orders.eu.refused", [first_id]) == 1
+            await lister.restore_dead_letter("orders.eu.lost", record)
+            await asyncio.wait_for(holding.wait(), 10)
+            expected = [
+                TopicSummary("orders.eu.lost", length=0, dead_letters=1),
+                TopicSummary(
+                    "orders.eu.placed", 5, 0, (GroupSummary("svc:hold", pending=None, lag=5),)
+                ),
+                TopicSummary(
+                    "orders.eu.refused", 3, 2, (GroupSummary("svc:refuse", pending=None, lag=0),)
+                ),
+            ]
+            seen: list[TopicSummary] = []
+
+            async def listed() -> bool:  # the refusing group commits after its last letter
+                seen[:] = await lister.list_topics()
+                return seen == expected
+
+            with contextlib.suppress(AssertionError):
+                await eventually(listed, "the exact listing", timeout=10, interval=0.1)
+            assert seen == expected
+            assert len(await bus.dead_letters("orders.eu.refused")) == 2
+        finally:
+            gate.set()
+
+        async def caught_up() -> bool:
+            placed = (await lister.list_topics())[1]
+            return placed.groups[0].lag == 0
+
+        await eventually(caught_up, "the held group's lag back to 0", timeout=10)
+
+
+async def test_topics_of_another_prefix_are_never_listed(kafka_url, kafka_prefix):
+    """``p`` and ``p_b`` share a broker: each lists its own topics and groups only."""
+    other = f"{kafka_prefix}_b"
+    try:
+        async with (
+            KafkaTransport(kafka_url, prefix=kafka_prefix) as mine,
+            KafkaTransport(kafka_url, prefix=other) as theirs,
+        ):
+            await asyncio.gather(
+                mine.subscribe("x", group="svc:h", consumer="c1"),
+                theirs.subscribe("x", group="svc:h", consumer="c2"),
+            )
+            await mine.publish("x", [b"1"])
+            await theirs.publish("x", [b"1", b"2"])
+            await theirs.publish("events.x", [b"1"])
+            await theirs.restore_dead_letter("y", b"r")
+            assert list(await mine.list_topics()) == [
+                TopicSummary("x", 1, 0, (GroupSummary("svc:h", pending=None, lag=1),))
+            ]
+            listed = await theirs.list_topics()
+            assert [(t.event_type, t.length, t.dead_letters) for t in listed] == [
+                ("events.x", 1, 0),
+                ("x", 2, 0),
+                ("y", 0, 1),
+            ]
+            assert listed[1].groups == (GroupSummary("svc:h", pending=None, lag=2),)
+    finally:
+        await delete_kafka_namespace(kafka_url, other)
+
+
+async def test_listing_an_unreachable_cluster_fails_naming_it():
+    port = free_port()
+    async with KafkaTransport(f"kafka://127.0.0.1:{port}", request_timeout=1) as transport:
+        with pytest.raises(TransportError, match=rf"could not reach Kafka at 127\.0\.0\.1:{port}"):
+            await transport.list_topics()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quantum_core.transports.kafka.names import Names
+from quantum_core.transports.kafka.names import PREFIX_PATTERN, Names
 from quantum_core.transports.kafka.offsets import PartitionOffsets
 from quantum_core.transports.kafka.url import parse_kafka_url
 
@@ -58,6 +58,39 @@ def test_names_of_a_prefix():
     assert names.group_id("market.data", "risk:on_tick") == "qc:risk:on_tick:market.data"
     with pytest.raises(ValueError, match="not valid"):
         names.topic("x" * 250)
+
+
+PREFIXES = st.from_regex(PREFIX_PATTERN, fullmatch=True)
+EVENT_TYPES = st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True)
+GROUPS = st.from_regex(r"[A-Za-z0-9._-]{1,20}:[A-Za-z0-9._:-]{1,20}", fullmatch=True)
+
+
+@given(mine=PREFIXES, other=PREFIXES, event_type=EVENT_TYPES, group=GROUPS)
+def test_names_read_back_only_by_their_own_prefix(mine, other, event_type, group):
+    """What ``list_topics`` parses: ``a`` never claims ``a_b``'s names, nor the other way."""
+    names, theirs = Names(mine), Names(other)
+    topic, dead = theirs.topic(event_type), theirs.dead_topic(event_type)
+    group_id = theirs.group_id(event_type, group)
+    assert theirs.events_of(topic) == event_type
+    assert theirs.dead_of(topic) is None
+    assert theirs.dead_of(dead) == event_type
+    assert theirs.events_of(dead) is None
+    assert theirs.group_of(group_id) == (event_type, group)
+    if mine != other:
+        assert names.events_of(topic) is None
+        assert names.dead_of(topic) is None
+        assert names.events_of(dead) is None
+        assert names.dead_of(dead) is None
+        assert names.group_of(group_id) is None
+
+
+def test_names_of_nothing_are_not_read_as_a_topic_or_group():
+    names = Names("qc")
+    for name in ("qc.events.", "qc.dead.", "qc", "qc_b.events.x", "other.events.x"):
+        assert names.events_of(name) is None
+        assert names.dead_of(name) is None
+    for group_id in ("qc:", "qc:svc", "qc:svc:", "qc::x", "qc_b:svc:h:x"):
+        assert names.group_of(group_id) is None
 
 
 @given(

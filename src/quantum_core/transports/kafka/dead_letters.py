@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .state import KafkaState
 
-__all__ = ["DeadLetterLog", "letter_id", "read_log"]
+__all__ = ["DeadLetterLog", "fold_log", "letter_id", "read_log"]
 
 _DELETE_HEADER = "qc-delete"
 
@@ -52,8 +52,6 @@ async def read_log(state: KafkaState, event_type: str) -> DeadLetterLog:
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
-        log = DeadLetterLog()
-        keys: set[bytes | None] = set()
         records: list[tuple[int, bytes | None, bytes, dict[str, bytes]]] = []
         async with asyncio.timeout(state.settings.request_timeout):
             while await consumer.position(tp) < end:
@@ -64,6 +62,16 @@ async def read_log(state: KafkaState, event_type: str) -> DeadLetterLog:
                         records.append((record.offset, record.key, record.value or b"", headers))
     finally:
         await consumer.stop()
+    return fold_log(records)
+
+
+def fold_log(records: Iterable[tuple[int, bytes | None, bytes, dict[str, bytes]]]) -> DeadLetterLog:
+    """The live letters of a dead-letter topic's records: (offset, key, value, headers), rising.
+
+    The one rule of what a reader sees, shared by ``read_log`` and the topic listing's count.
+    """
+    log = DeadLetterLog()
+    keys: set[bytes | None] = set()
     for offset, key, value, headers in records:
         claim = headers.get(_DELETE_HEADER)
         if claim is not None:

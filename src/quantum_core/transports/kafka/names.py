@@ -43,6 +43,26 @@ class Names:
         """The Kafka consumer group of ``group`` on ``event_type``."""
         return f"{self.prefix}:{group}:{event_type}"
 
+    def events_of(self, topic: str) -> str | None:
+        """The event type whose events ``topic`` holds; None for any other topic."""
+        return _after(topic, f"{self.prefix}.events.")
+
+    def dead_of(self, topic: str) -> str | None:
+        """The event type whose dead letters ``topic`` holds; None for any other topic."""
+        return _after(topic, f"{self.prefix}.dead.")
+
+    def group_of(self, group_id: str) -> tuple[str, str] | None:
+        """(event type, group) of one of our Kafka consumer groups; None for any other.
+
+        The event type is after the last ':' (a topic name cannot hold one); the group,
+        ``{service}:{handler}``, is what lies between it and the prefix.
+        """
+        rest = _after(group_id, f"{self.prefix}:")
+        group, colon, event_type = (rest or "").rpartition(":")
+        if not (group and colon and event_type):
+            return None
+        return event_type, group
+
     @staticmethod
     def _checked(topic: str) -> str:
         if len(topic) > _TOPIC_MAX or not re.fullmatch(r"[A-Za-z0-9._-]+", topic):
@@ -51,3 +71,13 @@ class Names:
                 "'.', '_' or '-' (shorten the prefix or the event type)"
             )
         return topic
+
+
+def _after(name: str, start: str) -> str | None:
+    """What follows ``start`` in ``name`` (non-empty), or None.
+
+    A prefix holds no '.' or ':', so ``a_b.events.x`` is never a topic of the prefix ``a``.
+    """
+    if name.startswith(start) and len(name) > len(start):
+        return name[len(start) :]
+    return None

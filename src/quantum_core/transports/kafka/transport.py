@@ -19,7 +19,7 @@ a partition that moves. The attempt number travels in the ``qc-attempt`` header 
 a closing replica stores for what it gave up (see ``subscription.py``).
 
 Names: ``names.py``; URL options: ``url.py``; producer, admin and topics: ``state.py``;
-commit points: ``offsets.py``.
+commit points: ``offsets.py``; ``quantum-core topics``: ``listing.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 
 from ..._checks import check_int, check_seconds
+from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
@@ -39,6 +40,7 @@ try:
     from aiokafka.errors import KafkaError
 
     from .dead_letters import delete_letters, letter_id, read_log
+    from .listing import list_topics
     from .publisher import BatchPublisher
     from .state import KafkaSettings, KafkaState
     from .subscription import KafkaSubscription
@@ -191,6 +193,24 @@ class KafkaTransport(Transport):
             await self._state.write_dead_letter(topic, record, key)
         except KafkaError as exc:
             raise TransportError(f"storing a dead letter of {topic!r} failed: {exc!r}") from exc
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every event type of the prefix (events or dead-letter topic), sorted, with its groups.
+
+        ``length``: records kept on the events topic; ``dead_letters``: what
+        ``bus.dead_letters()`` would show; a group's ``lag``: records after its commit.
+        ``pending`` is None: what a replica holds uncommitted is not seen from outside (see
+        ``listing.py`` for the other None). Read-only; each request bounded by
+        ``request_timeout``.
+        """
+        if self._state.closed:
+            raise TransportError("this KafkaTransport is closed")
+        try:
+            return await list_topics(self._state)
+        except KafkaError as exc:
+            raise TransportError(
+                f"listing the topics of Kafka at {self._state.shown} failed: {exc!r}"
+            ) from exc
 
     async def ping(self) -> None:
         """Ask the cluster for its metadata."""
