@@ -19,6 +19,7 @@ from typing import Any
 
 from ..models import RiskConfig, RiskMode, RiskPolicy
 from ..policy import PolicyChange, PolicyDataError, PolicyStore, RedisPolicyBackend
+from ..policy._changes import check_who_and_why
 from ._arguments import Commands, count_option
 from ._common import CliError, Context, Output, one_line
 
@@ -91,15 +92,21 @@ def _mode(value: str) -> RiskMode:
 
 
 def _who(value: str) -> str:
-    if value.strip() and len(value) <= 200:
-        return value.strip()
-    raise argparse.ArgumentTypeError("must name who switches: 1 to 200 characters")
+    """``--by``, checked by the policy store's own rule (so no write can refuse it later)."""
+    try:
+        check_who_and_why(value.strip(), None)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must name who switches: 1 to 200 characters") from None
+    return value.strip()
 
 
 def _reason(value: str) -> str:
-    if len(value) <= 1000:
-        return value
-    raise argparse.ArgumentTypeError("must be at most 1000 characters")
+    """``--reason``, checked by the policy store's own rule."""
+    try:
+        check_who_and_why("cli", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be at most 1000 characters") from None
+    return value
 
 
 async def _backend(context: Context) -> RedisPolicyBackend:
