@@ -312,12 +312,17 @@ async def _amqp_server_unavailable(url: str) -> str | None:
 
 
 async def delete_rabbitmq_names(url: str, exchange: str, queues: Iterable[str]) -> None:
-    """Delete these queues and the exchange (what is gone already is no error)."""
+    """Delete these queues, the prefix's catalog stream and the exchange (the prefix).
+
+    What is gone already is no error.
+    """
     import aio_pika
+
+    from ..transports.rabbitmq.names import catalog_stream
 
     connection = await aio_pika.connect(url)
     try:
-        for name in sorted(queues):
+        for name in sorted({*queues, catalog_stream(exchange)}):
             channel = await connection.channel()
             try:
                 await channel.queue_delete(name)

@@ -23,16 +23,19 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
 )
 
 from ..._redaction import redact_text
 from ...errors import TransportError
+from .catalog import catalog_arguments, merge_notes, note_message
 from .channels import open_channel
 from .dead_letters import dead_letter_message
 from .history import copy_history, stream_arguments
-from .names import dead_letter_queue, history_stream
+from .names import catalog_stream, dead_letter_queue, history_stream
+from .streams import read_stream
 
 if TYPE_CHECKING:
     from .subscription import RabbitMQSubscription
@@ -112,6 +115,9 @@ class RabbitMQState:
         self._exchange: AbstractExchange | None = None
         self._admin: AbstractChannel | None = None
         self._histories: set[str] = set()
+        self._topics: set[str] = set()
+        self._noted: set[tuple[str, str | None]] = set()
+        self._catalog_declared = False
 
     def __repr__(self) -> str:
         return f"RabbitMQTransport({self.shown!r}, prefix={self.settings.prefix!r})"
@@ -143,6 +149,7 @@ class RabbitMQState:
         try:
             channel, _ = await self.publisher()
             async with asyncio.timeout(self.settings.publish_timeout):
+                await self.note(topic)
                 await channel.declare_queue(
                     name,
                     durable=True,
@@ -161,9 +168,13 @@ class RabbitMQState:
             raise TransportError(f"the dead-letter queue {name!r} did not take the record")
 
     async def declare_group(
-        self, channel: AbstractChannel, topic: str, name: str, *, fill: bool = True
+        self, channel: AbstractChannel, topic: str, group: str, name: str, *, fill: bool = True
     ) -> AbstractQueue:
-        """Declare and bind the group's quorum queue; copy the history into it if ``fill``."""
+        """Declare, bind and note ``group``'s quorum queue ``name``; fill it if ``fill``.
+
+        Noted in the catalog (``catalog.py``) once per transport; filled with a copy of the
+        topic's history.
+        """
         exchange = await channel.declare_exchange(
             self.settings.prefix, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -176,6 +187,7 @@ class RabbitMQState:
             queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM)
         self.declared.add(name)
         await queue.bind(exchange, routing_key=topic)
+        await self.note(topic, group)
         if fill and self.settings.keeps_history:
             if topic not in self._histories:
                 await self.declare_history(topic)
@@ -274,10 +286,60 @@ class RabbitMQState:
         await stream.bind(exchange, routing_key=topic)
         self._histories.add(topic)
 
-    async def ensure_history(self, topic: str) -> None:
-        """Declare the topic's history stream, once, where the transport keeps history."""
+    async def ensure_topic(self, topic: str) -> None:
+        """Note the topic in the catalog and declare its history stream, once per transport.
+
+        The history stream only where the transport keeps history; publishing calls this.
+        """
+        if topic in self._topics:
+            return
+        await self.note(topic)
         if self.settings.keeps_history and topic not in self._histories:
             await self.declare_history(topic)
+        self._topics.add(topic)
+
+    async def note(self, topic: str, group: str | None = None) -> None:
+        """Append to the catalog that ``topic`` (and ``group`` on it) exists, once per transport.
+
+        Waits for the broker's confirm (``catalog.py``); a catalog deleted meanwhile is
+        declared again.
+        """
+        if (topic, group) in self._noted:
+            return
+        channel, _ = await self.publisher()
+        name = catalog_stream(self.settings.prefix)
+        for _attempt in range(2):  # returned: the catalog was deleted, declare it again
+            if not self._catalog_declared:
+                await channel.declare_queue(name, durable=True, arguments=catalog_arguments())
+                self.declared.add(name)
+                self._catalog_declared = True
+            result = await channel.default_exchange.publish(
+                note_message(topic, group), name, mandatory=True
+            )
+            if isinstance(result, aiormq.spec.Basic.Ack):
+                self._noted.add((topic, group))
+                return
+            self._catalog_declared = False
+        raise TransportError(f"the catalog stream {name!r} did not take a note of {topic!r}")
+
+    async def read_catalog(self) -> dict[str, set[str]]:
+        """Every topic the catalog noted, with its groups; empty if there is no catalog."""
+        name = catalog_stream(self.settings.prefix)
+        if await self.ready_count(name) is None:
+            return {}
+        bodies: list[bytes] = []
+
+        async def take(batch: list[AbstractIncomingMessage]) -> None:
+            bodies.extend(message.body for message in batch)
+
+        connection = await self.connection("consume")
+        channel = await open_channel(connection, confirms=True)
+        try:
+            await read_stream(channel, name, take)
+        finally:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await channel.close()
+        return merge_notes(bodies)
 
     async def queue_exists(self, name: str) -> bool:
         """Whether the queue ``name`` exists (a passive declare on a channel of its own)."""

@@ -19,7 +19,9 @@ are not robust: the subscription restores them itself (``subscription.py``).
 
 What the transport and its subscriptions share (connections, channels, declarations) is in
 ``state.py``; URL options in ``url.py``; dead letters in ``dead_letters.py``; the history
-streams in ``history.py``; channels that wait out a reconnect in ``channels.py``.
+streams in ``history.py`` (read through ``streams.py``); the catalog of topics and groups
+that ``list_topics`` reads in ``catalog.py``; channels that wait out a reconnect in
+``channels.py``.
 
 Not here: handled-records for ``idempotent=True`` (RabbitMQ keeps no keys; use Redis), and
 a group-wide pending count (AMQP 0-9-1 tells a queue's ready messages, not what other
@@ -46,9 +48,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from aio_pika.abc import AbstractConnection
 
 from ..._checks import check_int, check_seconds
+from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
+from .catalog import summarize
 from .channels import open_channel
 from .dead_letters import browse_dead_letters, check_id, delete_by_id
 from .names import check_prefix, check_topic, dead_letter_queue, group_queue
@@ -207,7 +211,7 @@ class RabbitMQTransport(Transport):
         """
         _, exchange = await self._state.publisher()
         async with asyncio.timeout(self.publish_timeout):
-            await self._state.ensure_history(topic)
+            await self._state.ensure_topic(topic)
             if len(outgoing) == 1:
                 try:
                     await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
@@ -243,7 +247,7 @@ class RabbitMQTransport(Transport):
             fill = from_beginning and not await self._state.queue_exists(name)
             channel = await open_channel(connection, confirms=False)
             try:
-                queue = await self._state.declare_group(channel, topic, name, fill=fill)
+                queue = await self._state.declare_group(channel, topic, group, name, fill=fill)
                 subscription = RabbitMQSubscription(self._state, topic, group, channel, queue)
             except BaseException:
                 with contextlib.suppress(*AMQP_ERRORS):
@@ -292,6 +296,20 @@ class RabbitMQTransport(Transport):
                 await channel.close()
         except AMQP_ERRORS as exc:
             raise self._state.error(f"deleting dead letters of {topic!r} failed", exc) from exc
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every topic of the prefix's catalog (``catalog.py``), sorted, with its groups.
+
+        A group's lag is its queue's ready messages; pending and the topic's length are None
+        (AMQP 0-9-1 does not tell them); a group whose queue was deleted is left out. The
+        whole listing is bounded by ``publish_timeout``.
+        """
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                noted = await self._state.read_catalog()
+                return await summarize(self.prefix, noted, self._state.ready_count)
+        except AMQP_ERRORS as exc:
+            raise self._state.error("could not list the topics", exc) from exc
 
     async def ping(self) -> None:
         """Declare the exchange again: a round trip that proves the broker answers."""
