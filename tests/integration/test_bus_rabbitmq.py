@@ -237,6 +237,24 @@ async def test_handler_names_rabbitmq_cannot_hold_are_escaped(rabbitmq_transport
         await publisher.transport.close()
 
 
+async def test_queue_names_over_255_bytes_are_shortened_and_served(rabbitmq_transports):
+    topic = "orders." + "x" * 193  # the longest event type the bus takes
+    recorder = EventRecorder()
+    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    bus.subscribe(topic, recorder, name="h" * 60, from_beginning=True)  # its queue: 290 bytes
+    publisher = EventBus(rabbitmq_transports(), service_name="pub")
+    try:
+        await publisher.publish(topic, {"n": 1})
+        await bus.start()
+        await publisher.publish(topic, {"n": 2})
+        await recorder.wait_for(2)
+    finally:
+        await bus.stop()
+        await publisher.stop()
+        await bus.transport.close()
+        await publisher.transport.close()
+
+
 def test_missing_extra_names_it():
     code = textwrap.dedent(
         """

@@ -133,10 +133,12 @@ async def test_another_prefix_is_never_listed(rabbitmq_transports, rabbitmq_pref
         await delete_rabbitmq_names(amqp_url, other_prefix, other._state.declared)
 
 
-async def test_names_that_queue_names_escape_are_listed_as_given(rabbitmq_transports):
+async def test_names_that_queue_names_escape_or_shorten_are_listed_as_given(
+    rabbitmq_transports,
+):
     transport = rabbitmq_transports()
-    long_topic = "t." + "x" * 50
-    group = "svc:<locals>.handle+ü"
+    long_topic = "t." + "x" * 250
+    group = "svc:<locals>.handle+ü"  # its queue's name: escaped, then shortened with a hash
     await transport.subscribe(long_topic, group=group, consumer="c1")
     await transport.publish("ünïcode <1>", [b"1"])
 

@@ -95,4 +95,4 @@ def _shorten(name: str) -> str:
         return name
     digest = hashlib.sha256(raw).hexdigest()[:16]
     head = raw[: _MAX_NAME - len(digest) - 1].decode(errors="ignore")
-    return f"{head}~{digest}"
+    return f"{head}@{digest}"  # "@": a character pamqp takes in a queue name ("~" it refuses)
