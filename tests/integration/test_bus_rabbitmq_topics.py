@@ -193,3 +193,19 @@ async def test_an_unreachable_broker_fails_clearly_in_time_without_the_password(
         await transport.list_topics()
     assert SECRET not in str(caught.value)
     await transport.close()
+
+
+async def test_queues_that_are_not_cost_no_channel_each(rabbitmq_transports):
+    # A passive declare of a missing queue closes its channel; the listing must not leave
+    # one behind per topic without dead letters (RabbitMQ allows 2047 per connection).
+    publisher = rabbitmq_transports(history_max_bytes=0)
+    for n in range(30):
+        await publisher.publish(f"quiet.{n}", [b"1"])
+    lister = rabbitmq_transports()
+
+    assert len(await lister.list_topics()) == 30
+    assert len(await lister.list_topics()) == 30
+
+    connection = await lister._state.connection("consume")
+    assert connection.transport is not None
+    assert len(connection.transport.connection.channels) <= 2

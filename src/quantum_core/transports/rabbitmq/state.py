@@ -31,7 +31,7 @@ from aio_pika.abc import (
 from ..._redaction import redact_text
 from ...errors import TransportError
 from .catalog import catalog_arguments, merge_notes, note_message
-from .channels import open_channel
+from .channels import open_bare_channel, open_channel
 from .dead_letters import dead_letter_message
 from .history import copy_history, stream_arguments
 from .names import catalog_stream, dead_letter_queue, history_stream
@@ -113,7 +113,7 @@ class RabbitMQState:
         self._connecting = asyncio.Lock()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._admin: AbstractChannel | None = None
+        self._admin: aiormq.abc.AbstractChannel | None = None
         self._histories: set[str] = set()
         self._topics: set[str] = set()
         self._noted: set[tuple[str, str | None]] = set()
@@ -132,15 +132,17 @@ class RabbitMQState:
         """
         self.closed = True
         await asyncio.gather(*(subscription.close() for subscription in list(self.subscriptions)))
-        channels = [channel for channel in (self._channel, self._admin) if channel is not None]
+        channel, admin = self._channel, self._admin
         self._channel = self._exchange = self._admin = None
         connections = list(self._connections.values())
         self._connections.clear()
         if self.given is None:
             await asyncio.gather(*(quietly(connection.close()) for connection in connections))
         else:
+            timeout = self.settings.publish_timeout
             await asyncio.gather(
-                *(quietly(channel.close(), self.settings.publish_timeout) for channel in channels)
+                *([quietly(channel.close(), timeout)] if channel is not None else []),
+                *([quietly(admin.close(), timeout)] if admin is not None else []),
             )
 
     async def store_dead_letter(self, topic: str, record: bytes, origin: str | None) -> None:
@@ -198,17 +200,18 @@ class RabbitMQState:
     async def ready_count(self, queue: str) -> int | None:
         """The queue's ready messages, from a passive declare (None if it is gone).
 
-        The declare goes to aiormq's channel: aio-pika's robust channel answers a passive
-        declare of a queue it saw before from its cache, with the count of that first time.
+        The declare goes to a bare aiormq channel (``open_bare_channel``): aio-pika's robust
+        channel answers a passive declare of a queue it saw before from its cache, with the
+        count of that first time, and reopens itself after a missing queue closed it. The
+        broker closes the channel for a missing queue: the next call opens another.
         """
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
                 channel = self._admin
                 if channel is None or channel.is_closed:
                     connection = await self.connection("consume")
-                    channel = self._admin = await open_channel(connection, confirms=False)
-                underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(queue, passive=True)
+                    channel = self._admin = await open_bare_channel(connection)
+                declared = await channel.queue_declare(queue, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return None
         except AMQP_ERRORS as exc:
