@@ -4,6 +4,8 @@ AMQP cannot list queues, so every transport notes in ``{prefix}.catalog`` the to
 groups it creates; a listing reads that stream and asks the broker about each queue.
 """
 
+import json
+
 import aio_pika
 import pytest
 
@@ -12,7 +14,10 @@ from quantum_core.bus.abilities import GroupSummary, TopicSummary
 from quantum_core.testing import eventually
 from quantum_core.testing.brokers import delete_rabbitmq_names, new_namespace
 from quantum_core.transports.rabbitmq import RabbitMQTransport
-from quantum_core.transports.rabbitmq.names import catalog_stream, group_queue
+from quantum_core.transports.rabbitmq import catalog as rabbitmq_catalog
+from quantum_core.transports.rabbitmq import state as rabbitmq_state
+from quantum_core.transports.rabbitmq.names import catalog_stream, dead_letter_queue, group_queue
+from quantum_core.transports.rabbitmq.streams import MARKER, read_stream
 
 SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
 
@@ -195,12 +200,15 @@ async def test_an_unreachable_broker_fails_clearly_in_time_without_the_password(
     await transport.close()
 
 
-async def test_queues_that_are_not_cost_no_channel_each(rabbitmq_transports):
+async def test_queues_that_are_not_cost_no_channel_each(
+    rabbitmq_transports, rabbitmq_prefix, amqp_url
+):
     # A passive declare of a missing queue closes its channel; the listing must not leave
-    # one behind per topic without dead letters (RabbitMQ allows 2047 per connection).
+    # one behind per queue deleted (RabbitMQ allows 2047 channels per connection).
     publisher = rabbitmq_transports(history_max_bytes=0)
     for n in range(30):
-        await publisher.publish(f"quiet.{n}", [b"1"])
+        await publisher.restore_dead_letter(f"quiet.{n}", b"record")
+        await _delete_queue(amqp_url, dead_letter_queue(rabbitmq_prefix, f"quiet.{n}"))
     lister = rabbitmq_transports()
 
     assert len(await lister.list_topics()) == 30
@@ -209,3 +217,56 @@ async def test_queues_that_are_not_cost_no_channel_each(rabbitmq_transports):
     connection = await lister._state.connection("consume")
     assert connection.transport is not None
     assert len(connection.transport.connection.channels) <= 2
+
+
+async def _catalog_records(url: str, stream: str) -> list[dict]:
+    """Every record the catalog holds now (markers left out)."""
+    records: list[dict] = []
+
+    async def take(batch) -> None:
+        records.extend(json.loads(message.body) for message in batch)
+
+    connection = await aio_pika.connect(url)
+    try:
+        await read_stream(await connection.channel(publisher_confirms=True), stream, take)
+    finally:
+        await connection.close()
+    return records
+
+
+async def _markers(url: str, stream: str, count: int) -> None:
+    """Append ``count`` markers, as that many listings elsewhere would."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        for n in range(count):
+            message = aio_pika.Message(b"", headers={MARKER: f"elsewhere-{n}"})
+            await channel.default_exchange.publish(message, routing_key=stream)
+    finally:
+        await connection.close()
+
+
+async def test_what_is_listed_now_and_then_outlives_the_catalogs_retention(
+    rabbitmq_transports, rabbitmq_prefix, amqp_url, monkeypatch
+):
+    tiny = {"x-queue-type": "stream", "x-max-length-bytes": 16384}
+    tiny["x-stream-max-segment-size-bytes"] = 1024  # room for some 40 records
+    monkeypatch.setattr(rabbitmq_state, "catalog_arguments", lambda: tiny)
+    monkeypatch.setattr(rabbitmq_catalog, "SNAPSHOT_AFTER", 5)
+    stream = catalog_stream(rabbitmq_prefix)
+    old = rabbitmq_transports()
+    subscription = await old.subscribe("old.topic", group="svc:h", consumer="c1")
+    await subscription.close()
+    await old.close()
+    lister = rabbitmq_transports()
+
+    for _ in range(20):  # 200 records by other listings: the catalog rolls over many times
+        await _markers(amqp_url, stream, 10)
+        listed = await lister.list_topics()
+        assert [(t.event_type, [g.name for g in t.groups]) for t in listed] == [
+            ("old.topic", ["svc:h"])
+        ]
+
+    records = await _catalog_records(amqp_url, stream)
+    assert "topic" not in records[0]  # the note itself is long gone, its snapshot is not
+    assert records[-1] == {"snapshot": {"old.topic": ["svc:h"]}, "dead": []}

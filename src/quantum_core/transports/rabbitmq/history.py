@@ -23,7 +23,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from .channels import open_channel
-from .streams import read_stream
+from .streams import OFFSET, read_stream
 
 __all__ = ["copy_history", "stream_arguments"]
 
@@ -55,7 +55,7 @@ async def copy_history(
         confirms = []
         for message in batch:
             headers = dict(message.headers or {})
-            headers.pop("x-stream-offset", None)  # the stream's, not the message's
+            headers.pop(OFFSET, None)  # the stream's, not the message's
             confirms.append(
                 channel.default_exchange.publish(
                     aio_pika.Message(

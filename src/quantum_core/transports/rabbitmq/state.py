@@ -23,14 +23,20 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
 )
 
 from ..._redaction import redact_text
+from ...bus.abilities import TopicSummary
 from ...errors import TransportError
-from .catalog import catalog_arguments, merge_notes, note_message
+from .catalog import (
+    CatalogReading,
+    catalog_arguments,
+    note_message,
+    snapshot_message,
+    summarize,
+)
 from .channels import open_bare_channel, open_channel
 from .dead_letters import dead_letter_message
 from .history import copy_history, stream_arguments
@@ -53,6 +59,8 @@ AMQP_ERRORS: tuple[type[BaseException], ...] = (
 """What a request to the broker may raise when it, or the way to it, fails."""
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, ValueError)
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+_STALLED = 1.0
+"""Seconds without a record after which a catalog read starts again (``read_stream``)."""
 _RECONNECT_INTERVAL = 1.0
 """aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
 _HEARTBEAT = 5
@@ -116,7 +124,7 @@ class RabbitMQState:
         self._admin: aiormq.abc.AbstractChannel | None = None
         self._histories: set[str] = set()
         self._topics: set[str] = set()
-        self._noted: set[tuple[str, str | None]] = set()
+        self._noted: set[tuple[str, str | None, bool]] = set()
         self._catalog_declared = False
 
     def __repr__(self) -> str:
@@ -151,7 +159,7 @@ class RabbitMQState:
         try:
             channel, _ = await self.publisher()
             async with asyncio.timeout(self.settings.publish_timeout):
-                await self.note(topic)
+                await self.note(topic, dead=True)
                 await channel.declare_queue(
                     name,
                     durable=True,
@@ -301,13 +309,13 @@ class RabbitMQState:
             await self.declare_history(topic)
         self._topics.add(topic)
 
-    async def note(self, topic: str, group: str | None = None) -> None:
+    async def note(self, topic: str, group: str | None = None, *, dead: bool = False) -> None:
         """Append to the catalog that ``topic`` (and ``group`` on it) exists, once per transport.
 
-        Waits for the broker's confirm (``catalog.py``); a catalog deleted meanwhile is
-        declared again.
+        ``dead``: the topic has a dead-letter queue. Waits for the broker's confirm
+        (``catalog.py``); a catalog deleted meanwhile is declared again.
         """
-        if (topic, group) in self._noted:
+        if (topic, group, dead) in self._noted:
             return
         channel, _ = await self.publisher()
         name = catalog_stream(self.settings.prefix)
@@ -317,32 +325,36 @@ class RabbitMQState:
                 self.declared.add(name)
                 self._catalog_declared = True
             result = await channel.default_exchange.publish(
-                note_message(topic, group), name, mandatory=True
+                note_message(topic, group, dead=dead), name, mandatory=True
             )
             if isinstance(result, aiormq.spec.Basic.Ack):
-                self._noted.add((topic, group))
+                self._noted.add((topic, group, dead))
                 return
             self._catalog_declared = False
         raise TransportError(f"the catalog stream {name!r} did not take a note of {topic!r}")
 
-    async def read_catalog(self) -> dict[str, set[str]]:
-        """Every topic the catalog noted, with its groups; empty if there is no catalog."""
+    async def list_topics(self) -> list[TopicSummary]:
+        """Every topic the catalog noted, as the broker tells it (``catalog.py``).
+
+        Empty if there is no catalog. Appends a snapshot when one is due. Unbounded: the
+        transport bounds it.
+        """
         name = catalog_stream(self.settings.prefix)
         if await self.ready_count(name) is None:
-            return {}
-        bodies: list[bytes] = []
-
-        async def take(batch: list[AbstractIncomingMessage]) -> None:
-            bodies.extend(message.body for message in batch)
-
+            return []
+        reading = CatalogReading()
         connection = await self.connection("consume")
         channel = await open_channel(connection, confirms=True)
         try:
-            await read_stream(channel, name, take)
+            end = await read_stream(channel, name, reading.take, restart_after=_STALLED)
+            topics = await summarize(self.settings.prefix, reading, self.ready_count)
+            if reading.snapshot_due(end):
+                message = snapshot_message(topics, reading.dead)
+                await channel.default_exchange.publish(message, name)
         finally:
             with contextlib.suppress(*AMQP_ERRORS):
                 await channel.close()
-        return merge_notes(bodies)
+        return topics
 
     async def queue_exists(self, name: str) -> bool:
         """Whether the queue ``name`` exists (a passive declare on a channel of its own)."""

@@ -52,7 +52,6 @@ from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
-from .catalog import summarize
 from .channels import open_channel
 from .dead_letters import browse_dead_letters, check_id, delete_by_id
 from .names import check_prefix, check_topic, dead_letter_queue, group_queue
@@ -300,14 +299,15 @@ class RabbitMQTransport(Transport):
     async def list_topics(self) -> Sequence[TopicSummary]:
         """Every topic of the prefix's catalog (``catalog.py``), sorted, with its groups.
 
-        A group's lag is its queue's ready messages; pending and the topic's length are None
-        (AMQP 0-9-1 does not tell them); a group whose queue was deleted is left out. The
-        whole listing is bounded by ``publish_timeout``.
+        Reads the catalog, then a passive declare per queue; may append a snapshot to the
+        catalog, so that what it lists stays there. A group's lag is its queue's ready
+        messages; pending and the topic's length are None (AMQP 0-9-1 does not tell them);
+        a group whose queue was deleted is left out. The whole listing is bounded by
+        ``publish_timeout``.
         """
         try:
             async with asyncio.timeout(self.publish_timeout):
-                noted = await self._state.read_catalog()
-                return await summarize(self.prefix, noted, self._state.ready_count)
+                return await self._state.list_topics()
         except AMQP_ERRORS as exc:
             raise self._state.error("could not list the topics", exc) from exc
 
