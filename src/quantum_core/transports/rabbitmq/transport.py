@@ -172,6 +172,9 @@ class RabbitMQTransport(Transport):
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Publish every message, concurrently, and return once the broker confirmed all.
 
+        The transport's first publish to a topic notes it in the catalog first (one more
+        confirmed publish, ``catalog.py``) and declares its history stream.
+
         RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes
         to a stream declared an instant before, at times closing the whole connection); what
         the closed channel left unconfirmed goes again, once, on a new channel (with the same
@@ -210,7 +213,10 @@ class RabbitMQTransport(Transport):
         """
         _, exchange = await self._state.publisher()
         async with asyncio.timeout(self.publish_timeout):
-            await self._state.ensure_topic(topic)
+            try:
+                await self._state.ensure_topic(topic)  # the catalog's note, the history stream
+            except _CHANNEL_GONE:
+                return outgoing
             if len(outgoing) == 1:
                 try:
                     await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
