@@ -46,7 +46,7 @@ from .streams import read_stream
 if TYPE_CHECKING:
     from .subscription import RabbitMQSubscription
 
-__all__ = ["AMQP_ERRORS", "RabbitMQSettings", "RabbitMQState"]
+__all__ = ["AMQP_ERRORS", "CHANNEL_GONE", "RabbitMQSettings", "RabbitMQState"]
 
 AMQP_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPException,
@@ -57,6 +57,12 @@ AMQP_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 """What a request to the broker may raise when it, or the way to it, fails."""
+CHANNEL_GONE: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
+)
+"""What a request on a channel raises when the channel (or its connection) closed under it."""
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, ValueError)
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 _STALLED = 1.0
@@ -313,20 +319,26 @@ class RabbitMQState:
         """Append to the catalog that ``topic`` (and ``group`` on it) exists, once per transport.
 
         ``dead``: the topic has a dead-letter queue. Waits for the broker's confirm
-        (``catalog.py``); a catalog deleted meanwhile is declared again.
+        (``catalog.py``); tries once more on a new channel if the channel closed, and
+        declares a catalog deleted meanwhile again.
         """
         if (topic, group, dead) in self._noted:
             return
-        channel, _ = await self.publisher()
         name = catalog_stream(self.settings.prefix)
-        for _attempt in range(2):  # returned: the catalog was deleted, declare it again
-            if not self._catalog_declared:
-                await channel.declare_queue(name, durable=True, arguments=catalog_arguments())
-                self.declared.add(name)
-                self._catalog_declared = True
-            result = await channel.default_exchange.publish(
-                note_message(topic, group, dead=dead), name, mandatory=True
-            )
+        for attempt in range(2):  # again after the channel closed, or the catalog was deleted
+            channel, _ = await self.publisher()  # a closed one is replaced here
+            try:
+                if not self._catalog_declared:
+                    await channel.declare_queue(name, durable=True, arguments=catalog_arguments())
+                    self.declared.add(name)
+                    self._catalog_declared = True
+                result = await channel.default_exchange.publish(
+                    note_message(topic, group, dead=dead), name, mandatory=True
+                )
+            except CHANNEL_GONE:  # 3.10 may crash the first publish to a stream just declared
+                if attempt:
+                    raise
+                continue
             if isinstance(result, aiormq.spec.Basic.Ack):
                 self._noted.add((topic, group, dead))
                 return

@@ -39,7 +39,6 @@ from typing import Any
 
 try:
     import aio_pika
-    import aiormq
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "the RabbitMQ transport (amqp:// URLs) needs aio-pika: "
@@ -55,18 +54,13 @@ from ...errors import TransportError
 from .channels import open_channel
 from .dead_letters import browse_dead_letters, check_id, delete_by_id
 from .names import check_prefix, check_topic, dead_letter_queue, group_queue
-from .state import AMQP_ERRORS, RabbitMQSettings, RabbitMQState
+from .state import AMQP_ERRORS, CHANNEL_GONE, RabbitMQSettings, RabbitMQState
 from .subscription import RabbitMQSubscription
 from .url import redact_url, split_options
 
 __all__ = ["RabbitMQTransport"]
 
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
-_CHANNEL_GONE: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.ChannelClosed,
-    aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
-)
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
@@ -215,12 +209,12 @@ class RabbitMQTransport(Transport):
         async with asyncio.timeout(self.publish_timeout):
             try:
                 await self._state.ensure_topic(topic)  # the catalog's note, the history stream
-            except _CHANNEL_GONE:
+            except CHANNEL_GONE:
                 return outgoing
             if len(outgoing) == 1:
                 try:
                     await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
-                except _CHANNEL_GONE:
+                except CHANNEL_GONE:
                     return outgoing
                 return []
             results = await asyncio.gather(
@@ -229,7 +223,7 @@ class RabbitMQTransport(Transport):
             )
         left = []
         for item, result in zip(outgoing, results, strict=True):
-            if isinstance(result, _CHANNEL_GONE):
+            if isinstance(result, CHANNEL_GONE):
                 left.append(item)
             elif isinstance(result, BaseException):
                 raise result
