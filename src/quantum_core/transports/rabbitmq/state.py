@@ -163,9 +163,10 @@ class RabbitMQState:
         """Publish the record to the dead-letter queue and wait for the broker's confirm."""
         name = dead_letter_queue(self.settings.prefix, topic)
         try:
-            channel, _ = await self.publisher()
+            await self.publisher()  # connects, bounded on its own
             async with asyncio.timeout(self.settings.publish_timeout):
                 await self.note(topic, dead=True)
+                channel, _ = await self.publisher()  # the note may have replaced a closed one
                 await channel.declare_queue(
                     name,
                     durable=True,
