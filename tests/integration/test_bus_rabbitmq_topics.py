@@ -16,7 +16,12 @@ from quantum_core.testing.brokers import delete_rabbitmq_names, new_namespace
 from quantum_core.transports.rabbitmq import RabbitMQTransport
 from quantum_core.transports.rabbitmq import catalog as rabbitmq_catalog
 from quantum_core.transports.rabbitmq import state as rabbitmq_state
-from quantum_core.transports.rabbitmq.names import catalog_stream, dead_letter_queue, group_queue
+from quantum_core.transports.rabbitmq.names import (
+    catalog_stream,
+    dead_letter_queue,
+    group_queue,
+    history_stream,
+)
 from quantum_core.transports.rabbitmq.streams import MARKER, read_stream
 
 SECRET = "s3cr3t-Pa55"  # noqa: S105 - a made-up password the tests must never see shown
@@ -180,16 +185,26 @@ async def test_a_catalog_deleted_under_a_running_transport_is_declared_again(
     assert [(t.event_type, [g.name for g in t.groups]) for t in listed] == [("after", ["svc:h"])]
 
 
-async def test_the_test_cleanup_deletes_the_catalog(amqp_url):
+async def test_the_test_cleanup_finds_every_queue_in_the_catalog(amqp_url):
+    # A transport built from a URL (as the CLI or a bus given a URL builds one) notes its
+    # names nowhere but in the catalog: the cleanup finds them there.
     prefix = new_namespace()
-    transport = RabbitMQTransport(amqp_url, prefix=prefix, history_max_bytes=0)
+    transport = RabbitMQTransport(amqp_url, prefix=prefix)
     try:
-        await transport.publish("t", [b"1"])
-        assert await _exists(amqp_url, catalog_stream(prefix))
+        await transport.subscribe("orders", group="svc:h", consumer="c1")
+        await transport.publish("orders", [b"1"])
+        await transport.restore_dead_letter("orders", b"record")
+        names = {*transport._state.declared}
+        assert names == {
+            catalog_stream(prefix),
+            group_queue(prefix, "orders", "svc:h"),
+            history_stream(prefix, "orders"),
+            dead_letter_queue(prefix, "orders"),
+        }
     finally:
         await transport.close()
         await delete_rabbitmq_names(amqp_url, prefix, set())
-    assert not await _exists(amqp_url, catalog_stream(prefix))
+    assert [name for name in sorted(names) if await _exists(amqp_url, name)] == []
 
 
 async def test_an_unreachable_broker_fails_clearly_in_time_without_the_password():
