@@ -102,3 +102,20 @@ async def test_stats_publish_and_stop_are_bounded_while_frozen(
                 await transport.close()
         stop_took = time.monotonic() - start
         print(f"rabbitmq frozen: publish {publish_took:.1f}s, stop {stop_took:.1f}s")
+
+
+async def test_listing_topics_is_bounded_while_frozen(amqp_url, rabbitmq_prefix, rabbitmq_declared):
+    with FreezableProxy(urlsplit(amqp_url).port or 5672) as proxy:
+        query = f"prefix={rabbitmq_prefix}&heartbeat=600&publish_timeout={REPLY_WAIT}"
+        transport = RabbitMQTransport(_through(amqp_url, proxy, query))
+        transport._state.declared = rabbitmq_declared
+        try:
+            await transport.publish("orders", [b"1"])
+            assert [t.event_type for t in await transport.list_topics()] == ["orders"]
+            proxy.freeze()
+            with pytest.raises(TransportError, match=rf"no answer within {REPLY_WAIT} s"):
+                async with asyncio.timeout(REPLY_WAIT + 2):
+                    await transport.list_topics()
+        finally:
+            async with asyncio.timeout(STOP_WITHIN):
+                await transport.close()

@@ -237,6 +237,24 @@ async def test_handler_names_rabbitmq_cannot_hold_are_escaped(rabbitmq_transport
         await publisher.transport.close()
 
 
+async def test_queue_names_over_255_bytes_are_shortened_and_served(rabbitmq_transports):
+    topic = "orders." + "x" * 193  # the longest event type the bus takes
+    recorder = EventRecorder()
+    bus = EventBus(rabbitmq_transports(), service_name="svc")
+    bus.subscribe(topic, recorder, name="h" * 60, from_beginning=True)  # its queue: 290 bytes
+    publisher = EventBus(rabbitmq_transports(), service_name="pub")
+    try:
+        await publisher.publish(topic, {"n": 1})
+        await bus.start()
+        await publisher.publish(topic, {"n": 2})
+        await recorder.wait_for(2)
+    finally:
+        await bus.stop()
+        await publisher.stop()
+        await bus.transport.close()
+        await publisher.transport.close()
+
+
 def test_missing_extra_names_it():
     code = textwrap.dedent(
         """
@@ -365,12 +383,28 @@ async def test_publishing_goes_on_after_the_broker_closes_the_channel(rabbitmq_t
 
 async def test_a_batch_the_channel_closed_under_goes_again(rabbitmq_transports):
     transport = rabbitmq_transports(history_max_bytes=0)
+    # Before the group, so routed nowhere: the topic's catalog note goes before the batch.
+    await transport.publish("orders", [b"noted"])
     subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
     channel, _ = await transport._state.publisher()
     sent = [f"m-{n}".encode() for n in range(500)]
     await asyncio.gather(transport.publish("orders", sent), _close_by_channel_error(channel))
     assert channel.is_closed
     assert await _receive_each(subscription, sent) == set(sent)
+
+
+async def test_a_first_publish_the_channel_closed_under_while_noting_goes_again(
+    rabbitmq_transports,
+):
+    # The first publish to a topic notes it in the catalog first (catalog.py), on the same
+    # channel: closed under that note, the publish goes on a new channel all the same.
+    transport = rabbitmq_transports(history_max_bytes=0)
+    subscription = await transport.subscribe("orders", group="svc:h", consumer="c")
+    channel, _ = await transport._state.publisher()
+    sent = [b"first"]
+    await asyncio.gather(transport.publish("orders", sent), _close_by_channel_error(channel))
+    assert await _receive_each(subscription, sent) == set(sent)
+    assert [t.event_type for t in await transport.list_topics()] == ["orders"]
 
 
 async def test_renewing_a_full_window_returns_no_message(rabbitmq_transports):

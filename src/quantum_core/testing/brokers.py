@@ -252,7 +252,8 @@ class AmqpBroker(Broker):
     """RabbitMQ: the namespace's exchange and the queues its transports declared are deleted.
 
     RabbitMQ cannot list queues over AMQP, so while a test runs, ``amqp://`` URLs carrying a
-    test's namespace build a transport that notes the queues its topics and groups use.
+    test's namespace build a transport that notes the queues its topics and groups use; the
+    prefix's catalog names those of any other transport (``delete_rabbitmq_names``).
     """
 
     scheme = "amqp"
@@ -312,12 +313,20 @@ async def _amqp_server_unavailable(url: str) -> str | None:
 
 
 async def delete_rabbitmq_names(url: str, exchange: str, queues: Iterable[str]) -> None:
-    """Delete these queues and the exchange (what is gone already is no error)."""
+    """Delete these queues, those the prefix's catalog names, the catalog and the exchange.
+
+    ``exchange`` is the prefix. The catalog (``transports/rabbitmq/catalog.py``) finds
+    what transports nobody noted created (built from a URL, say). What is gone already is
+    no error.
+    """
     import aio_pika
 
+    from ..transports.rabbitmq.names import catalog_stream
+
+    names = {*queues, *await _catalogued_names(url, exchange), catalog_stream(exchange)}
     connection = await aio_pika.connect(url)
     try:
-        for name in sorted(queues):
+        for name in sorted(names):
             channel = await connection.channel()
             try:
                 await channel.queue_delete(name)
@@ -334,6 +343,24 @@ async def delete_rabbitmq_names(url: str, exchange: str, queues: Iterable[str]) 
                 await channel.close()
     finally:
         await connection.close()
+
+
+async def _catalogued_names(url: str, prefix: str) -> set[str]:
+    """The queue names of every topic and group the prefix's catalog lists."""
+    from ..transports.rabbitmq import RabbitMQTransport
+    from ..transports.rabbitmq.names import dead_letter_queue, group_queue, history_stream
+
+    transport = RabbitMQTransport(url, prefix=prefix, publish_timeout=30)
+    try:
+        topics = await transport.list_topics()
+    finally:
+        await transport.close()
+    names: set[str] = set()
+    for topic in topics:
+        names.add(history_stream(prefix, topic.event_type))
+        names.add(dead_letter_queue(prefix, topic.event_type))
+        names.update(group_queue(prefix, topic.event_type, group.name) for group in topic.groups)
+    return names
 
 
 class KafkaBroker(Broker):

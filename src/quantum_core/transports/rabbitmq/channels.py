@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from ..._backoff import backoff
 
-__all__ = ["RECONNECT_WAIT", "open_channel"]
+__all__ = ["RECONNECT_WAIT", "open_bare_channel", "open_channel"]
 
 RECONNECT_WAIT = 5.0
 """Seconds to wait for a lost connection to come back (as a NATS publish waits)."""
@@ -42,3 +43,24 @@ async def open_channel(connection: AbstractConnection, *, confirms: bool) -> Abs
         ) from None
     except RuntimeError:
         raise ConnectionError("the connection to RabbitMQ is closed") from None
+
+
+async def open_bare_channel(connection: AbstractConnection) -> aiormq.abc.AbstractChannel:
+    """A bare aiormq channel on the connection, once it is up: nothing reopens it.
+
+    For passive declares: one of a missing queue makes the broker close the channel, and
+    aio-pika's robust channel would reopen itself behind our back, so a channel opened in
+    its place would leave it open, one per missing queue, up to RabbitMQ's 2047. Nor does
+    a bare channel answer a passive declare from aio-pika's cache.
+    """
+    try:
+        async with asyncio.timeout(RECONNECT_WAIT):
+            await connection.ready()
+    except TimeoutError:
+        raise ConnectionError(
+            f"the connection to RabbitMQ is down and did not come back within {RECONNECT_WAIT:g} s"
+        ) from None
+    transport = connection.transport
+    if transport is None:
+        raise ConnectionError("the connection to RabbitMQ is closed")
+    return await transport.connection.channel()

@@ -4,8 +4,9 @@ A queue holds only what was routed to it after it was bound, so a new group woul
 empty. The transport therefore binds a stream per topic (``{prefix}.history.{topic}``,
 bounded by ``history_max_bytes`` / ``history_max_age``) that keeps what was published,
 whoever consumes it. A new group that asks for the beginning is bound first, then filled
-with a copy of the stream up to a marker published after the binding: what was routed
-before the binding comes from the copy, what came after is already in the queue.
+with a copy of the stream up to a marker published after the binding (``streams.py``):
+what was routed before the binding comes from the copy, what came after is already in the
+queue.
 
 At the boundary a message may arrive twice (routed after the binding and stored in the
 stream before the marker): delivery stays at-least-once, as everywhere else. The copy goes
@@ -16,19 +17,16 @@ and new events interleave.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from .channels import open_channel
+from .streams import OFFSET, read_stream
 
-__all__ = ["MARKER", "copy_history", "stream_arguments"]
+__all__ = ["copy_history", "stream_arguments"]
 
-MARKER = "x-quantum-history-marker"
-"""Header of the markers a copy publishes into the stream (skipped by every copy)."""
-_BATCH = 200
 _SEGMENT_MAX = 64 * 1024 * 1024
 
 
@@ -49,54 +47,33 @@ async def copy_history(
     connection: AbstractConnection, stream: str, queue: str, timeout: float = 60.0
 ) -> int:
     """Copy ``stream`` into ``queue`` up to a marker published now; return how many."""
-    marker = os.urandom(8).hex()
     channel = await open_channel(connection, confirms=True)
+    copied = 0
+
+    async def copy(batch: list[AbstractIncomingMessage]) -> None:
+        nonlocal copied
+        confirms = []
+        for message in batch:
+            headers = dict(message.headers or {})
+            headers.pop(OFFSET, None)  # the stream's, not the message's
+            confirms.append(
+                channel.default_exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers or None,
+                        message_id=message.message_id,
+                        timestamp=message.timestamp,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=queue,
+                )
+            )
+        await asyncio.gather(*confirms)
+        copied += len(confirms)
+
     try:
-        await channel.default_exchange.publish(
-            aio_pika.Message(b"", headers={MARKER: marker}), routing_key=stream
-        )
-        await channel.set_qos(prefetch_count=_BATCH * 2)
-        arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        source = await channel.get_queue(stream, ensure=False)
-        tag = await source.consume(
-            arrived.put, no_ack=False, arguments={"x-stream-offset": "first"}
-        )
-        copied = 0
         async with asyncio.timeout(timeout):
-            done = False
-            while not done:
-                batch = [await arrived.get()]
-                while not arrived.empty() and len(batch) < _BATCH:
-                    batch.append(arrived.get_nowait())
-                confirms = []
-                for message in batch:
-                    headers = dict(message.headers or {})
-                    headers.pop("x-stream-offset", None)  # the stream's, not the message's
-                    if MARKER in headers:
-                        done = done or _text(headers[MARKER]) == marker
-                        continue
-                    if done:
-                        continue
-                    confirms.append(
-                        channel.default_exchange.publish(
-                            aio_pika.Message(
-                                message.body,
-                                headers=headers or None,
-                                message_id=message.message_id,
-                                timestamp=message.timestamp,
-                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            ),
-                            routing_key=queue,
-                        )
-                    )
-                await asyncio.gather(*confirms)
-                copied += len(confirms)
-                await batch[-1].ack(multiple=True)
-        await source.cancel(tag)
+            await read_stream(channel, stream, copy)
         return copied
     finally:
         await channel.close()
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

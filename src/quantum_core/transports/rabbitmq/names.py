@@ -9,6 +9,8 @@ Layout (``prefix`` defaults to ``quantum_core``):
 * queue ``{prefix}.history.{event type}``: a stream bound the same way, the topic's
   retained history, from which a ``from_beginning`` group is filled when it is created.
 * queue ``{prefix}.dead.{event type}``: the topic's dead letters (a durable classic queue).
+* queue ``{prefix}.catalog``: a small stream noting the topics and groups the transports
+  created, which ``list_topics`` reads (``catalog.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import re
 
 from ..._checks import check_text
 
-__all__ = ["check_prefix", "check_topic", "dead_letter_queue", "group_queue", "history_stream"]
+__all__ = [
+    "catalog_stream",
+    "check_prefix",
+    "check_topic",
+    "dead_letter_queue",
+    "group_queue",
+    "history_stream",
+]
 
 _MAX_NAME = 255  # AMQP 0-9-1 short strings: queue names and routing keys
 _PREFIX = re.compile(r"(?!amq\.)[a-zA-Z0-9\-_.:@,/]{1,100}")
@@ -64,6 +73,11 @@ def dead_letter_queue(prefix: str, topic: str) -> str:
     return _fit(f"{prefix}.dead.{topic}")
 
 
+def catalog_stream(prefix: str) -> str:
+    """The stream noting the prefix's topics and groups (``catalog.py``)."""
+    return _fit(f"{prefix}.catalog")
+
+
 def _fit(name: str) -> str:
     """Escape what a queue name cannot hold, then shorten a name over 255 bytes."""
     return _shorten(_UNSAFE.sub(_escape, name))
@@ -81,4 +95,4 @@ def _shorten(name: str) -> str:
         return name
     digest = hashlib.sha256(raw).hexdigest()[:16]
     head = raw[: _MAX_NAME - len(digest) - 1].decode(errors="ignore")
-    return f"{head}~{digest}"
+    return f"{head}@{digest}"  # "@": a character pamqp takes in a queue name ("~" it refuses)

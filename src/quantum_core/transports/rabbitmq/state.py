@@ -28,16 +28,25 @@ from aio_pika.abc import (
 )
 
 from ..._redaction import redact_text
+from ...bus.abilities import TopicSummary
 from ...errors import TransportError
-from .channels import open_channel
+from .catalog import (
+    CatalogReading,
+    catalog_arguments,
+    note_message,
+    snapshot_message,
+    summarize,
+)
+from .channels import open_bare_channel, open_channel
 from .dead_letters import dead_letter_message
 from .history import copy_history, stream_arguments
-from .names import dead_letter_queue, history_stream
+from .names import catalog_stream, dead_letter_queue, history_stream
+from .streams import read_stream
 
 if TYPE_CHECKING:
     from .subscription import RabbitMQSubscription
 
-__all__ = ["AMQP_ERRORS", "RabbitMQSettings", "RabbitMQState"]
+__all__ = ["AMQP_ERRORS", "CHANNEL_GONE", "RabbitMQSettings", "RabbitMQState"]
 
 AMQP_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPException,
@@ -48,8 +57,16 @@ AMQP_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 """What a request to the broker may raise when it, or the way to it, fails."""
+CHANNEL_GONE: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
+)
+"""What a request on a channel raises when the channel (or its connection) closed under it."""
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, ValueError)
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+_STALLED = 1.0
+"""Seconds without a record after which a catalog read starts again (``read_stream``)."""
 _RECONNECT_INTERVAL = 1.0
 """aio-pika's pause before reconnecting (5 s by default), unless the URL sets its own."""
 _HEARTBEAT = 5
@@ -110,8 +127,11 @@ class RabbitMQState:
         self._connecting = asyncio.Lock()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._admin: AbstractChannel | None = None
+        self._admin: aiormq.abc.AbstractChannel | None = None
         self._histories: set[str] = set()
+        self._topics: set[str] = set()
+        self._noted: set[tuple[str, str | None, bool]] = set()
+        self._catalog_declared = False
 
     def __repr__(self) -> str:
         return f"RabbitMQTransport({self.shown!r}, prefix={self.settings.prefix!r})"
@@ -126,23 +146,27 @@ class RabbitMQState:
         """
         self.closed = True
         await asyncio.gather(*(subscription.close() for subscription in list(self.subscriptions)))
-        channels = [channel for channel in (self._channel, self._admin) if channel is not None]
+        channel, admin = self._channel, self._admin
         self._channel = self._exchange = self._admin = None
         connections = list(self._connections.values())
         self._connections.clear()
         if self.given is None:
             await asyncio.gather(*(quietly(connection.close()) for connection in connections))
         else:
+            timeout = self.settings.publish_timeout
             await asyncio.gather(
-                *(quietly(channel.close(), self.settings.publish_timeout) for channel in channels)
+                *([quietly(channel.close(), timeout)] if channel is not None else []),
+                *([quietly(admin.close(), timeout)] if admin is not None else []),
             )
 
     async def store_dead_letter(self, topic: str, record: bytes, origin: str | None) -> None:
         """Publish the record to the dead-letter queue and wait for the broker's confirm."""
         name = dead_letter_queue(self.settings.prefix, topic)
         try:
-            channel, _ = await self.publisher()
+            await self.publisher()  # connects, bounded on its own
             async with asyncio.timeout(self.settings.publish_timeout):
+                await self.note(topic, dead=True)
+                channel, _ = await self.publisher()  # the note may have replaced a closed one
                 await channel.declare_queue(
                     name,
                     durable=True,
@@ -161,9 +185,13 @@ class RabbitMQState:
             raise TransportError(f"the dead-letter queue {name!r} did not take the record")
 
     async def declare_group(
-        self, channel: AbstractChannel, topic: str, name: str, *, fill: bool = True
+        self, channel: AbstractChannel, topic: str, group: str, name: str, *, fill: bool = True
     ) -> AbstractQueue:
-        """Declare and bind the group's quorum queue; copy the history into it if ``fill``."""
+        """Declare, bind and note ``group``'s quorum queue ``name``; fill it if ``fill``.
+
+        Noted in the catalog (``catalog.py``) once per transport; filled with a copy of the
+        topic's history.
+        """
         exchange = await channel.declare_exchange(
             self.settings.prefix, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -176,6 +204,7 @@ class RabbitMQState:
             queue = await channel.declare_queue(name, durable=True, arguments=_QUORUM)
         self.declared.add(name)
         await queue.bind(exchange, routing_key=topic)
+        await self.note(topic, group)
         if fill and self.settings.keeps_history:
             if topic not in self._histories:
                 await self.declare_history(topic)
@@ -186,17 +215,18 @@ class RabbitMQState:
     async def ready_count(self, queue: str) -> int | None:
         """The queue's ready messages, from a passive declare (None if it is gone).
 
-        The declare goes to aiormq's channel: aio-pika's robust channel answers a passive
-        declare of a queue it saw before from its cache, with the count of that first time.
+        The declare goes to a bare aiormq channel (``open_bare_channel``): aio-pika's robust
+        channel answers a passive declare of a queue it saw before from its cache, with the
+        count of that first time, and reopens itself after a missing queue closed it. The
+        broker closes the channel for a missing queue: the next call opens another.
         """
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
                 channel = self._admin
                 if channel is None or channel.is_closed:
                     connection = await self.connection("consume")
-                    channel = self._admin = await open_channel(connection, confirms=False)
-                underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(queue, passive=True)
+                    channel = self._admin = await open_bare_channel(connection)
+                declared = await channel.queue_declare(queue, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return None
         except AMQP_ERRORS as exc:
@@ -274,10 +304,70 @@ class RabbitMQState:
         await stream.bind(exchange, routing_key=topic)
         self._histories.add(topic)
 
-    async def ensure_history(self, topic: str) -> None:
-        """Declare the topic's history stream, once, where the transport keeps history."""
+    async def ensure_topic(self, topic: str) -> None:
+        """Note the topic in the catalog and declare its history stream, once per transport.
+
+        The history stream only where the transport keeps history; publishing calls this.
+        """
+        if topic in self._topics:
+            return
+        await self.note(topic)
         if self.settings.keeps_history and topic not in self._histories:
             await self.declare_history(topic)
+        self._topics.add(topic)
+
+    async def note(self, topic: str, group: str | None = None, *, dead: bool = False) -> None:
+        """Append to the catalog that ``topic`` (and ``group`` on it) exists, once per transport.
+
+        ``dead``: the topic has a dead-letter queue. Waits for the broker's confirm
+        (``catalog.py``); tries once more on a new channel if the channel closed, and
+        declares a catalog deleted meanwhile again.
+        """
+        if (topic, group, dead) in self._noted:
+            return
+        name = catalog_stream(self.settings.prefix)
+        for attempt in range(2):  # again after the channel closed, or the catalog was deleted
+            channel, _ = await self.publisher()  # a closed one is replaced here
+            try:
+                if not self._catalog_declared:
+                    await channel.declare_queue(name, durable=True, arguments=catalog_arguments())
+                    self.declared.add(name)
+                    self._catalog_declared = True
+                result = await channel.default_exchange.publish(
+                    note_message(topic, group, dead=dead), name, mandatory=True
+                )
+            except CHANNEL_GONE:  # 3.10 may crash the first publish to a stream just declared
+                if attempt:
+                    raise
+                continue
+            if isinstance(result, aiormq.spec.Basic.Ack):
+                self._noted.add((topic, group, dead))
+                return
+            self._catalog_declared = False
+        raise TransportError(f"the catalog stream {name!r} did not take a note of {topic!r}")
+
+    async def list_topics(self) -> list[TopicSummary]:
+        """Every topic the catalog noted, as the broker tells it (``catalog.py``).
+
+        Empty if there is no catalog. Appends a snapshot when one is due. Unbounded: the
+        transport bounds it.
+        """
+        name = catalog_stream(self.settings.prefix)
+        if await self.ready_count(name) is None:
+            return []
+        reading = CatalogReading()
+        connection = await self.connection("consume")
+        channel = await open_channel(connection, confirms=True)
+        try:
+            end = await read_stream(channel, name, reading.take, restart_after=_STALLED)
+            topics = await summarize(self.settings.prefix, reading, self.ready_count)
+            if reading.snapshot_due(end):
+                message = snapshot_message(topics, reading.dead)
+                await channel.default_exchange.publish(message, name)
+        finally:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await channel.close()
+        return topics
 
     async def queue_exists(self, name: str) -> bool:
         """Whether the queue ``name`` exists (a passive declare on a channel of its own)."""

@@ -190,7 +190,9 @@ class RabbitMQSubscription(Subscription):
                 if await self._state.queue_exists(self._queue.name):
                     return  # the connection came back: the queue kept what it held
             _log.warning("consumer_group_recreated", queue=self._queue.name, group=self._group)
-            await self._state.declare_group(self._channel, self._topic, self._queue.name)
+            await self._state.declare_group(
+                self._channel, self._topic, self._group, self._queue.name
+            )
         except AMQP_ERRORS as exc:
             raise TransportError(f"recreating the queue of {self._group!r} failed: {exc}") from exc
 

@@ -19,7 +19,9 @@ are not robust: the subscription restores them itself (``subscription.py``).
 
 What the transport and its subscriptions share (connections, channels, declarations) is in
 ``state.py``; URL options in ``url.py``; dead letters in ``dead_letters.py``; the history
-streams in ``history.py``; channels that wait out a reconnect in ``channels.py``.
+streams in ``history.py`` (read through ``streams.py``); the catalog of topics and groups
+that ``list_topics`` reads in ``catalog.py``; channels that wait out a reconnect in
+``channels.py``.
 
 Not here: handled-records for ``idempotent=True`` (RabbitMQ keeps no keys; use Redis), and
 a group-wide pending count (AMQP 0-9-1 tells a queue's ready messages, not what other
@@ -37,7 +39,6 @@ from typing import Any
 
 try:
     import aio_pika
-    import aiormq
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "the RabbitMQ transport (amqp:// URLs) needs aio-pika: "
@@ -46,24 +47,20 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from aio_pika.abc import AbstractConnection
 
 from ..._checks import check_int, check_seconds
+from ...bus.abilities import TopicSummary
 from ...bus.registry import register_transport
 from ...bus.transport import Subscription, Transport
 from ...errors import TransportError
 from .channels import open_channel
 from .dead_letters import browse_dead_letters, check_id, delete_by_id
 from .names import check_prefix, check_topic, dead_letter_queue, group_queue
-from .state import AMQP_ERRORS, RabbitMQSettings, RabbitMQState
+from .state import AMQP_ERRORS, CHANNEL_GONE, RabbitMQSettings, RabbitMQState
 from .subscription import RabbitMQSubscription
 from .url import redact_url, split_options
 
 __all__ = ["RabbitMQTransport"]
 
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
-_CHANNEL_GONE: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.ChannelInvalidStateError,
-    aiormq.exceptions.ChannelClosed,
-    aiormq.exceptions.ConnectionClosed,  # the broker closed the connection (or it dropped)
-)
 _DEFAULTS: dict[str, Any] = {
     "prefix": "quantum_core",
     "history_max_bytes": 256 * 1024 * 1024,
@@ -169,6 +166,9 @@ class RabbitMQTransport(Transport):
     async def publish(self, topic: str, messages: Sequence[bytes]) -> None:
         """Publish every message, concurrently, and return once the broker confirmed all.
 
+        The transport's first publish to a topic notes it in the catalog first (one more
+        confirmed publish, ``catalog.py``) and declares its history stream.
+
         RabbitMQ closes a channel on any channel error (and 3.10 crashes one that publishes
         to a stream declared an instant before, at times closing the whole connection); what
         the closed channel left unconfirmed goes again, once, on a new channel (with the same
@@ -207,11 +207,14 @@ class RabbitMQTransport(Transport):
         """
         _, exchange = await self._state.publisher()
         async with asyncio.timeout(self.publish_timeout):
-            await self._state.ensure_history(topic)
+            try:
+                await self._state.ensure_topic(topic)  # the catalog's note, the history stream
+            except CHANNEL_GONE:
+                return outgoing
             if len(outgoing) == 1:
                 try:
                     await exchange.publish(_message(*outgoing[0]), topic, mandatory=False)
-                except _CHANNEL_GONE:
+                except CHANNEL_GONE:
                     return outgoing
                 return []
             results = await asyncio.gather(
@@ -220,7 +223,7 @@ class RabbitMQTransport(Transport):
             )
         left = []
         for item, result in zip(outgoing, results, strict=True):
-            if isinstance(result, _CHANNEL_GONE):
+            if isinstance(result, CHANNEL_GONE):
                 left.append(item)
             elif isinstance(result, BaseException):
                 raise result
@@ -243,7 +246,7 @@ class RabbitMQTransport(Transport):
             fill = from_beginning and not await self._state.queue_exists(name)
             channel = await open_channel(connection, confirms=False)
             try:
-                queue = await self._state.declare_group(channel, topic, name, fill=fill)
+                queue = await self._state.declare_group(channel, topic, group, name, fill=fill)
                 subscription = RabbitMQSubscription(self._state, topic, group, channel, queue)
             except BaseException:
                 with contextlib.suppress(*AMQP_ERRORS):
@@ -292,6 +295,21 @@ class RabbitMQTransport(Transport):
                 await channel.close()
         except AMQP_ERRORS as exc:
             raise self._state.error(f"deleting dead letters of {topic!r} failed", exc) from exc
+
+    async def list_topics(self) -> Sequence[TopicSummary]:
+        """Every topic of the prefix's catalog (``catalog.py``), sorted, with its groups.
+
+        Reads the catalog, then a passive declare per queue; may append a snapshot to the
+        catalog, so that what it lists stays there. A group's lag is its queue's ready
+        messages; pending and the topic's length are None (AMQP 0-9-1 does not tell them);
+        a group whose queue was deleted is left out. The whole listing is bounded by
+        ``publish_timeout``.
+        """
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                return await self._state.list_topics()
+        except AMQP_ERRORS as exc:
+            raise self._state.error("could not list the topics", exc) from exc
 
     async def ping(self) -> None:
         """Declare the exchange again: a round trip that proves the broker answers."""
