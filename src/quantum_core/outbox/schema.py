@@ -123,11 +123,13 @@ END $$;
                 "AS rows (e, b, n) ORDER BY n"
             ),
             read_cursor=f"SELECT last_xid::text, last_id FROM {relay}",
+            # The rows in transaction order: ORDER BY names the table's xid8 column, never
+            # the output column xid::text (a bare "xid" would sort as text, "10" < "9").
             fetch=(
-                f"SELECT xid::text, id, event_type, envelope FROM {quoted} "
-                "WHERE (xid, id) > ($1::text::xid8, $2) "
-                "AND xid < pg_snapshot_xmin(pg_current_snapshot()) "
-                "ORDER BY xid, id LIMIT $3"
+                f"SELECT o.xid::text AS xid_text, o.id, o.event_type, o.envelope FROM {quoted} o "
+                "WHERE (o.xid, o.id) > ($1::text::xid8, $2) "
+                "AND o.xid < pg_snapshot_xmin(pg_current_snapshot()) "
+                "ORDER BY o.xid, o.id LIMIT $3"
             ),
             advance=(
                 f"UPDATE {relay} SET last_xid = $1::text::xid8, last_id = $2, "
