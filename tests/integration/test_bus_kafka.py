@@ -281,3 +281,15 @@ async def test_listing_an_unreachable_cluster_fails_naming_it():
     async with KafkaTransport(f"kafka://127.0.0.1:{port}", request_timeout=1) as transport:
         with pytest.raises(TransportError, match=rf"could not reach Kafka at 127\.0\.0\.1:{port}"):
             await transport.list_topics()
+
+
+async def test_reading_dead_letters_of_an_unknown_event_type_creates_no_topic(
+    kafka_url, kafka_prefix
+):
+    """A typo in ``dead_letters("...")`` (or the CLI's) lists nothing and leaves no topic."""
+    async with KafkaTransport(kafka_url, prefix=kafka_prefix) as transport:
+        bus = EventBus(transport, service_name="ops")
+        assert await bus.dead_letters("orders.typo") == []
+        assert await transport.delete_dead_letters("orders.typo", ["3"]) == 0
+        assert await bus.purge_dead_letters("orders.typo") == 0
+        assert list(await transport.list_topics()) == []

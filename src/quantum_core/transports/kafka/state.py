@@ -119,6 +119,19 @@ class KafkaState:
                 self._admin = admin
             return self._admin
 
+    async def has_topic(self, topic: str) -> bool:
+        """Whether ``topic`` exists (a reader asks, so that reading never creates one)."""
+        if topic in self._topics:
+            return True
+        admin = await self.admin()
+        try:
+            found = topic in await admin.list_topics()
+        except KafkaError as exc:
+            raise TransportError(f"could not list Kafka topics: {exc!r}") from exc
+        if found:
+            self._topics.add(topic)
+        return found
+
     async def ensure_topics(self, topics: Sequence[str], *, partitions: int | None = None) -> None:
         """Create the topics that do not exist yet (once per transport)."""
         missing = [topic for topic in topics if topic not in self._topics]
