@@ -82,7 +82,7 @@ POLICY_SYNCED = "demo.policy.synced"
 FEED_RESUME = "demo.feed.resume"
 WAIT_SECONDS = 60.0  # a bound for a stuck flow, never reached by a healthy one
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-_BUS_URL_OPTIONS = ("prefix", "maxlen", "max_age", "claim_idle")
+_BUS_URL_OPTIONS = ("prefix", "maxlen", "max_age", "claim_idle", "wait_replicas")
 
 logger = get_logger("examples.trading.run", domain="demo")
 

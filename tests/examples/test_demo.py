@@ -85,3 +85,22 @@ def test_domain_code_imports_no_transport_or_broker_library():
                 continue
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def test_the_policy_url_keeps_none_of_the_bus_transports_own_options():
+    """Every option the Redis transport reads from its URL is left out of redis-py's."""
+    script = """
+from examples.trading.run import policy_location
+from quantum_core.transports.redis.url import split_options
+
+url, prefix = policy_location(
+    "redis://127.0.0.1:6379/0?prefix=t&maxlen=9&max_age=60&claim_idle=5"
+    "&wait_replicas=0&socket_timeout=2"
+)
+print(prefix, split_options(url))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "t:policy ('redis://127.0.0.1:6379/0?socket_timeout=2', {})"
