@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help demo demo-redis serve test test-matrix test-redis-matrix lint types pytest docs docs-serve dist bench bench-quick clean
+.PHONY: help demo demo-redis serve test test-matrix lint types pytest docs docs-serve dist bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -58,15 +58,13 @@ test: lint types docs pytest  ## lint, types, the strict docs build and the whol
 # The supported versions (noxfile.py): Python 3.11, 3.12 and 3.13, each with the lowest and
 # the highest redis-py supported, running the unit, contract and Redis suites; a venv each
 # under .nox, kept between runs. The interpreters: on PATH, or pyenv's (as on our machines).
+# CI runs every session (.ci/run). One alone, the interpreters on PATH as below:
+# `.venv/bin/nox -s "tests-3.12(lowest)"`.
 PYENV_PYTHONS := $(shell ls -d $(HOME)/.pyenv/versions/3.1[123].*/bin 2>/dev/null | tr '\n' :)
 
-test-matrix: $(VENV)/.installed-dev  ## unit, contract and Redis suites on Python 3.11-3.13 x lowest/highest redis-py
+test-matrix: $(VENV)/.installed-dev  ## unit, contract and Redis suites on Python 3.11-3.13 x lowest/highest redis-py (what CI runs)
 	@bash .ci/services
 	PATH="$(PYENV_PYTHONS)$$PATH" $(BIN)/nox
-
-test-redis-matrix: $(VENV)/.installed-dev  ## the same suites on Python 3.11 only, both ends of redis-py (what CI runs)
-	@bash .ci/services
-	PATH="$(PYENV_PYTHONS)$$PATH" $(BIN)/nox -s "tests-3.11(lowest)" "tests-3.11(highest)"
 
 dist: $(VENV)/.installed-dev  ## the sdist and the wheel (from the sdist) into dist/, checked by twine
 	rm -rf dist

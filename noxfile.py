@@ -3,9 +3,10 @@
 Python 3.11, 3.12 and 3.13, each with the lowest and the highest redis-py supported
 (pyproject's ``redis>=5.3,<9``; quantum_core._redis.TESTED_REDIS_PY names the releases whose
 private parser the Redis transport subclasses). Each combination runs the unit suite, the
-contract suite on every transport and the Redis transport's own tests (``make test-matrix``,
-called by .ci/run, starts the services first). redis-py is the one runtime dependency whose
-private behaviour quantum_core relies on; the others are used through their public API only.
+contract suite on every transport and the Redis transport's own tests. ``make test-matrix``
+starts the services and runs every session; .ci/run calls it: CI runs the whole matrix.
+redis-py is the one runtime dependency whose private behaviour quantum_core relies on; the
+others are used through their public API only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ TEST_TOOLS = [
 # the spans and metrics (otel, prometheus).
 EXTRAS = ".[nats,rabbitmq,kafka,otel,prometheus]"
 # The Redis transport's own tests (its reply parser, its consumer path, a server restart and
-# loss, a Redis Cluster), as `make test-redis-matrix` ran them on Python 3.11 alone before.
+# loss, a Redis Cluster).
 REDIS_TESTS = sorted(
     str(path)
     for pattern in (
