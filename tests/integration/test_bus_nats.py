@@ -239,10 +239,12 @@ async def test_a_slow_handler_is_kept_alive_past_ack_wait(make):
 
 
 async def test_a_lost_consumer_is_recreated_from_the_stream_start(make, js, nats_prefix, log_lines):
+    # In memory: nats-server 2.9 may refuse to delete a file consumer whose state it is writing
+    # at that moment ("unlinkat ...: directory not empty", seen once in a full run).
     recorder = EventRecorder()
-    bus = EventBus(make(), service_name="exec")
+    bus = EventBus(make(storage="memory"), service_name="exec")
     bus.subscribe("orders", recorder, name="handle")
-    publisher = EventBus(make(), service_name="pub")
+    publisher = EventBus(make(storage="memory"), service_name="pub")
     async with bus:
         await publisher.publish("orders", {"n": 1})
         await recorder.wait_for(1)
