@@ -614,10 +614,10 @@ class EventBus:
         ordering_key: str | Callable[[dict[str, Any]], Hashable | None] | None,
     ) -> list[str]:
         """Publish with a ``send`` span and/or the publish metrics (``observability/``)."""
-        validate_event_type(event_type)  # before a span is named after it
         spans = tracing_spans()
         span = None
         if spans is not None:
+            validate_event_type(event_type)  # before a span is named after it (encode does too)
             span, trace_id, headers = spans.start_send(
                 self._system, event_type, trace_id, headers, len(payloads), batch
             )
