@@ -17,7 +17,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from .._checks import check_int, check_seconds
 from ..logs import get_logger
@@ -39,7 +39,7 @@ from .envelope import encode_events, validate_event_type
 from .registry import resolve_transport
 from .stats import SubscriptionStats
 from .transport import Backlog, Transport
-from .typed import TypedPayload, typed_payload
+from .typed import TypedPayload, adapter_for, typed_payload
 
 __all__ = ["EventBus", "EventHandler"]
 
@@ -310,14 +310,11 @@ class EventBus:
         if model is None or model is dict:
             self._publishes[event_type] = None
             return
-        try:
-            adapter: TypeAdapter[Any] = TypeAdapter(model)
-        except Exception as exc:
-            raise TypeError(
-                f"publisher({event_type!r}, {model!r}): pydantic cannot describe it "
-                f"({type(exc).__name__}: {' '.join(str(exc).split())}); pass a pydantic model, "
-                "a TypedDict or a dataclass"
-            ) from None
+        adapter = adapter_for(
+            model,
+            f"publisher({event_type!r}, {model!r}): pydantic cannot describe it",
+            "pass a pydantic model, a TypedDict or a dataclass",
+        )
         self._publishes[event_type] = TypedPayload(model, adapter, f"{self.service_name} publisher")
 
     @property

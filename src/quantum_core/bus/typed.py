@@ -19,7 +19,7 @@ from typing import Any, get_origin
 
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["TypedPayload", "typed_payload"]
+__all__ = ["TypedPayload", "adapter_for", "typed_payload"]
 
 _UNTYPED: tuple[object, ...] = (
     dict,
@@ -81,15 +81,22 @@ def typed_payload(handler: object, name: str) -> TypedPayload | None:
     annotation = _first_annotation(handler, name)
     if annotation in _UNTYPED or get_origin(annotation) in _UNTYPED:
         return None
-    try:
-        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
-    except Exception as exc:
-        raise TypeError(
-            f"handler {name!r}: its first parameter is annotated {_show(annotation)}, which "
-            f"pydantic cannot validate ({type(exc).__name__}: {_one_line(exc)}); annotate it "
-            "with a pydantic model, a TypedDict or a dataclass, or with dict for the payload dict"
-        ) from None
+    adapter = adapter_for(
+        annotation,
+        f"handler {name!r}: its first parameter is annotated {_show(annotation)}, which "
+        "pydantic cannot validate",
+        "annotate it with a pydantic model, a TypedDict or a dataclass, or with dict for the "
+        "payload dict",
+    )
     return TypedPayload(annotation, adapter, name)
+
+
+def adapter_for(model: Any, refusal: str, expected: str) -> TypeAdapter[Any]:
+    """Pydantic's adapter of ``model``, or a TypeError: ``{refusal} ({why}); {expected}``."""
+    try:
+        return TypeAdapter(model)
+    except Exception as exc:
+        raise TypeError(f"{refusal} ({type(exc).__name__}: {_one_line(exc)}); {expected}") from None
 
 
 def _first_annotation(handler: object, name: str) -> Any:
